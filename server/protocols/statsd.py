@@ -1,0 +1,43 @@
+"""
+statsd over UDP: packets are parsed and handed to the ingest core.  Bad
+metrics are counted and logged (bounded); the packet's good metrics are kept.
+"""
+
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from server.logutil import BoundedLog
+from server.parse_statsd import parse_packet
+
+# Write the journal early when this much is waiting, whatever the interval.
+JOURNAL_HIGH_WATER = 1 << 20
+
+
+class StatsdProtocol(DatagramProtocol):
+    log = Logger()
+    noisy = False
+
+    def __init__(self, core, limits, clock):
+        self.core = core
+        self.limits = limits
+        self.bad_log = BoundedLog(self.log, clock)
+
+    def datagramReceived(self, data, addr):
+        core = self.core
+        counters = core.counters
+        counters["simplestats.udp.packets"] += 1
+        samples, errors = parse_packet(data, self.limits)
+        if errors:
+            counters["simplestats.udp.bad"] += len(errors)
+            self.bad_log.warn("bad statsd metric from {peer}: {reason}",
+                              peer="%s:%s" % addr[:2], reason=errors[0])
+        if samples:
+            refused = core.submit(samples, "udp")
+            if refused:
+                self.bad_log.warn("statsd metric from {peer} refused: {reason}",
+                                  peer="%s:%s" % addr[:2], reason=refused[0][1])
+        if core.journal.pending_bytes > JOURNAL_HIGH_WATER:
+            try:
+                core.durable()
+            except OSError as e:
+                self.bad_log.warn("journal write failed: {error}", error=e)

@@ -1,0 +1,216 @@
+"""
+Reading series back: choosing a tier, gathering closed and open buckets, and
+filling gaps the way each type means them (counters count zero, gauges keep
+their value, other types have no value).
+"""
+
+import math
+import re
+
+from server.aggregate import AGGREGATES, DEFAULT_FIELDS, PUBLIC_FIELDS, derive, new_aggregate
+from server.model import COUNTER, GAUGE
+
+_RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)(s|m|min|h|d|w)$")
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+AUTO_POINTS = 2000
+
+
+class QueryError(ValueError):
+    """
+    A query that cannot be answered; C{parameter} names the culprit.
+    """
+
+    def __init__(self, parameter, message):
+        ValueError.__init__(self, message)
+        self.parameter = parameter
+
+
+def parse_time(parameter, text, now):
+    """
+    C{now}, C{-5m}, C{-1h}, C{-7d} or seconds since the epoch.
+    """
+    text = text.strip()
+    if text == "now":
+        return now
+    match = _RELATIVE.match(text)
+    if match:
+        return now - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise QueryError(parameter, "%s must be seconds since the epoch, 'now' or like -1h, got %r"
+                         % (parameter, text))
+    return value
+
+
+def parse_resolution(store, text):
+    """
+    C{auto} (L{None}) or one of the tier steps (C{5s}, C{1m}, C{60}).
+    """
+    if text in (None, "", "auto"):
+        return None
+    match = re.match(r"^(\d+)(s|m|h|d)?$", text.strip())
+    steps = [t.step for t in store.tiers]
+    if match:
+        step = int(match.group(1)) * _UNITS[match.group(2) or "s"]
+        if step in steps:
+            return steps.index(step)
+    raise QueryError("resolution", "resolution must be auto or one of %s, got %r" % (
+        ", ".join(_step_name(s) for s in steps), text))
+
+
+def _step_name(step):
+    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60)):
+        if step % seconds == 0:
+            return "%d%s" % (step // seconds, unit)
+    return "%ds" % step
+
+
+def choose_tier(store, start, until, now, tier=None, max_points=20000):
+    """
+    The tier to answer from: the one asked for, or the finest whose
+    retention covers C{start} and that gives at most L{AUTO_POINTS} points.
+    """
+    tiers = store.tiers
+    if tier is None:
+        tier = len(tiers) - 1
+        for i, t in enumerate(tiers):
+            if (t.retention is None or start >= now - t.retention) and \
+                    (until - start) / t.step <= AUTO_POINTS:
+                tier = i
+                break
+    points = int(until // tiers[tier].step) - int(start // tiers[tier].step) + 1
+    if points > max_points:
+        raise QueryError("resolution", "resolution %s over this range gives %d points, the limit is %d:"
+                         " pick a coarser resolution or a shorter range"
+                         % (_step_name(tiers[tier].step), points, max_points))
+    return tier
+
+
+def fields_for(series, requested):
+    """
+    Check the requested field names against the series' type.
+    """
+    fam = series.family
+    if not requested:
+        return DEFAULT_FIELDS[fam]
+    allowed = PUBLIC_FIELDS[fam]
+    for name in requested:
+        if name not in allowed:
+            raise QueryError("fields", "a %s has no field %r; it has %s" % (
+                series.type if fam != "dist" else "timer or sample", name, ", ".join(allowed)))
+    return tuple(requested)
+
+
+def bucket_rows(store, series, i, first, last):
+    """
+    C{{number: row}} for buckets numbered C{first}..C{last} of tier C{i}:
+    the closed ones, the open one, and what finer tiers hold that has not
+    rolled up yet, so a read sees every accepted point.
+    """
+    tiers = store.tiers
+    step = tiers[i].step
+    rows = {}
+    stored = series.stored[i]
+    if stored is not None:
+        lo, hi = stored.span(first, last)
+        index = stored.index
+        columns = stored.columns
+        for p in range(lo, hi):
+            rows[index[p]] = tuple(c[p] for c in columns)
+    pending = {}
+    for j in range(i + 1):
+        for bucket, agg in series.open[j].items():
+            number = bucket // step
+            if first <= number <= last:
+                merged = pending.get(number)
+                if merged is None:
+                    merged = pending[number] = new_aggregate(series.family, store.accuracy)
+                merged.merge(agg)
+    merge_rows = AGGREGATES[series.family].merge_rows
+    for number, agg in pending.items():
+        row = agg.row()
+        old = rows.get(number)
+        rows[number] = row if old is None else merge_rows(old, row)
+    return rows
+
+
+def _carried_gauge(store, series, i, first):
+    stored = series.stored[i]
+    if stored is not None:
+        lo, _ = stored.span(first, first)
+        if lo:
+            return stored.columns[4][lo - 1]
+    return None
+
+
+def series_points(store, series, fields, start, until, i, now):
+    """
+    C{{field: [[bucket start, value or None], ...]}} over C{start}..C{until}
+    at tier C{i}, every bucket present.
+    """
+    step = store.tiers[i].step
+    first = int(start // step)
+    last = int(min(until, now) // step)
+    rows = bucket_rows(store, series, i, first, last)
+    fam = series.family
+    numbers = range(first, last + 1)
+    filled = []
+    if fam == COUNTER:
+        born = series.first_seen // step
+        for n in numbers:
+            row = rows.get(n)
+            filled.append(row if row is not None else ((0.0,) if n >= born else None))
+    elif fam == GAUGE:
+        carried = _carried_gauge(store, series, i, first)
+        for n in numbers:
+            row = rows.get(n)
+            if row is not None:
+                carried = row[4]
+            elif carried is not None:
+                row = (0.0, carried, carried, carried, carried)
+            filled.append(row)
+    else:
+        filled = [rows.get(n) for n in numbers]
+    present = [row for row in filled if row is not None]
+    values = derive(fam, fields, present, step)
+    result = {}
+    for name, column in zip(fields, values):
+        it = iter(column)
+        result[name] = [[n * step, next(it) if row is not None else None]
+                        for n, row in zip(numbers, filled)]
+    return result
+
+
+def day_week(store, series, field, i, now, tz_offset_minutes):
+    """
+    Today (from local midnight) against the same time of day over the
+    previous seven days: the mean, min and max of those days per bucket.
+    """
+    step = store.tiers[i].step
+    offset = tz_offset_minutes * 60
+    midnight = math.floor((now + offset) / 86400) * 86400 - offset
+    today = series_points(store, series, (field,), midnight, now, i, now)[field]
+    slots = int(86400 // step)
+    days = []
+    for d in range(1, 8):
+        begin = midnight - d * 86400
+        points = series_points(store, series, (field,), begin, begin + 86400 - step, i, now)[field]
+        days.append([v for _, v in points[:slots]])
+    avg, low, high = [], [], []
+    for k in range(slots):
+        ts = midnight + k * step
+        seen = [day[k] for day in days if k < len(day) and day[k] is not None]
+        if seen:
+            avg.append([ts, sum(seen) / len(seen)])
+            low.append([ts, min(seen)])
+            high.append([ts, max(seen)])
+        else:
+            avg.append([ts, None])
+            low.append([ts, None])
+            high.append([ts, None])
+    return {"today": today, "week_avg": avg, "week_min": low, "week_max": high,
+            "days_with_data": sum(1 for day in days if any(v is not None for v in day)),
+            "resolution": step, "field": field, "midnight": midnight}

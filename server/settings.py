@@ -1,0 +1,265 @@
+"""
+Every setting of the server: its default, its meaning and how it is checked.
+
+One immutable L{Settings} object is built once at start-up from these
+defaults, overridden by C{SIMPLESTATS_*} environment variables, overridden in
+turn by command-line flags, and passed down to whatever needs it.
+"""
+
+import argparse
+import dataclasses
+import ipaddress
+import math
+import re
+from typing import NamedTuple, Optional, Tuple
+
+from server.model import Limits
+
+
+class SettingsError(ValueError):
+    """
+    A setting has a value the server cannot run with; the message names it.
+    """
+
+
+class Tier(NamedTuple):
+    """
+    One resolution of stored data: buckets of C{step} seconds kept for
+    C{retention} seconds (L{None}: forever).
+    """
+
+    step: int
+    retention: Optional[int]
+
+
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_DURATION = re.compile(r"^(\d+)(s|min|m|h|d|w|y)?$")
+
+
+def parse_duration(text):
+    """
+    C{"5s"}, C{"1m"}, C{"8d"}, C{"2y"} or a plain number of seconds.
+    """
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError("%r is not a duration such as 5s, 1m, 6h, 8d, 1y" % (text,))
+    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def parse_retentions(text):
+    """
+    Graphite's C{retentions} syntax: C{"5s:6h,1m:8d,1h:forever"}.  Each step
+    must divide the next and each tier must keep at least as long as the one
+    before it, so every point rolls up into every coarser tier.
+    """
+    tiers = []
+    for part in text.split(","):
+        step_text, sep, keep_text = part.strip().partition(":")
+        if not sep:
+            raise ValueError("%r is not step:retention (e.g. 5s:6h)" % (part,))
+        step = parse_duration(step_text)
+        keep = None if keep_text.strip() == "forever" else parse_duration(keep_text)
+        if step <= 0:
+            raise ValueError("step of %r must be positive" % (part,))
+        if keep is not None and keep < step:
+            raise ValueError("retention of %r is shorter than its step" % (part,))
+        tiers.append(Tier(step, keep))
+    for finer, coarser in zip(tiers, tiers[1:]):
+        if finer.retention is None:
+            raise ValueError("only the last tier may be kept forever")
+        if coarser.step <= finer.step or coarser.step % finer.step:
+            raise ValueError(
+                "step %ds must be a multiple of the previous step %ds"
+                % (coarser.step, finer.step)
+            )
+        if coarser.retention is not None and coarser.retention < finer.retention:
+            raise ValueError("each tier must be kept at least as long as the finer one")
+    if 86400 % tiers[0].step:
+        raise ValueError("the finest step must divide a day")
+    return tuple(tiers)
+
+
+def _port(text):
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError("must be a port number from 0 to 65535")
+    return port
+
+
+def _address(text):
+    ipaddress.ip_address(text)
+    return text
+
+
+def _positive_float(text):
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a number greater than 0")
+    return value
+
+
+def _non_negative_float(text):
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("must be a number >= 0")
+    return value
+
+
+def _positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a whole number greater than 0")
+    return value
+
+
+def _accuracy(text):
+    value = float(text)
+    if not 0 < value < 0.5:
+        raise ValueError("must be a fraction between 0 and 0.5, e.g. 0.01")
+    return value
+
+
+def _bool(text):
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _token(text):
+    if text and len(text) < 16:
+        raise ValueError("must be at least 16 characters (or empty to disable writes off loopback)")
+    return text
+
+
+def _setting(default, parse, help):
+    return dataclasses.field(default=default, metadata={"parse": parse, "help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """
+    The server's settings.  Build with L{load}; never mutate.
+    """
+
+    bind: str = _setting("127.0.0.1", _address, "address all three ports listen on")
+    tcp_port: int = _setting(8007, _port, "TCP line protocol port (JSON tuples)")
+    udp_port: int = _setting(8125, _port, "statsd UDP port")
+    http_port: int = _setting(8080, _port, "web dashboard and JSON API port")
+    data_dir: str = _setting("data", str, "directory for the snapshot and the journal")
+    retentions: Tuple[Tier, ...] = _setting(
+        parse_retentions("5s:6h,1m:8d,1h:forever"),
+        parse_retentions,
+        "rollup tiers in Graphite's retentions syntax, finest first",
+    )
+    rollup_interval: float = _setting(1.0, _positive_float, "seconds between rollup ticks")
+    late_grace: float = _setting(
+        5.0, _non_negative_float, "seconds after its end that a 5 s bucket stays open for late points"
+    )
+    future_limit: float = _setting(
+        600.0, _non_negative_float, "how many seconds ahead of the server clock a timestamp may be"
+    )
+    snapshot_interval: float = _setting(60.0, _positive_float, "seconds between snapshots")
+    journal_flush_interval: float = _setting(
+        0.1, _positive_float, "seconds UDP points may wait in memory before the journal write"
+    )
+    journal_fsync_interval: float = _setting(
+        1.0, _non_negative_float, "seconds between journal fsyncs (0: fsync every write)"
+    )
+    sketch_accuracy: float = _setting(0.01, _accuracy, "relative error of percentiles")
+    max_line_length: int = _setting(65536, _positive_int, "longest TCP line, in bytes")
+    max_packet_size: int = _setting(65535, _positive_int, "largest UDP packet read, in bytes")
+    max_name_length: int = _setting(200, _positive_int, "longest metric name")
+    max_tags: int = _setting(20, _positive_int, "most tags on one point")
+    max_tag_length: int = _setting(100, _positive_int, "longest tag key or value")
+    max_batch: int = _setting(10000, _positive_int, "most tuples in one TCP batch line")
+    max_set_members: int = _setting(10000, _positive_int, "most members in one set partial")
+    max_series: int = _setting(500000, _positive_int, "most series; new ones beyond are refused")
+    max_connections: int = _setting(1000, _positive_int, "most open TCP connections")
+    max_upload_bytes: int = _setting(256 * 1024 * 1024, _positive_int, "largest import upload")
+    max_points: int = _setting(20000, _positive_int, "most points per field in one /api/series answer")
+    idle_expiry: float = _setting(
+        0.0, _non_negative_float, "drop series idle this many seconds (0: keep forever)"
+    )
+    api_token: str = _setting("", _token, "token for import and admin calls (header X-SimpleStats-Token)")
+    move_corrupt_aside: bool = _setting(
+        False, _bool, "at start-up, rename a corrupt snapshot or journal and start without it"
+    )
+    web_root: str = _setting("web/static", str, "directory of the dashboard's static files")
+
+    @property
+    def limits(self):
+        return Limits(
+            max_name_length=self.max_name_length,
+            max_tags=self.max_tags,
+            max_tag_length=self.max_tag_length,
+            max_batch=self.max_batch,
+            max_set_members=self.max_set_members,
+        )
+
+    @property
+    def tiers(self):
+        return self.retentions
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _env(name):
+    return "SIMPLESTATS_" + name.upper()
+
+
+def _fields():
+    return dataclasses.fields(Settings)
+
+
+def _show(value):
+    if isinstance(value, tuple) and value and isinstance(value[0], Tier):
+        return ",".join(
+            "%ds:%s" % (t.step, "forever" if t.retention is None else "%ds" % t.retention)
+            for t in value
+        )
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m server.main",
+        description="SimpleStats: a realtime statistics aggregation server.",
+        epilog="Every flag can also be set by the environment variable shown with it.",
+    )
+    for field in _fields():
+        parser.add_argument(
+            _flag(field.name),
+            dest=field.name,
+            default=None,
+            metavar="VALUE",
+            help="%s (default: %s; env %s)"
+            % (field.metadata["help"], _show(field.default) or "''", _env(field.name)),
+        )
+    return parser
+
+
+def load(argv=(), environ=None):
+    """
+    Build the settings from defaults, then C{environ}, then C{argv}.
+
+    @raise SettingsError: naming the flag or variable and what is wrong.
+    """
+    environ = {} if environ is None else environ
+    args = build_parser().parse_args(list(argv))
+    values = {}
+    for field in _fields():
+        parse = field.metadata["parse"]
+        for source, raw in ((_env(field.name), environ.get(_env(field.name))),
+                            (_flag(field.name), getattr(args, field.name))):
+            if raw is None:
+                continue
+            try:
+                values[field.name] = parse(raw)
+            except ValueError as e:
+                raise SettingsError("%s: %s, got %r" % (source, e, raw))
+    return Settings(**values)

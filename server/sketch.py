@@ -1,0 +1,201 @@
+"""
+A mergeable quantile sketch with a relative-error guarantee (DDSketch).
+
+Values are counted in logarithmic bins computed by C{ddsketch}'s
+L{LogarithmicMapping}: every quantile read back is within C{relative_accuracy}
+(default 1 %) of the exact value of that rank.  Merging two sketches adds
+their bins, so the quantiles of a 1-minute bucket come from the merged 5 s
+sketches exactly as if every raw value had been added to one sketch.
+
+Bins are kept in plain dicts (sparse) instead of ddsketch's dense lists: a
+bucket with a handful of values costs a handful of entries.
+"""
+
+import math
+
+from ddsketch.mapping import LogarithmicMapping
+
+DEFAULT_ACCURACY = 0.01
+
+_mappings = {}
+
+
+def _mapping(accuracy):
+    mapping = _mappings.get(accuracy)
+    if mapping is None:
+        mapping = _mappings[accuracy] = LogarithmicMapping(accuracy)
+    return mapping
+
+
+class Sketch:
+    """
+    Counts of values in logarithmic bins; positive and negative values in
+    separate bin maps, values too close to zero in C{zero}.
+    """
+
+    __slots__ = ("accuracy", "pos", "neg", "zero", "count")
+
+    def __init__(self, accuracy=DEFAULT_ACCURACY):
+        self.accuracy = accuracy
+        self.pos = {}
+        self.neg = {}
+        self.zero = 0.0
+        self.count = 0.0
+
+    def add(self, value, weight=1.0):
+        """
+        Count C{value} C{weight} times.
+        """
+        mapping = _mapping(self.accuracy)
+        if value > mapping.min_possible:
+            key = mapping.key(value)
+            self.pos[key] = self.pos.get(key, 0.0) + weight
+        elif value < -mapping.min_possible:
+            key = mapping.key(-value)
+            self.neg[key] = self.neg.get(key, 0.0) + weight
+        else:
+            self.zero += weight
+        self.count += weight
+
+    def merge(self, other):
+        """
+        Add every bin of C{other} to this sketch.
+        """
+        if other.accuracy != self.accuracy:
+            raise ValueError(
+                "cannot merge sketches of relative accuracy %r and %r"
+                % (self.accuracy, other.accuracy)
+            )
+        for mine, theirs in ((self.pos, other.pos), (self.neg, other.neg)):
+            for key, weight in theirs.items():
+                mine[key] = mine.get(key, 0.0) + weight
+        self.zero += other.zero
+        self.count += other.count
+
+    def copy(self):
+        clone = Sketch(self.accuracy)
+        clone.pos = dict(self.pos)
+        clone.neg = dict(self.neg)
+        clone.zero = self.zero
+        clone.count = self.count
+        return clone
+
+    def rebinned(self, accuracy):
+        """
+        This sketch's values counted again in bins of another accuracy (each
+        bin's values taken at the bin's representative value).
+        """
+        if accuracy == self.accuracy:
+            return self
+        mapping = _mapping(self.accuracy)
+        other = Sketch(accuracy)
+        for key, weight in self.pos.items():
+            other.add(mapping.value(key), weight)
+        for key, weight in self.neg.items():
+            other.add(-mapping.value(key), weight)
+        if self.zero:
+            other.add(0.0, self.zero)
+        return other
+
+    def quantile(self, q):
+        """
+        The value at quantile C{q} in [0, 1] (rank C{q * (count - 1)}, as
+        DDSketch defines it), or NaN for an empty sketch.
+        """
+        if self.count <= 0:
+            return math.nan
+        mapping = _mapping(self.accuracy)
+        rank = q * (self.count - 1)
+        seen = 0.0
+        # Negative values, most negative first: largest key first.
+        for key in sorted(self.neg, reverse=True):
+            seen += self.neg[key]
+            if seen > rank:
+                return -mapping.value(key)
+        seen += self.zero
+        if seen > rank:
+            return 0.0
+        for key in sorted(self.pos):
+            seen += self.pos[key]
+            if seen > rank:
+                return mapping.value(key)
+        # Floating point rounding of the weights: the largest value.
+        if self.pos:
+            return mapping.value(max(self.pos))
+        return 0.0 if self.zero else -mapping.value(min(self.neg))
+
+    def quantiles(self, qs):
+        """
+        Several quantiles in one pass over the sorted bins.
+        """
+        if self.count <= 0:
+            return [math.nan] * len(qs)
+        mapping = _mapping(self.accuracy)
+        ranks = [q * (self.count - 1) for q in qs]
+        order = sorted(range(len(qs)), key=ranks.__getitem__)
+        bins = [(-mapping.value(k), self.neg[k]) for k in sorted(self.neg, reverse=True)]
+        if self.zero:
+            bins.append((0.0, self.zero))
+        bins.extend((mapping.value(k), self.pos[k]) for k in sorted(self.pos))
+        result = [bins[-1][0]] * len(qs)
+        seen = 0.0
+        i = 0
+        for value, weight in bins:
+            seen += weight
+            while i < len(order) and seen > ranks[order[i]]:
+                result[order[i]] = value
+                i += 1
+            if i == len(order):
+                break
+        return result
+
+    def to_json(self):
+        """
+        A JSON-able form: the format clients may send inside a partial
+        aggregate and the form snapshots keep.
+        """
+        return {
+            "relative_accuracy": self.accuracy,
+            "bins": {str(k): v for k, v in self.pos.items()},
+            "negative_bins": {str(k): v for k, v in self.neg.items()},
+            "zero_count": self.zero,
+        }
+
+    @classmethod
+    def from_json(cls, obj):
+        """
+        Inverse of L{to_json}; raises C{ValueError} naming what is wrong.
+        """
+        if not isinstance(obj, dict):
+            raise ValueError("sketch must be an object")
+        accuracy = obj.get("relative_accuracy", DEFAULT_ACCURACY)
+        if not _is_number(accuracy) or not 0 < accuracy < 1:
+            raise ValueError("sketch relative_accuracy must be a number in (0, 1)")
+        sketch = cls(float(accuracy))
+        for field, target in (("bins", sketch.pos), ("negative_bins", sketch.neg)):
+            bins = obj.get(field, {})
+            if not isinstance(bins, dict):
+                raise ValueError("sketch %s must be an object of key: count" % (field,))
+            for key, weight in bins.items():
+                try:
+                    ikey = int(key)
+                except (TypeError, ValueError):
+                    raise ValueError("sketch %s key %r is not an integer" % (field, key))
+                if not _is_number(weight) or weight < 0:
+                    raise ValueError("sketch %s count for key %s must be a number >= 0" % (field, key))
+                target[ikey] = target.get(ikey, 0.0) + float(weight)
+                sketch.count += float(weight)
+        zero = obj.get("zero_count", 0)
+        if not _is_number(zero) or zero < 0:
+            raise ValueError("sketch zero_count must be a number >= 0")
+        sketch.zero = float(zero)
+        sketch.count += sketch.zero
+        return sketch
+
+
+def _is_number(x):
+    return (
+        isinstance(x, (int, float))
+        and not isinstance(x, bool)
+        and math.isfinite(x)
+    )

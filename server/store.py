@@ -1,0 +1,378 @@
+"""
+The in-memory store: one L{Series} per name and tags, each with open buckets
+(mutable aggregates) and closed buckets (columns of floats) for every tier.
+
+A point goes into the open bucket of its own timestamp in the finest tier
+whose retention still covers it.  L{Store.tick} closes buckets once their end
+is C{late_grace} seconds in the past, stores their row and merges their
+aggregate into the open bucket of the next coarser tier, so every tier is the
+exact merge of the finer one.  A point for a bucket that already closed (a
+late or historical point) is merged into the stored row of every tier that
+covers it, up to the first tier whose bucket is still open.
+
+The tick only visits buckets that received data: an index per tier maps an
+open bucket's start to the series that have it open.
+"""
+
+import math
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import deque
+
+from server.aggregate import AGGREGATES, STORED_FIELDS, family, new_aggregate
+from server.model import COUNTER, GAUGE, SET, split_series_key
+
+MOVING_AVERAGE_WINDOW = 60.0
+
+
+class StoredTier:
+    """
+    Closed buckets of one series in one tier: bucket numbers (start // step,
+    4 bytes each) and one column of 8-byte floats per stored field.
+    """
+
+    __slots__ = ("index", "columns")
+
+    def __init__(self, width):
+        self.index = array("I")
+        self.columns = [array("d") for _ in range(width)]
+
+    def __len__(self):
+        return len(self.index)
+
+    def put(self, number, row, merge_rows):
+        index = self.index
+        if not index or number > index[-1]:
+            index.append(number)
+            for column, value in zip(self.columns, row):
+                column.append(value)
+            return
+        i = bisect_left(index, number)
+        if i < len(index) and index[i] == number:
+            old = tuple(column[i] for column in self.columns)
+            for column, value in zip(self.columns, merge_rows(old, row)):
+                column[i] = value
+        else:
+            index.insert(i, number)
+            for column, value in zip(self.columns, row):
+                column.insert(i, value)
+
+    def trim_before(self, number):
+        """
+        Forget buckets numbered below C{number}.
+        """
+        i = bisect_left(self.index, number)
+        if i:
+            del self.index[:i]
+            for column in self.columns:
+                del column[:i]
+
+    def span(self, first, last):
+        """
+        The positions of the buckets numbered C{first} to C{last} inclusive.
+        """
+        return bisect_left(self.index, first), bisect_right(self.index, last)
+
+    def row(self, i):
+        return tuple(column[i] for column in self.columns)
+
+    def nbytes(self):
+        return sum(a.buffer_info()[1] * a.itemsize for a in (self.index, *self.columns))
+
+
+class Series:
+    """
+    Everything kept about one series.
+
+    @ivar value: the current value (see L{Store.current_value}).
+    @ivar ring: the last closed finest-tier buckets as
+        C{(start, weight, total)}, for the 1-minute moving average.
+    """
+
+    __slots__ = ("key", "name", "tags", "type", "family", "stored", "open",
+                 "gauge", "value", "value_bucket", "first_seen", "last_seen", "ring")
+
+    def __init__(self, key, metric_type, ntiers):
+        self.key = key
+        self.name, self.tags = split_series_key(key)
+        self.type = metric_type
+        self.family = family(metric_type)
+        self.stored = [None] * ntiers
+        self.open = [{} for _ in range(ntiers)]
+        self.gauge = 0.0
+        self.value = None
+        self.value_bucket = -1
+        self.first_seen = math.inf
+        self.last_seen = -math.inf
+        self.ring = deque(maxlen=12)
+
+
+class Store:
+    """
+    All series and the rollup state.  Every method that depends on time is
+    given C{now}; the store never reads a clock.
+    """
+
+    def __init__(self, tiers, accuracy=0.01, late_grace=5.0, now=0.0):
+        self.tiers = tuple(tiers)
+        self.accuracy = accuracy
+        self.late_grace = late_grace
+        self.series = {}
+        self.open_index = [{} for _ in self.tiers]
+        self.watermarks = [self._watermark(i, now) for i in range(len(self.tiers))]
+        # Observers told before a series changes (the snapshot writer uses
+        # this to copy a series before it is modified mid-snapshot).
+        self.before_change = None
+
+    def _watermark(self, i, now):
+        step = self.tiers[i].step
+        return math.floor((now - self.late_grace) / step) * step
+
+    # -- lookups ---------------------------------------------------------
+
+    def get_or_create(self, key, metric_type):
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = Series(key, metric_type, len(self.tiers))
+        return series
+
+    def covers(self, ts, now):
+        """
+        Whether some tier still keeps the bucket of C{ts}.
+        """
+        tier = self.tiers[-1]
+        return tier.retention is None or ts >= now - tier.retention
+
+    # -- writes ------------------------------------------------------------
+
+    def add_value(self, series, value, rate, ts, now):
+        """
+        Add one raw value (already resolved: gauge deltas applied).
+        """
+        if self.before_change is not None:
+            self.before_change(series)
+        step = self.tiers[0].step
+        bucket = int(ts // step) * step
+        if bucket + step > self.watermarks[0]:
+            agg = series.open[0].get(bucket)
+            if agg is None:
+                agg = self._open_bucket(series, 0, bucket)
+            agg.add(value, rate, ts)
+        else:
+            agg = new_aggregate(series.family, self.accuracy)
+            agg.add(value, rate, ts)
+            self._merge_late(series, agg, ts, now)
+            agg = None
+        self._note_value(series, bucket, value, rate, ts, agg)
+
+    def add_partial(self, series, fields, ts, now):
+        if self.before_change is not None:
+            self.before_change(series)
+        agg = new_aggregate(series.family, self.accuracy)
+        agg.merge_partial(fields, ts)
+        step = self.tiers[0].step
+        bucket = int(ts // step) * step
+        if bucket + step > self.watermarks[0]:
+            target = series.open[0].get(bucket)
+            if target is None:
+                target = self._open_bucket(series, 0, bucket)
+            target.merge(agg)
+        else:
+            target = None
+            self._merge_late(series, agg, ts, now)
+        fam = series.family
+        if fam == COUNTER:
+            self._note_value(series, bucket, fields["count"], 1.0, ts, target)
+        elif fam == GAUGE:
+            self._note_value(series, bucket, fields["last"], 1.0, ts, target)
+        elif fam == SET:
+            self._note_value(series, bucket, None, 1.0, ts, target)
+        else:
+            self._note_value(series, bucket, fields.get("last", fields["max"]), 1.0, ts, target)
+
+    def _note_value(self, series, bucket, value, rate, ts, agg):
+        if ts > series.last_seen:
+            series.last_seen = ts
+        if ts < series.first_seen:
+            series.first_seen = ts
+        fam = series.family
+        if fam == COUNTER:
+            if bucket == series.value_bucket:
+                series.value += value / rate
+            elif bucket > series.value_bucket:
+                series.value_bucket = bucket
+                series.value = value / rate
+        elif fam == SET:
+            if bucket >= series.value_bucket and agg is not None:
+                series.value_bucket = bucket
+                series.value = float(len(agg.members))
+        elif fam == GAUGE:
+            series.value = series.gauge
+        else:
+            series.value = value
+
+    def _open_bucket(self, series, i, bucket):
+        agg = series.open[i][bucket] = new_aggregate(series.family, self.accuracy)
+        keys = self.open_index[i].get(bucket)
+        if keys is None:
+            keys = self.open_index[i][bucket] = set()
+        keys.add(series.key)
+        return agg
+
+    def _merge_late(self, series, agg, ts, now):
+        row = None
+        merge_rows = AGGREGATES[series.family].merge_rows
+        for i, tier in enumerate(self.tiers):
+            step = tier.step
+            bucket = int(ts // step) * step
+            if tier.retention is not None and bucket + step <= now - tier.retention:
+                continue
+            if bucket + step > self.watermarks[i]:
+                target = series.open[i].get(bucket)
+                if target is None:
+                    target = self._open_bucket(series, i, bucket)
+                target.merge(agg)
+                return
+            if row is None:
+                row = agg.row()
+            self._stored(series, i).put(bucket // step, row, merge_rows)
+
+    def _stored(self, series, i):
+        stored = series.stored[i]
+        if stored is None:
+            stored = series.stored[i] = StoredTier(len(STORED_FIELDS[series.family]))
+        return stored
+
+    def delete(self, key):
+        """
+        Forget a series; its open buckets are skipped by the next tick.
+        """
+        series = self.series.pop(key, None)
+        if series is not None and self.before_change is not None:
+            self.before_change(series)
+        return series
+
+    # -- rollup --------------------------------------------------------------
+
+    def tick(self, now):
+        """
+        Close every bucket whose end is C{late_grace} seconds past, finest
+        tier first, rolling each into the next tier.  Returns the number of
+        buckets closed.
+        """
+        closed = 0
+        ntiers = len(self.tiers)
+        for i, tier in enumerate(self.tiers):
+            step = tier.step
+            watermark = self._watermark(i, now)
+            if watermark <= self.watermarks[i]:
+                continue
+            index = self.open_index[i]
+            due = sorted(b for b in index if b + step <= watermark)
+            for bucket in due:
+                for key in index.pop(bucket):
+                    series = self.series.get(key)
+                    if series is None:
+                        continue
+                    agg = series.open[i].pop(bucket, None)
+                    if agg is None:
+                        continue
+                    if self.before_change is not None:
+                        self.before_change(series)
+                    self._close(series, i, bucket, agg, now)
+                    if i + 1 < ntiers:
+                        self._roll_up(series, i + 1, bucket, agg, now)
+                    closed += 1
+            self.watermarks[i] = watermark
+        return closed
+
+    def _close(self, series, i, bucket, agg, now):
+        tier = self.tiers[i]
+        row = agg.row()
+        stored = self._stored(series, i)
+        stored.put(bucket // tier.step, row, AGGREGATES[series.family].merge_rows)
+        if tier.retention is not None and stored.index[0] * tier.step < now - tier.retention:
+            stored.trim_before(math.ceil((now - tier.retention) / tier.step))
+        if i == 0:
+            fam = series.family
+            if fam == COUNTER:
+                series.ring.append((bucket, row[0], row[0]))
+            elif fam == SET:
+                series.ring.append((bucket, 1.0, row[0]))
+            else:
+                series.ring.append((bucket, row[0], row[1]))
+
+    def _roll_up(self, series, i, child_bucket, agg, now):
+        step = self.tiers[i].step
+        bucket = child_bucket - child_bucket % step
+        if bucket + step > self.watermarks[i]:
+            target = series.open[i].get(bucket)
+            if target is None:
+                series.open[i][bucket] = agg
+                keys = self.open_index[i].get(bucket)
+                if keys is None:
+                    keys = self.open_index[i][bucket] = set()
+                keys.add(series.key)
+            else:
+                target.merge(agg)
+        else:
+            self._stored(series, i).put(
+                bucket // step, agg.row(), AGGREGATES[series.family].merge_rows)
+
+    # -- reads ---------------------------------------------------------------
+
+    def moving_average(self, series, now):
+        """
+        The 1-minute moving average over the closed and open finest-tier
+        buckets: counters as a rate per second, sets as unique members per
+        bucket, others as the mean of their values.
+        """
+        since = self.watermarks[0] - MOVING_AVERAGE_WINDOW
+        weight = total = 0.0
+        for bucket, w, t in series.ring:
+            if bucket >= since:
+                weight += w
+                total += t
+        fam = series.family
+        for agg in series.open[0].values():
+            row = agg.row() if fam != "dist" else (agg.count, agg.sum)
+            if fam == COUNTER:
+                total += row[0]
+            elif fam == SET:
+                weight += 1.0
+                total += row[0]
+            else:
+                weight += row[0]
+                total += row[1]
+        if fam == COUNTER:
+            return total / MOVING_AVERAGE_WINDOW
+        if weight:
+            return total / weight
+        if fam == GAUGE and series.value is not None:
+            return series.gauge
+        return None
+
+    def open_rows(self, series, i, first, last):
+        """
+        Rows of the open buckets of tier C{i} numbered C{first}..C{last},
+        as C{(number, row)} sorted by number.
+        """
+        step = self.tiers[i].step
+        return sorted(
+            (bucket // step, agg.row())
+            for bucket, agg in series.open[i].items()
+            if first <= bucket // step <= last
+        )
+
+    def stored_bytes(self):
+        """
+        Bytes held by closed buckets and the number of values they hold.
+        """
+        nbytes = values = 0
+        for series in self.series.values():
+            width = len(STORED_FIELDS[series.family])
+            for stored in series.stored:
+                if stored is not None:
+                    nbytes += stored.nbytes()
+                    values += len(stored) * width
+        return nbytes, values

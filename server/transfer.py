@@ -1,0 +1,311 @@
+"""
+Export and import of stored points as ndjson, JSON or CSV.
+
+An exported row is a tuple the TCP port accepts: C{["name", ts, value]} or
+C{["name", ts, value, {tags}]}, one per stored bucket, the value written so
+that importing it rebuilds the same bucket: a plain number for a bucket of one
+plain sample (the original SimpleStats format), C{"12c"} for a counter,
+C{"23g"} for a gauge set once, C{"153ms"} for one timer value, and a partial
+aggregate object otherwise.  Each series is exported at the finest tier that
+holds each stretch of time, so nothing is counted twice.
+"""
+
+import csv
+import io
+import json
+import math
+
+from twisted.internet import defer
+
+from server.model import COUNTER, GAUGE, SAMPLE, SET, ParseError
+from server.parse_tuple import parse_line, parse_tuple
+from server.query import bucket_rows
+
+EXPORT_FORMATS = {
+    "ndjson": (b"application/x-ndjson; charset=utf-8", b"ndjson"),
+    "json": (b"application/json; charset=utf-8", b"json"),
+    "csv": (b"text/csv; charset=utf-8", b"csv"),
+}
+IMPORT_FORMATS = ("auto", "ndjson", "json", "csv")
+CSV_HEADER = ["name", "timestamp", "value", "tags"]
+MAX_REPORTED_ROWS = 100
+# Spreadsheet programs run a cell starting with these as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _number(x):
+    if x == int(x) and abs(x) < 2 ** 53:
+        return int(x)
+    return x
+
+
+def export_value(series, row):
+    """
+    The TCP-protocol value that rebuilds a stored bucket C{row}.
+    """
+    fam = series.family
+    if fam == COUNTER:
+        return "%rc" % (_number(row[0]),)
+    if fam == GAUGE:
+        updates, total, low, high, last = row
+        if updates == 1:
+            return "%rg" % (_number(last),)
+        return {"type": "g", "last": last, "min": low, "max": high,
+                "count": _number(updates), "sum": total}
+    if fam == SET:
+        return {"type": "s", "count": _number(row[0])}
+    count, total, sumsq, low, high, last = row[:6]
+    if count == 1 and low == high:
+        if series.type == SAMPLE:
+            return _number(low)
+        return "%r%s" % (_number(low), series.type)
+    return {"type": series.type, "count": _number(count), "sum": total, "min": low,
+            "max": high, "sumsq": sumsq, "last": last}
+
+
+def export_rows(store, series, start, until, now):
+    """
+    C{(bucket start, row)} of C{series} from C{start} to C{until}, each
+    stretch of time from the finest tier that still holds all of it.
+    """
+    tiers = store.tiers
+    # Tier i holds every point from `boundary` on; coarser tiers hold what
+    # is older, cut at their own step so no coarse bucket is split.
+    upper = until
+    for i in range(len(tiers)):
+        step = tiers[i].step
+        if i + 1 < len(tiers) and tiers[i].retention is not None:
+            coarser = tiers[i + 1].step
+            lower = min(upper, math.ceil((now - tiers[i].retention) / coarser) * coarser)
+        else:
+            lower = -math.inf
+        lo = max(start, lower)
+        if lo <= upper:
+            first = int(math.ceil(lo / step))
+            last = int(upper // step)
+            if upper == last * step and upper != until:
+                last -= 1
+            rows = bucket_rows(store, series, i, first, last)
+            for number in sorted(rows, reverse=True):
+                yield number * step, rows[number]
+        upper = lower
+        if upper <= start:
+            break
+
+
+def _tuples(store, keys, start, until, now):
+    for key in keys:
+        series = store.series.get(key)
+        if series is None:
+            continue
+        rows = sorted(export_rows(store, series, start, until, now), key=lambda r: r[0])
+        tags = dict(series.tags)
+        for ts, row in rows:
+            item = [series.name, ts, export_value(series, row)]
+            if tags:
+                item.append(tags)
+            yield item
+
+
+def _csv_cell(text):
+    if text.startswith(FORMULA_START):
+        return "'" + text
+    return text
+
+
+def export_chunks(store, keys, start, until, now, fmt, rows_per_chunk=2000):
+    """
+    Yield the export as byte chunks of about C{rows_per_chunk} rows.
+    """
+    dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    buffer = []
+    first = True
+    if fmt == "json":
+        yield b"["
+    elif fmt == "csv":
+        yield (",".join(CSV_HEADER) + "\r\n").encode()
+    for item in _tuples(store, keys, start, until, now):
+        if fmt == "ndjson":
+            buffer.append(dumps(item) + "\n")
+        elif fmt == "json":
+            buffer.append(("" if first else ",\n") + dumps(item))
+            first = False
+        else:
+            out = io.StringIO()
+            value = item[2]
+            if isinstance(value, dict):
+                value = dumps(value)
+            elif isinstance(value, str):
+                value = _csv_cell(value)
+            tags = ";".join("%s=%s" % kv for kv in sorted(item[3].items())) if len(item) > 3 else ""
+            csv.writer(out).writerow([_csv_cell(item[0]), item[1], value, _csv_cell(tags)])
+            buffer.append(out.getvalue())
+        if len(buffer) >= rows_per_chunk:
+            yield "".join(buffer).encode()
+            buffer = []
+    if buffer:
+        yield "".join(buffer).encode()
+    if fmt == "json":
+        yield b"]\n"
+
+
+def stream(request, chunks, clock):
+    """
+    Write C{chunks} to C{request}, one per reactor turn, so a large export
+    neither sits whole in memory nor blocks other clients.  Stops if the
+    client goes away.
+    """
+    done = defer.Deferred()
+    gone = []
+    request.notifyFinish().addErrback(lambda failure: gone.append(failure))
+
+    def step():
+        if gone:
+            done.callback(None)
+            return
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            done.callback(None)
+            return
+        except Exception:
+            done.errback()
+            return
+        request.write(chunk)
+        clock.callLater(0, step)
+
+    step()
+    return done
+
+
+# -- import --------------------------------------------------------------------
+
+
+def detect_format(data):
+    text = data.lstrip()[:1]
+    if text == b"[":
+        # A JSON array of tuples spans the whole body; ndjson has one per line.
+        first_line = data.lstrip().split(b"\n", 1)[0].strip()
+        try:
+            value = json.loads(first_line)
+        except ValueError:
+            return "json"
+        if value and isinstance(value, list) and isinstance(value[0], list) \
+                and data.strip().count(b"\n") > 0:
+            return "json"
+        return "ndjson"
+    return "csv"
+
+
+def _csv_uncell(text):
+    if text.startswith("'") and text[1:2] in FORMULA_START:
+        return text[1:]
+    return text
+
+
+def _csv_rows(text):
+    reader = csv.reader(io.StringIO(text))
+    for number, cells in enumerate(reader, 1):
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        if number == 1 and cells[0].strip().lower() == "name":
+            continue
+        if len(cells) < 3 or len(cells) > 4:
+            yield number, None, "expected name,timestamp,value[,tags], got %d columns" % (len(cells),)
+            continue
+        name, ts, value = (_csv_uncell(c.strip()) for c in cells[:3])
+        try:
+            ts_value = None if ts in ("", "null") else json.loads(ts)
+        except ValueError:
+            ts_value = ts
+        if value.startswith("{"):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                yield number, None, "value %r is not a JSON object" % (value[:40],)
+                continue
+        else:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        item = [name, ts_value, value]
+        if len(cells) == 4 and cells[3].strip():
+            tags = {}
+            for pair in _csv_uncell(cells[3].strip()).split(";"):
+                k, sep, v = pair.partition("=")
+                if not sep:
+                    yield number, None, "tags must be key=value;key2=value2, got %r" % (pair,)
+                    break
+                tags[k] = v
+            else:
+                item.append(tags)
+                yield number, item, None
+            continue
+        yield number, item, None
+
+
+def parse_import(data, fmt, limits):
+    """
+    Check a whole upload.  Returns C{(items, row_numbers, bad_rows,
+    bad_count, format)}: the parsed items with the row each came from, the
+    first L{MAX_REPORTED_ROWS} bad rows as C{(row, message)}, and how many
+    rows were bad in all.
+    """
+    if fmt == "auto":
+        fmt = detect_format(data)
+    items, numbers, bad = [], [], []
+    bad_count = 0
+
+    def refuse(number, message):
+        nonlocal bad_count
+        bad_count += 1
+        if len(bad) < MAX_REPORTED_ROWS:
+            bad.append((number, message))
+
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        refuse(0, "the file is not UTF-8 (byte %d)" % (e.start,))
+        return items, numbers, bad, bad_count, fmt
+    if fmt == "ndjson":
+        for number, line in enumerate(text.split("\n"), 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                parsed = parse_line(line.encode(), limits)
+            except ParseError as e:
+                refuse(number, str(e))
+                continue
+            items.extend(parsed.items)
+            numbers.extend([number] * len(parsed.items))
+    elif fmt == "json":
+        try:
+            rows = json.loads(text)
+        except ValueError as e:
+            refuse(0, "not a JSON document: %s" % (e,))
+            return items, numbers, bad, bad_count, fmt
+        if not isinstance(rows, list):
+            refuse(0, "a JSON import must be an array of [name, timestamp, value] tuples")
+            return items, numbers, bad, bad_count, fmt
+        for number, row in enumerate(rows, 1):
+            try:
+                items.append(parse_tuple(row, limits))
+                numbers.append(number)
+            except ParseError as e:
+                refuse(number, str(e))
+    else:
+        for number, row, problem in _csv_rows(text):
+            if problem is not None:
+                refuse(number, problem)
+                continue
+            try:
+                items.append(parse_tuple(row, limits))
+                numbers.append(number)
+            except ParseError as e:
+                refuse(number, str(e))
+    if not items and not bad_count:
+        refuse(0, "the file holds no rows")
+    return items, numbers, bad, bad_count, fmt
+
