@@ -1,0 +1,262 @@
+"""
+statsd and DogStatsD packets.
+
+One metric per line::
+
+    name:value|type[|@rate][|#tag:value,tag2][|T<unix time>][|c:<container>]
+
+C{type} is C{c}, C{ms}, C{h}, C{d}, C{g} or C{s}; the extensions after it
+come in any order.  C{name:1:2:3|ms} packs three values in one line (not for
+sets, whose member is everything between the first C{:} and the C{|}).
+Names are sanitised exactly as Etsy statsd's C{keyNameSanitize} does, then
+Graphite-style tags written in the name (C{name;k=v;k2=v2}) are split off.
+
+L{parse_packet} never raises: a bad line becomes one error message and the
+packet's other lines still count.  This is the hot path of the statsd
+listener, so the common shape C{name:1|c} takes a fast path of str methods
+and one precompiled name check, and builds nothing per line but the
+L{Sample}; only the other shapes pay for sanitising and extensions.
+"""
+
+import re
+from typing import List, Tuple
+
+from server.model import (
+    COUNTER,
+    DISTRIBUTION,
+    GAUGE,
+    HISTOGRAM,
+    SET,
+    TIMER,
+    Limits,
+    Sample,
+)
+
+__all__ = ["parse_packet"]
+
+_TYPES = {"c": COUNTER, "ms": TIMER, "h": HISTOGRAM, "d": DISTRIBUTION, "g": GAUGE, "s": SET}
+_TYPE_HELP = "c, ms, h, d, g or s"
+# Sets keep their value as text, so they never take the numeric fast path.
+_FAST_TYPES = {text: kind for text, kind in _TYPES.items() if kind != SET}
+# Types whose samples carry a sample rate (statsd ignores it for the others).
+_RATED = frozenset({COUNTER, TIMER, HISTOGRAM, DISTRIBUTION})
+
+# A name already in the final alphabet needs no work (the common case).
+_NAME_OK = re.compile(r"[A-Za-z0-9_.\-]+").fullmatch
+# Etsy statsd keyNameSanitize, step by step.
+_WHITESPACE = re.compile(r"\s+")
+_NOT_KEY_CHAR = re.compile(r"[^a-zA-Z_\-0-9.;=]")
+# What survives in tag keys and values (server.model TAG_KEY_PATTERN and
+# TAG_VALUE_PATTERN, negated).
+_TAG_KEY_OK = re.compile(r"[A-Za-z0-9_.\-]+").fullmatch
+_NOT_TAG_KEY_CHAR = re.compile(r"[^A-Za-z0-9_.\-]")
+_TAG_VALUE_OK = re.compile(r"[A-Za-z0-9_.\-:/@+]*").fullmatch
+_NOT_TAG_VALUE_CHAR = re.compile(r"[^A-Za-z0-9_.\-:/@+]")
+
+_EXCERPT = 80
+
+
+class _BadLine(Exception):
+    """
+    One metric line is refused; C{args[0]} says why.
+    """
+
+
+def parse_packet(data: bytes, limits: Limits) -> Tuple[List[Sample], List[str]]:
+    """
+    Parse one statsd datagram (or a chunk of a statsd TCP stream cut at a
+    line end).
+
+    @return: the good samples, in packet order, and one message per bad
+        line naming the problem and quoting the line (lines that are not
+        UTF-8 are reported first).
+    """
+    samples = []
+    errors = []
+    try:
+        lines = data.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        lines = _decode_lines(data, errors)
+    append = samples.append
+    max_name = limits.max_name_length
+    for line in lines:
+        # Fast path: "name:value|type", a clean name, one number, no
+        # extensions.  Anything else (including empty lines and a trailing
+        # "\r") falls through to _parse_line.
+        name, _, rest = line.partition(":")
+        text, _, kind = rest.partition("|")
+        kind = _FAST_TYPES.get(kind)
+        if kind is not None and _NAME_OK(name) is not None and len(name) <= max_name:
+            try:
+                value = float(text)
+            except ValueError:
+                pass
+            else:
+                if value - value == 0.0 and text.isascii():
+                    delta = kind == GAUGE and text[0] in "+-"
+                    append(Sample(name, (), kind, value, None, 1.0, delta))
+                    continue
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line:
+            continue
+        try:
+            samples.extend(_parse_line(line, limits))
+        except _BadLine as e:
+            errors.append('%s in "%s"' % (e.args[0], _excerpt(line)))
+    return samples, errors
+
+
+def _decode_lines(data, errors):
+    """
+    Decode line by line so one line of bad bytes costs only itself.
+    """
+    lines = []
+    for raw in data.split(b"\n"):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", "backslashreplace").rstrip("\r")
+            errors.append('line is not valid UTF-8 in "%s"' % (_excerpt(text),))
+    return lines
+
+
+def _excerpt(text, width=_EXCERPT):
+    if len(text) <= width:
+        return text
+    return text[: width - 3] + "..."
+
+
+def _number(text):
+    """
+    C{text} as a finite float, or L{None}: Python float syntax (no hex), no
+    NaN or infinity, ASCII digits only.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if value - value != 0.0 or not text.isascii():
+        return None
+    return value
+
+
+def _parse_line(line, limits):
+    """
+    The general case: any name, packed values, extensions.
+    """
+    if line.startswith(("_e{", "_sc|")):
+        raise _BadLine("DogStatsD events and service checks are not supported")
+    colon = line.find(":")
+    if colon < 0:
+        raise _BadLine('missing ":" between name and value')
+    pipe = line.find("|", colon + 1)
+    if pipe < 0:
+        raise _BadLine('missing "|" before the type')
+
+    fields = line[pipe + 1 :].split("|")
+    kind = _TYPES.get(fields[0])
+    if kind is None:
+        raise _BadLine(
+            'unknown type "%s" (expected %s)' % (_excerpt(fields[0], 30), _TYPE_HELP)
+        )
+
+    name, tags = _sanitise_name(line[:colon])
+    if not name:
+        raise _BadLine("empty metric name")
+    if len(name) > limits.max_name_length:
+        raise _BadLine("metric name longer than %d characters" % (limits.max_name_length,))
+
+    rate = 1.0
+    timestamp = None
+    for field in fields[1:]:
+        if not field:
+            continue
+        first = field[0]
+        if first == "@":
+            rate = _number(field[1:])
+            if rate is None or not 0.0 < rate <= 1.0:
+                raise _BadLine(
+                    'sample rate must be a number in (0, 1], got "%s"' % (_excerpt(field, 30),)
+                )
+        elif first == "#":
+            for item in field[1:].split(","):
+                tag, _, value = item.partition(":")
+                _add_tag(tags, tag, value)
+        elif first == "T":
+            timestamp = _number(field[1:])
+            if timestamp is None:
+                raise _BadLine(
+                    'timestamp must be a number of seconds, got "%s"' % (_excerpt(field, 30),)
+                )
+        # "c:<container id>" and extensions from newer DogStatsD versions
+        # are accepted and ignored, as the Datadog agent does.
+
+    if tags:
+        tags = _check_tags(tags, limits)
+    else:
+        tags = ()
+    if kind not in _RATED:
+        rate = 1.0
+
+    text = line[colon + 1 : pipe]
+    if kind == SET:
+        if not text:
+            raise _BadLine("empty set member")
+        return [Sample(name, tags, kind, text, timestamp)]
+    result = []
+    for part in text.split(":"):
+        value = _number(part)
+        if value is None:
+            raise _BadLine('value "%s" is not a finite number' % (_excerpt(part, 30),))
+        result.append(
+            Sample(name, tags, kind, value, timestamp, rate, kind == GAUGE and part[0] in "+-")
+        )
+    return result
+
+
+def _sanitise_name(raw):
+    """
+    Etsy statsd's keyNameSanitize, then Graphite tags split off the name.
+
+    @return: C{(name, tags)} with tags a dict (possibly empty).
+    """
+    if _NAME_OK(raw) is not None:
+        return raw, {}
+    key = _NOT_KEY_CHAR.sub("", _WHITESPACE.sub("_", raw).replace("/", "-"))
+    name, *parts = key.split(";")
+    # "=" survives keyNameSanitize but is no part of a name.
+    name = name.replace("=", "")
+    tags = {}
+    for part in parts:
+        tag, _, value = part.partition("=")
+        _add_tag(tags, tag, value)
+    return name, tags
+
+
+def _check_tags(tags, limits):
+    """
+    The tags dict as the sorted tuple a L{Sample} holds, within the limits.
+    """
+    if len(tags) > limits.max_tags:
+        raise _BadLine("%d tags is more than the limit of %d" % (len(tags), limits.max_tags))
+    for tag, value in tags.items():
+        if len(tag) > limits.max_tag_length or len(value) > limits.max_tag_length:
+            raise _BadLine(
+                'tag "%s" is longer than %d characters' % (_excerpt(tag, 30), limits.max_tag_length)
+            )
+    return tuple(sorted(tags.items()))
+
+
+def _add_tag(tags, tag, value):
+    """
+    Sanitise a tag key and value into their alphabets; a tag whose key is
+    then empty is dropped.  A later value for the same key wins.
+    """
+    if _TAG_KEY_OK(tag) is None:
+        tag = _NOT_TAG_KEY_CHAR.sub("", tag)
+        if not tag:
+            return
+    if _TAG_VALUE_OK(value) is None:
+        value = _NOT_TAG_VALUE_CHAR.sub("", value)
+    tags[tag] = value
