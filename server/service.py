@@ -113,11 +113,14 @@ def _is_loopback(address):
     return ipaddress.ip_address(address).is_loopback
 
 
-def makeService(settings, reactor, timer=time.perf_counter):
+def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
     """
     Build the whole server on C{reactor} (a real one, or a fake clock plus
     fake listeners in tests).  Recovery from the data directory happens here,
     before anything listens.
+
+    @param run_in_thread: runs snapshot file writes off the reactor thread
+        (default: the reactor's thread pool); tests pass a synchronous one.
 
     @raise StartupError: when the data directory or its files are unusable.
     """
@@ -142,9 +145,10 @@ def makeService(settings, reactor, timer=time.perf_counter):
              series=summary["series_loaded"], records=summary["records_replayed"])
     store.tick(reactor.seconds())
 
-    snapshotter = Snapshotter(
-        store, journal, directory, reactor,
-        lambda f, *a: deferToThreadPool(reactor, reactor.getThreadPool(), f, *a), timer=timer)
+    if run_in_thread is None:
+        def run_in_thread(f, *args):
+            return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+    snapshotter = Snapshotter(store, journal, directory, reactor, run_in_thread, timer=timer)
 
     top = MultiService()
     top.core = core

@@ -95,11 +95,11 @@ class WebAPI:
         taken from loopback clients.
         """
         token = self.settings.api_token
-        given = request.getHeader(TOKEN_HEADER) or ""
+        given = request.getHeader(TOKEN_HEADER) or b""
         if token:
             if not given:
                 raise ApiError(401, "this call needs the API token in the X-SimpleStats-Token header")
-            if not hmac.compare_digest(given.encode(), token.encode()):
+            if not hmac.compare_digest(given, token.encode()):
                 raise ApiError(403, "wrong API token")
             return
         host = getattr(request.getClientAddress(), "host", "")
