@@ -248,30 +248,41 @@ class DistAgg:
 
 
 class SetAgg:
-    __slots__ = ("members",)
+    """
+    The members seen in the bucket, plus C{extra}: unique counts merged in
+    without their members (an imported export of a closed bucket).
+    """
+
+    __slots__ = ("members", "extra")
 
     def __init__(self):
         self.members = set()
+        self.extra = 0.0
 
     def add(self, value, rate, ts):
         self.members.add(value)
 
     def merge_partial(self, fields, ts):
-        self.members.update(fields["members"])
+        if "members" in fields:
+            self.members.update(fields["members"])
+        else:
+            self.extra += fields["count"]
 
     def merge(self, other):
         self.members |= other.members
+        self.extra += other.extra
 
     def row(self):
-        return (float(len(self.members)),)
+        return (len(self.members) + self.extra,)
 
     def to_json(self):
-        return sorted(self.members)
+        return {"members": sorted(self.members), "extra": self.extra}
 
     @classmethod
     def from_json(cls, data, accuracy):
         agg = cls()
-        agg.members = set(data)
+        agg.members = set(data["members"])
+        agg.extra = data["extra"]
         return agg
 
     @staticmethod

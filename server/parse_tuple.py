@@ -65,12 +65,12 @@ _PARTIAL_TYPES = "c, g, ms, h, d, v, s"
 _REQUIRED = {
     COUNTER: ("count",),
     GAUGE: ("last",),
-    SET: ("members",),
+    SET: (),
 }
 _OPTIONAL = {
     COUNTER: (),
     GAUGE: ("min", "max", "count", "sum"),
-    SET: (),
+    SET: ("members", "count"),
 }
 for _type in DISTRIBUTION_TYPES:
     _REQUIRED[_type] = ("count", "sum", "min", "max")
@@ -350,7 +350,19 @@ def _parse_partial(obj, limits):
             "%s needs field%s %s" % (what, "" if len(missing) == 1 else "s", ", ".join(missing))
         )
     if kind == SET:
-        return kind, {"members": _parse_members(obj["members"], limits)}
+        # "count" alone is how an export writes a closed bucket whose members
+        # are no longer known.
+        if ("members" in obj) == ("count" in obj):
+            raise ParseError(
+                'set partial needs either "members" (the values seen) or "count" '
+                "(how many unique values, when they are not known)"
+            )
+        if "members" in obj:
+            return kind, {"members": _parse_members(obj["members"], limits)}
+        count = obj["count"]
+        if not _is_number(count) or _finite(count) is None or count < 0:
+            raise ParseError("set partial count must be a finite number >= 0, got %s" % (_show(count),))
+        return kind, {"count": float(count)}
 
     fields = {}
     for key, value in obj.items():

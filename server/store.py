@@ -205,7 +205,7 @@ class Store:
         elif fam == SET:
             if bucket >= series.value_bucket and agg is not None:
                 series.value_bucket = bucket
-                series.value = float(len(agg.members))
+                series.value = agg.row()[0]
         elif fam == GAUGE:
             series.value = series.gauge
         else:

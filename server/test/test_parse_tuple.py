@@ -105,6 +105,10 @@ GOOD_TUPLES = [
         b'["a", 1, {"type": "s", "members": ["u1", "u2", 3, 4.5]}]',
         Partial("a", (), SET, {"members": ["u1", "u2", "3", "4.5"]}, 1.0),
     ),
+    (
+        b'["a", 1, {"type": "s", "count": 7}]',
+        Partial("a", (), SET, {"count": 7.0}, 1.0),
+    ),
 ]
 
 # (line, limits, words the error message must contain)
@@ -210,14 +214,15 @@ BAD_LINES = [
         LIMITS,
         "timer partial: sketch bins key 'x' is not an integer",
     ),
-    (b'["a", 1, {"type": "s"}]', LIMITS, "set partial needs field members"),
+    (b'["a", 1, {"type": "s"}]', LIMITS, 'set partial needs either "members"'),
+    (b'["a", 1, {"type": "s", "members": ["x"], "count": 1}]', LIMITS, 'set partial needs either "members"'),
+    (b'["a", 1, {"type": "s", "count": -1}]', LIMITS, "set partial count must be a finite number >= 0"),
     (b'["a", 1, {"type": "s", "members": []}]', LIMITS, "members must be a non-empty array"),
     (b'["a", 1, {"type": "s", "members": "abc"}]', LIMITS, "members must be a non-empty array"),
     (b'["a", 1, {"type": "s", "members": [true]}]', LIMITS, "members must be strings or finite numbers, got true"),
     (b'["a", 1, {"type": "s", "members": [["x"]]}]', LIMITS, "members must be strings or finite numbers"),
     (b'["a", 1, {"type": "s", "members": [1e999]}]', LIMITS, "members must be strings or finite numbers"),
     (b'["a", 1, {"type": "s", "members": ["x", "y", "z"]}]', SMALL, "set partial has 3 members, more than the limit of 2"),
-    (b'["a", 1, {"type": "s", "members": ["x"], "count": 1}]', LIMITS, 'unknown field "count" in a set partial'),
     # batches
     (b'[["a", 1, 8], ["b", 1, "12xyz"]]', LIMITS, 'item 2: value "12xyz" is not understood'),
     (b'[["a", 1, 8], "b"]', LIMITS, 'item 2: expected [name, timestamp, value] or [name, timestamp, value, tags], got "b"'),
