@@ -1,0 +1,457 @@
+"""
+The systems under test, each behind the same small interface so that every
+one is started, pinned, loaded, counted and measured the same way.
+
+A L{System} starts one server process on free loopback ports and counts back
+what it received for a step.  L{Ceiling}, L{Statsd} and L{SimpleStats} take
+statsd over UDP; L{Carbon} and L{SimpleStats} take points over TCP.
+"""
+
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+
+from bench import counting, procstat
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """
+    A loopback port nobody listens on right now (TCP and UDP both free).
+    """
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
+        try:
+            with socket.socket(socket.AF_INET, other) as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free loopback port found")
+
+
+class StartError(RuntimeError):
+    """
+    A server did not come up; the message holds the end of its log.
+    """
+
+
+class Process:
+    """
+    One server process, started in its own session, its output in a log
+    file, pinned to C{core} with C{taskset} when C{core} is not None.
+    """
+
+    def __init__(self, argv, log_path, core=None, cwd=None, env=None):
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.core = core
+        self.cwd = cwd
+        self.env = env
+        self.popen = None
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        try:
+            self.popen = subprocess.Popen(
+                procstat.pinned(self.argv, self.core), cwd=self.cwd, env=self.env,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        finally:
+            log.close()
+
+    def alive(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_tail(self, size=3000):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - size))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def cpu_seconds(self):
+        return procstat.cpu_seconds(self.pid)
+
+    def memory(self):
+        return procstat.memory(self.pid)
+
+    def stop(self, timeout=15.0):
+        """
+        SIGTERM, then SIGKILL after C{timeout}.  Only this process (and its
+        own session) is signalled.
+
+        @return: seconds the process took to exit after SIGTERM.
+        """
+        if self.popen is None or self.popen.poll() is not None:
+            return 0.0
+        started = time.monotonic()
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except OSError as e:
+                if e.errno != errno.ESRCH:
+                    raise
+            self.popen.wait(5)
+        return time.monotonic() - started
+
+    def wait_ready(self, probe, timeout, what):
+        """
+        Call C{probe()} until it returns true without raising.
+        """
+        deadline = time.monotonic() + timeout
+        last_error = None
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise StartError("%s exited during start-up (code %s):\n%s"
+                                 % (what, self.popen.returncode, self.log_tail()))
+            try:
+                if probe():
+                    return
+            except (OSError, ValueError, urllib.error.URLError) as e:
+                last_error = e
+            time.sleep(0.05)
+        raise StartError("%s not ready after %.0f s (%s):\n%s"
+                         % (what, timeout, last_error, self.log_tail()))
+
+
+class Step:
+    """
+    What one load step sends: its distinct name prefix and its shape.
+    """
+
+    def __init__(self, prefix, per_packet, mix, started=None):
+        self.prefix = prefix
+        self.per_packet = per_packet
+        self.mix = mix
+        self.started = time.time() if started is None else started
+
+    @property
+    def name_prefix(self):
+        return "bench.%s." % self.prefix
+
+
+class System:
+    """
+    A server under test.
+
+    @cvar countable: the statsd kinds (C{c}, C{ms}, C{g}, C{s}) whose lines
+        the system can count back; loss is measured over these.
+    @cvar settle: seconds the count may stay still before a step is judged.
+    """
+
+    name = "system"
+    countable = frozenset({"c", "ms", "g", "s"})
+    settle = 0.6
+    settle_timeout = 30.0
+
+    def __init__(self, workdir, core):
+        self.workdir = workdir
+        self.core = core
+        self.process = None
+        os.makedirs(workdir, exist_ok=True)
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self):
+        if self.process is not None:
+            return self.process.stop()
+        return 0.0
+
+    def count(self, step):
+        """
+        A number that grows by one for each line of C{step} that arrived
+        (a running total: the harness reads it before and after the step).
+        """
+        raise NotImplementedError
+
+    def versions(self):
+        return {}
+
+
+class Ceiling(System):
+    """
+    bench/ceiling_server.py: split and count, nothing else.
+    """
+
+    name = "ceiling"
+
+    def __init__(self, workdir, core, python):
+        System.__init__(self, workdir, core)
+        self.python = python
+
+    def start(self):
+        self.udp_port = free_port(socket.SOCK_DGRAM)
+        self.count_port = free_port()
+        self.process = Process(
+            [self.python, os.path.join(BENCH_DIR, "ceiling_server.py"),
+             "--udp-port", str(self.udp_port), "--count-port", str(self.count_port)],
+            os.path.join(self.workdir, "ceiling.log"), self.core, cwd=REPO_ROOT)
+        self.process.start()
+        self.process.wait_ready(lambda: self.lines() >= 0, 30, "ceiling server")
+
+    def lines(self):
+        from bench.ceiling_server import parse_count_answer
+        return parse_count_answer(counting.ask_tcp(self.count_port, b"", None))[0]
+
+    def count(self, step):
+        return self.lines()
+
+    def versions(self):
+        return {"python": _python_version(self.python)}
+
+
+class Statsd(System):
+    """
+    Etsy statsd 0.9.0 on node, with no backend and a flush that never comes,
+    so its counters only grow; read over its management port.
+    """
+
+    name = "statsd"
+
+    def __init__(self, workdir, core, stats_js, node="node"):
+        System.__init__(self, workdir, core)
+        self.stats_js = stats_js
+        self.node = node
+
+    def start(self):
+        self.udp_port = free_port(socket.SOCK_DGRAM)
+        self.mgmt_port = free_port()
+        config_path = os.path.join(self.workdir, "statsd-config.js")
+        with open(config_path, "w") as f:
+            f.write(statsd_config(self.udp_port, self.mgmt_port))
+        self.process = Process(
+            [self.node, self.stats_js, config_path],
+            os.path.join(self.workdir, "statsd.log"), self.core, cwd=self.workdir)
+        self.process.start()
+        self.process.wait_ready(
+            lambda: "statsd.metrics_received" in counting.statsd_counters(self.mgmt_port),
+            30, "statsd")
+
+    def count(self, step):
+        counters = counting.statsd_counters(self.mgmt_port)
+        if step.mix:
+            # Timers, gauges and sets are not counters: count every line.
+            return counters["statsd.metrics_received"]
+        return counting.sum_prefixed(counters, step.name_prefix)
+
+    def versions(self):
+        package = os.path.join(os.path.dirname(self.stats_js), "package.json")
+        with open(package) as f:
+            version = json.load(f)["version"]
+        node = subprocess.run([self.node, "--version"], capture_output=True, text=True)
+        return {"statsd": version, "node": node.stdout.strip()}
+
+
+def statsd_config(udp_port, mgmt_port):
+    """
+    A statsd 0.9.0 config that only counts: no backend (C{backends: []}
+    loads none, where a missing key would load graphite), a flush interval
+    of about 11 days so counters are never reset, and loopback only.
+    """
+    return ("{\n  port: %d,\n  address: \"127.0.0.1\",\n  mgmt_port: %d,\n"
+            "  mgmt_address: \"127.0.0.1\",\n  backends: [],\n"
+            "  flushInterval: 1000000000,\n  deleteCounters: false,\n"
+            "  automaticConfigReload: false\n}\n" % (udp_port, mgmt_port))
+
+
+class SimpleStats(System):
+    """
+    The server under test, started as its contract says.
+
+    It counts counters by their C{count}, timers by their C{count} and
+    gauges by their C{updates}; a set's points say only how many distinct
+    members it saw, so set lines are sent but not counted.
+    """
+
+    name = "simplestats"
+    countable = frozenset({"c", "ms", "g"})
+    # A 5 s bucket may stay open for late points before it is readable.
+    settle = 12.0
+    settle_timeout = 40.0
+    FIELDS = {"counter": "count", "timer": "count", "gauge": "updates"}
+
+    def __init__(self, workdir, core, python, extra_args=()):
+        System.__init__(self, workdir, core)
+        self.python = python
+        self.extra_args = list(extra_args)
+
+    def start(self, data_dir=None):
+        self.udp_port = free_port(socket.SOCK_DGRAM)
+        self.tcp_port = free_port()
+        self.http_port = free_port()
+        self.data_dir = data_dir or os.path.join(self.workdir, "data")
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.started_at = time.monotonic()
+        self.process = Process(
+            [self.python, "-m", "server.main", "--tcp-port", str(self.tcp_port),
+             "--udp-port", str(self.udp_port), "--http-port", str(self.http_port),
+             "--bind", "127.0.0.1", "--data-dir", self.data_dir] + self.extra_args,
+            os.path.join(self.workdir, "simplestats.log"), self.core, cwd=REPO_ROOT)
+        self.process.start()
+        self.process.wait_ready(self.healthy, 120, "simplestats")
+        self.ready_seconds = time.monotonic() - self.started_at
+
+    def healthy(self):
+        return self.api("/api/health").get("status") == "ok"
+
+    def api(self, path, **params):
+        return counting.http_json(self.http_port, path, params)
+
+    def series_count(self, name, since, field):
+        """
+        The sum of C{field} over every 5 s point of one series since C{since}.
+        """
+        answer = self.api("/api/series", name=name, resolution="5s", fields=field,
+                          **{"from": "%d" % (since - 30), "until": "now"})
+        return counting.series_total(answer, field)
+
+    def count(self, step):
+        try:
+            listing = self.api("/api/metrics", filter=step.name_prefix + "*", limit="100000")
+        except urllib.error.HTTPError:
+            return 0
+        total = 0
+        for metric in listing.get("metrics", []):
+            field = self.FIELDS.get(metric.get("type"))
+            if field is None:
+                continue
+            try:
+                total += self.series_count(metric["name"], step.started, field)
+            except urllib.error.HTTPError as e:
+                if e.code != 404:
+                    raise
+        return int(total)
+
+    def versions(self):
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
+                              capture_output=True, text=True)
+        return {"python": _python_version(self.python),
+                "git": head.stdout.strip() or None}
+
+
+class Carbon(System):
+    """
+    Graphite's carbon-cache 1.1.10 writing whisper files, with its limits
+    opened up (no cap on updates, creates or cache) so it runs as fast as
+    it can.
+    """
+
+    name = "carbon"
+
+    def __init__(self, workdir, core, venv):
+        System.__init__(self, workdir, core)
+        self.venv = venv
+
+    @property
+    def whisper_dir(self):
+        return os.path.join(self.workdir, "storage", "whisper")
+
+    def start(self):
+        self.line_port = free_port()
+        self.query_port = free_port()
+        conf_dir = os.path.join(self.workdir, "conf")
+        os.makedirs(conf_dir, exist_ok=True)
+        with open(os.path.join(conf_dir, "carbon.conf"), "w") as f:
+            f.write(carbon_conf(os.path.join(self.workdir, "storage"), self.line_port,
+                                self.query_port))
+        with open(os.path.join(conf_dir, "storage-schemas.conf"), "w") as f:
+            f.write(CARBON_SCHEMAS)
+        env = dict(os.environ, GRAPHITE_ROOT=self.workdir, GRAPHITE_CONF_DIR=conf_dir,
+                   GRAPHITE_STORAGE_DIR=os.path.join(self.workdir, "storage"))
+        python = os.path.join(self.venv, "bin", "python")
+        script = os.path.join(self.venv, "bin", "carbon-cache.py")
+        self.process = Process(
+            [python, script, "--config", os.path.join(conf_dir, "carbon.conf"),
+             "--nodaemon", "start"],
+            os.path.join(self.workdir, "carbon.log"), self.core, cwd=self.workdir, env=env)
+        self.process.start()
+        self.process.wait_ready(self._listening, 60, "carbon-cache")
+
+    def _listening(self):
+        with socket.create_connection(("127.0.0.1", self.line_port), timeout=1):
+            return True
+
+    def versions(self):
+        out = subprocess.run([os.path.join(self.venv, "bin", "python"), "-m", "pip", "freeze"],
+                             capture_output=True, text=True)
+        wanted = ("carbon", "whisper", "twisted")
+        return {line.split("==")[0].lower(): line.split("==")[1]
+                for line in out.stdout.splitlines()
+                if "==" in line and line.split("==")[0].lower() in wanted}
+
+
+# One-second points kept six hours: room for the TCP load's timestamps.
+CARBON_SCHEMAS = "[bench]\npattern = .*\nretentions = 1s:6h\n"
+
+
+def carbon_conf(storage, line_port, query_port):
+    """
+    carbon.conf for one carbon-cache on loopback: plaintext receiver only,
+    every rate limit off, no per-update logging.
+    """
+    return "\n".join([
+        "[cache]",
+        "STORAGE_DIR = %s" % storage,
+        "LOCAL_DATA_DIR = %s/whisper" % storage,
+        "LOG_DIR = %s/log" % storage,
+        "PID_DIR = %s" % storage,
+        "LINE_RECEIVER_INTERFACE = 127.0.0.1",
+        "LINE_RECEIVER_PORT = %d" % line_port,
+        "PICKLE_RECEIVER_PORT = 0",
+        "ENABLE_UDP_LISTENER = False",
+        "CACHE_QUERY_INTERFACE = 127.0.0.1",
+        "CACHE_QUERY_PORT = %d" % query_port,
+        "MAX_CACHE_SIZE = inf",
+        "MAX_UPDATES_PER_SECOND = inf",
+        "MAX_CREATES_PER_MINUTE = inf",
+        "USE_FLOW_CONTROL = True",
+        "LOG_UPDATES = False",
+        "LOG_CREATES = False",
+        "LOG_CACHE_HITS = False",
+        "LOG_CACHE_QUEUE_SORTS = False",
+        "LOG_LISTENER_CONN_SUCCESS = False",
+        "",
+    ])
+
+
+def _python_version(python):
+    out = subprocess.run([python, "-c", "import sys, twisted; print(sys.version.split()[0], "
+                          "twisted.__version__)"], capture_output=True, text=True)
+    fields = out.stdout.split()
+    if len(fields) != 2:
+        return {"python": None, "twisted": None}
+    return {"python": fields[0], "twisted": fields[1]}
+
+
+def default_python():
+    """
+    The repo's C{.venv/bin/python} when it exists, else this interpreter.
+    """
+    venv = os.path.join(REPO_ROOT, ".venv", "bin", "python")
+    return venv if os.path.exists(venv) else sys.executable
