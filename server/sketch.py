@@ -47,11 +47,13 @@ class Sketch:
         Count C{value} C{weight} times.
         """
         mapping = _mapping(self.accuracy)
+        # Beyond max_possible a key turns back into no float (OverflowError on
+        # read): the largest floats count in the last bin.
         if value > mapping.min_possible:
-            key = mapping.key(value)
+            key = mapping.key(min(value, mapping.max_possible))
             self.pos[key] = self.pos.get(key, 0.0) + weight
         elif value < -mapping.min_possible:
-            key = mapping.key(-value)
+            key = mapping.key(min(-value, mapping.max_possible))
             self.neg[key] = self.neg.get(key, 0.0) + weight
         else:
             self.zero += weight
@@ -172,6 +174,9 @@ class Sketch:
         if not _is_number(accuracy) or not 0 < accuracy < 1:
             raise ValueError("sketch relative_accuracy must be a number in (0, 1)")
         sketch = cls(float(accuracy))
+        # Keys beyond these turn back into no float (OverflowError on read).
+        mapping = _mapping(sketch.accuracy)
+        lowest, highest = mapping.key(mapping.min_possible), mapping.key(mapping.max_possible)
         for field, target in (("bins", sketch.pos), ("negative_bins", sketch.neg)):
             bins = obj.get(field, {})
             if not isinstance(bins, dict):
@@ -181,6 +186,9 @@ class Sketch:
                     ikey = int(key)
                 except (TypeError, ValueError):
                     raise ValueError("sketch %s key %r is not an integer" % (field, key))
+                if not lowest <= ikey <= highest:
+                    raise ValueError("sketch %s key %d is outside %d..%d, the keys of relative"
+                                     " accuracy %r" % (field, ikey, lowest, highest, sketch.accuracy))
                 if not _is_number(weight) or weight < 0:
                     raise ValueError("sketch %s count for key %s must be a number >= 0" % (field, key))
                 target[ikey] = target.get(ikey, 0.0) + float(weight)
