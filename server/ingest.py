@@ -100,6 +100,7 @@ class IngestCore:
         series = store.series.get(key)
         if series is None:
             series = store.get_or_create(key, item.type)
+        series.touched = now
         if item.__class__ is Sample:
             value = item.value
             if item.type == GAUGE:
@@ -126,6 +127,20 @@ class IngestCore:
                 self.store.delete(key)
             self.counters["simplestats.series.deleted"] += len(keys)
         return keys
+
+    def expire_idle(self, now):
+        """
+        Delete the series that received nothing for C{idle_expiry} seconds
+        (as statsd's deleteIdleStats).  Returns how many went.
+        """
+        idle = self.settings.idle_expiry
+        if not idle:
+            return 0
+        cutoff = now - idle
+        stale = [key for key, series in self.store.series.items() if series.touched < cutoff]
+        self.delete(stale)
+        self.counters["simplestats.series.expired"] += len(stale)
+        return len(stale)
 
     def replay(self, records):
         """

@@ -161,6 +161,7 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
 
     emit_every = store.tiers[0].step
     last_emit = [reactor.seconds()]
+    last_expiry = [reactor.seconds()]
 
     def tick():
         began = timer()
@@ -175,6 +176,9 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
                 core.gauges["simplestats.snapshot.bytes"] = float(status["bytes"])
                 core.gauges["simplestats.snapshot.max_block_ms"] = status["max_block"] * 1000.0
             core.emit_own_metrics()
+        if reactor.seconds() - last_expiry[0] >= 60.0:
+            last_expiry[0] = reactor.seconds()
+            core.expire_idle(reactor.seconds())
 
     timers = [
         ("rollup", settings.rollup_interval, tick),

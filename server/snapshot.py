@@ -75,6 +75,7 @@ def encode_series(series):
         "f": series.first_seen,
         "l": series.last_seen,
         "r": list(series.ring),
+        "u": series.touched,
         "s": stored,
         "o": [[[b, agg.to_json()] for b, agg in sorted(tier.items())] for tier in series.open],
     }, separators=(",", ":")).encode() + b"\n"
@@ -88,6 +89,7 @@ def decode_series(obj, ntiers, accuracy):
     series.first_seen = obj["f"]
     series.last_seen = obj["l"]
     series.ring.extend(tuple(x) for x in obj["r"])
+    series.touched = obj["u"]
     width = len(STORED_FIELDS[series.family])
     if len(obj["s"]) != ntiers or len(obj["o"]) != ntiers:
         raise ValueError("series %r has %d tiers, expected %d" % (series.key, len(obj["s"]), ntiers))

@@ -90,7 +90,8 @@ class Series:
     """
 
     __slots__ = ("key", "name", "tags", "type", "family", "stored", "open",
-                 "gauge", "value", "value_bucket", "first_seen", "last_seen", "ring")
+                 "gauge", "value", "value_bucket", "first_seen", "last_seen", "ring",
+                 "touched")
 
     def __init__(self, key, metric_type, ntiers):
         self.key = key
@@ -105,6 +106,8 @@ class Series:
         self.first_seen = math.inf
         self.last_seen = -math.inf
         self.ring = deque(maxlen=12)
+        # Server time of the last point received (for idle expiry).
+        self.touched = 0.0
 
 
 class Store:

@@ -159,3 +159,16 @@ class StatsdProtocolTests(SynchronousTestCase):
         self.assertEqual(store.series["simplestats.udp.points"].value, 1.0)
         self.assertEqual(store.series["simplestats.series.count"].gauge, 1.0)
         self.assertEqual(json.loads(json.dumps(store.series["simplestats.uptime"].gauge)), 0.0)
+
+
+class IdleExpiryTests(SynchronousTestCase):
+    def test_idle_series_expire(self):
+        """A series that got nothing for idle_expiry seconds is deleted; busy ones stay."""
+        core = make_core(self, "--idle-expiry", "300")
+        proto = StatsdProtocol(core, core.settings.limits, core.clock)
+        proto.datagramReceived(b"old:1|c\nbusy:1|c", PEER)
+        core.clock.advance(200)
+        proto.datagramReceived(b"busy:1|c", PEER)
+        core.clock.advance(200)
+        self.assertEqual(core.expire_idle(core.clock.seconds()), 1)
+        self.assertEqual(sorted(core.store.series), ["busy"])
