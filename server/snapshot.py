@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+import zlib
 from array import array
 
 from twisted.internet import defer
@@ -139,7 +140,8 @@ def load(path, store):
     try:
         with gzip.open(path, "rb") as f:
             lines = f.read().split(b"\n")
-    except (OSError, EOFError, ValueError) as e:
+    except (OSError, EOFError, ValueError, zlib.error) as e:
+        # zlib.error (an invalid deflate stream) is no OSError.
         raise SnapshotCorrupt(path, "cannot decompress: %s" % (e,))
     if lines and lines[-1] == b"":
         lines.pop()
