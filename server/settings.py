@@ -232,6 +232,9 @@ def build_parser():
         epilog="Every flag can also be set by the environment variable shown with it.",
     )
     for field in _fields():
+        # A true/false flag alone means true: "--move-corrupt-aside", as the
+        # start-up errors tell people to run it.
+        switch = {"nargs": "?", "const": "true"} if field.metadata["parse"] is _bool else {}
         parser.add_argument(
             _flag(field.name),
             dest=field.name,
@@ -239,6 +242,7 @@ def build_parser():
             metavar="VALUE",
             help="%s (default: %s; env %s)"
             % (field.metadata["help"], _show(field.default) or "''", _env(field.name)),
+            **switch,
         )
     return parser
 
