@@ -12,7 +12,9 @@ Space-separated terms, all of which must match:
     or C{\\x20};
   - C{host:web1}: the series has tag C{host} whose value is C{web1}, ignoring
     case; the value may be a glob (C{host:web*}); C{host:} only asks that the
-    tag exists.
+    tag exists;
+  - C{-term}: any of the above, negated (C{-simplestats} hides the server's
+    own series).
 
 A blank filter matches everything.
 """
@@ -38,8 +40,11 @@ def compile_filter(text: str) -> Predicate:
     substrings = []
     name_patterns = []
     tag_terms = []
+    excluded = []
     for term in text.split():
-        if term.startswith("/"):
+        if term.startswith("-") and len(term) > 1:
+            excluded.append(compile_filter(term[1:]))
+        elif term.startswith("/"):
             name_patterns.append(_compile_regex(term))
         elif ":" in term:
             key, _, value = term.partition(":")
@@ -53,7 +58,7 @@ def compile_filter(text: str) -> Predicate:
         else:
             substrings.append(term.lower())
 
-    if not (substrings or name_patterns or tag_terms):
+    if not (substrings or name_patterns or tag_terms or excluded):
         return _everything
 
     def predicate(name, tags):
@@ -72,6 +77,9 @@ def compile_filter(text: str) -> Predicate:
                 value = tags.get(key)
                 if value is None or not matches(value):
                     return False
+        for other in excluded:
+            if other(name, tags):
+                return False
         return True
 
     return predicate

@@ -154,8 +154,9 @@ class WebAPI:
         except ValueError:
             raise ApiError(400, "limit must be a whole number, got %r" % (limit,), "limit")
         store = self.store
-        found = [s for s in store.series.values() if matches(s.name, dict(s.tags))]
+        found = [s for s in store.series.values() if matches(s.name, s.tags)]
         found.sort(key=lambda s: s.key)
+        matched = len(found)
         if limit is not None:
             found = found[:max(0, limit)]
         rows = []
@@ -169,7 +170,7 @@ class WebAPI:
                 "avg_1m": _finite(store.moving_average(s, now)),
                 "last_seen": _finite(s.last_seen),
             })
-        return self._json(request, {"metrics": rows, "count": len(rows),
+        return self._json(request, {"metrics": rows, "count": len(rows), "matched": matched,
                                     "total": len(store.series)})
 
     @app.route("/api/series", methods=["GET"])
@@ -202,7 +203,7 @@ class WebAPI:
                 matches = compile_filter(text)
             except ParseError as e:
                 raise ApiError(400, "bad filter: %s" % (e,), "filter")
-            keys = [s.key for s in self.store.series.values() if matches(s.name, dict(s.tags))]
+            keys = [s.key for s in self.store.series.values() if matches(s.name, s.tags)]
         else:
             raise ApiError(400, "give key=... or a non-empty filter=...", "key")
         deleted = self.core.delete(keys)
