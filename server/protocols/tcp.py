@@ -146,8 +146,7 @@ class TupleProtocol(LineOnlyReceiver):
         core = self.factory.core
         core.counters["simplestats.tcp.bad"] += 1
         core.counters["simplestats.tcp.too_long"] += 1
-        self.answers.append(b"--ERROR line longer than %d bytes; closing the connection"
-                            % (self.MAX_LENGTH,))
+        self._error("line longer than %d bytes; closing the connection" % (self.MAX_LENGTH,))
         self._answer()
         self.transport.loseConnection()
 
