@@ -115,8 +115,11 @@ def paced_send(send, packets, packets_per_second, duration,
     """
     # A pool of whole chunks, so each chunk is one slice and the inner loop
     # does nothing but send.
-    cycle_size = len(packets) * chunk
-    pool = list(packets) * chunk + list(packets)[:chunk]
+    cycle = list(packets) * chunk
+    cycle_size = len(cycle)
+    # One more chunk at the end, so a slice starting anywhere in the
+    # cycle is whole.
+    pool = cycle + cycle[:chunk]
     position = 0
     target = int(packets_per_second * duration)
     sent = 0

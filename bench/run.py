@@ -1,0 +1,246 @@
+"""
+Run the whole comparison: SimpleStats against Etsy statsd 0.9.0, carbon
+1.1.10 and the Twisted ceiling; print a table and write every figure to
+bench/results/<time>-<mode>.json.
+
+    python bench/run.py            # full, under 15 minutes
+    python bench/run.py --quick    # smoke run, under 2 minutes (with a warm cache)
+
+The references are installed into bench/.cache/ on the first run.  See
+bench/README.md for what each figure means.
+"""
+
+import argparse
+import os
+import sys
+import time
+import traceback
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(BENCH_DIR))
+
+from bench import procstat, references, report, simplestats_figures, systems, tcpbench, udpbench  # noqa: E402
+from bench.udpbench import Shape  # noqa: E402
+
+# The common offered rate at which CPU per million metrics is compared, per
+# metrics per packet: low enough that every system is loss-free there.
+CPU_RATES = {1: 5000.0, 20: 50000.0}
+
+MODES = {
+    "full": {"step_seconds": 5.0, "max_steps": 5, "generator_seconds": 2.0,
+             "shapes": ("counters_1", "counters_20", "mix_1", "mix_20"),
+             "tcp_metrics": 100, "tcp_points": 5000, "tcp_timeout": 240.0},
+    "quick": {"step_seconds": 1.0, "max_steps": 3, "generator_seconds": 1.0,
+              "shapes": ("counters_1", "counters_20", "mix_20"),
+              "tcp_metrics": 100, "tcp_points": 1000, "tcp_timeout": 60.0},
+}
+ALL_SYSTEMS = ("ceiling", "statsd", "simplestats", "carbon")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="SimpleStats benchmark harness")
+    parser.add_argument("--quick", action="store_true", help="short smoke run (< 2 min)")
+    parser.add_argument("--python", default=None,
+                        help="interpreter for SimpleStats and the ceiling server "
+                             "(default: .venv/bin/python, else this one)")
+    parser.add_argument("--systems", default=",".join(ALL_SYSTEMS),
+                        help="comma-separated subset of %s" % ",".join(ALL_SYSTEMS))
+    parser.add_argument("--shapes", default=None,
+                        help="comma-separated subset of counters_1,counters_20,mix_1,mix_20")
+    parser.add_argument("--skip-simplestats-only", action="store_true",
+                        help="skip the SimpleStats-only figures")
+    parser.add_argument("--step-seconds", type=float, default=None)
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--generator-seconds", type=float, default=None)
+    parser.add_argument("--cache", default=os.path.join(BENCH_DIR, ".cache"))
+    parser.add_argument("--results", default=os.path.join(BENCH_DIR, "results"))
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    return parser.parse_args(argv)
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def guarded(what, call, results_node, key):
+    """
+    Run one measurement; an error is recorded in the results and the run
+    goes on with the next one.
+    """
+    try:
+        results_node[key] = call()
+    except Exception as e:
+        log("  %s failed: %s" % (what, e))
+        results_node[key] = {"error": "%s: %s" % (type(e).__name__, e),
+                             "traceback": traceback.format_exc()[-3000:]}
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    mode = "quick" if args.quick else "full"
+    settings = dict(MODES[mode])
+    if args.step_seconds:
+        settings["step_seconds"] = args.step_seconds
+    if args.max_steps:
+        settings["max_steps"] = args.max_steps
+    if args.generator_seconds:
+        settings["generator_seconds"] = args.generator_seconds
+    shapes = [s for s in udpbench.SHAPES
+              if s.key in (args.shapes.split(",") if args.shapes else settings["shapes"])]
+    wanted = set(args.systems.split(","))
+    python = args.python or systems.default_python()
+    load_core, server_core = (None, None) if args.no_pin else procstat.pinning()
+    if load_core is not None:
+        # The harness itself stays off the server's core too.
+        os.sched_setaffinity(0, {load_core})
+
+    started = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
+    workdir = os.path.join(args.cache, "runs", stamp)
+    os.makedirs(workdir, exist_ok=True)
+    results = {
+        "meta": {
+            "mode": mode,
+            "argv": sys.argv[:] if argv is None else ["bench/run.py"] + list(argv),
+            "started": started,
+            "machine": procstat.machine(),
+            "pinning": {"load_core": load_core, "server_core": server_core},
+            "loadavg_start": _loadavg(),
+            "settings": settings,
+            "cpu_rates": CPU_RATES,
+            "python": python,
+            "harness_python": sys.version.split()[0],
+            "step_note": ("quick mode: %.1f s steps and at most %d search steps (full mode: "
+                          "5 s steps): figures are rough" % (settings["step_seconds"],
+                                                             settings["max_steps"]))
+            if mode == "quick" else None,
+            "versions": {},
+            "workdir": workdir,
+        },
+        "generator": {}, "udp": {}, "tcp": {}, "simplestats": {},
+    }
+    meta = results["meta"]
+    log("SimpleStats benchmark, %s mode; work files in %s" % (mode, workdir))
+
+    have_server = os.path.exists(os.path.join(systems.REPO_ROOT, "server", "main.py"))
+    if "simplestats" in wanted and not have_server:
+        log("server/main.py does not exist yet: SimpleStats is skipped")
+        wanted.discard("simplestats")
+
+    stats_js = carbon_venv = None
+    if "statsd" in wanted:
+        try:
+            stats_js = references.ensure_statsd(args.cache, log)
+        except references.InstallError as e:
+            log("statsd unavailable: %s" % e)
+            wanted.discard("statsd")
+            meta["versions"]["statsd"] = {"error": str(e)}
+    if "carbon" in wanted:
+        try:
+            carbon_venv = references.ensure_carbon(args.cache, log)
+        except references.InstallError as e:
+            log("carbon unavailable: %s" % e)
+            wanted.discard("carbon")
+            meta["versions"]["carbon"] = {"error": str(e)}
+
+    makers = {
+        "ceiling": lambda: systems.Ceiling(os.path.join(workdir, "ceiling"), server_core, python),
+        "statsd": lambda: systems.Statsd(os.path.join(workdir, "statsd"), server_core, stats_js),
+        "simplestats": lambda: systems.SimpleStats(os.path.join(workdir, "simplestats"),
+                                                   server_core, python),
+    }
+    for name in ("ceiling", "statsd", "simplestats"):
+        if name in wanted:
+            guarded("%s versions" % name, lambda: makers[name]().versions(),
+                    meta["versions"], name)
+
+    # The generator's own ceiling, per shape, pinned like every step.
+    for shape in shapes:
+        guarded("generator maximum", lambda: udpbench.generator_max(
+            shape, settings["generator_seconds"], load_core), results["generator"], shape.key)
+        log("load generator, %s: %.0f metrics/s unpaced"
+            % (shape.key, results["generator"][shape.key].get("achieved_rate", 0)))
+
+    for name in ("ceiling", "statsd", "simplestats"):
+        if name not in wanted:
+            continue
+        node = results["udp"].setdefault(name, {})
+        for shape in shapes:
+            log("UDP %s, %s" % (name, shape.key))
+            probe = results["generator"].get(shape.key, {}).get("achieved_rate") or 1e6
+            guarded("%s %s" % (name, shape.key), lambda: udpbench.measure_system(
+                makers[name], shape, settings, load_core, probe, CPU_RATES[shape.per_packet], log),
+                node, shape.key)
+            r = node[shape.key]
+            if "loss_free_rate" in r:
+                log("  => %s loss-free at %.0f metrics/s (%s-bound), %.2f CPU s per million, "
+                    "peak RSS %.0f MB" % (name, r["loss_free_rate"], r["bound"],
+                                          r["cpu_per_million"], (r["peak_rss"] or 0) / 1e6))
+
+    if "carbon" in wanted:
+        log("TCP carbon plaintext, %d x %d points" % (settings["tcp_metrics"], settings["tcp_points"]))
+        guarded("carbon TCP", lambda: _tcp_carbon(workdir, server_core, load_core, carbon_venv,
+                                                  settings, meta), results["tcp"], "carbon")
+    if "simplestats" in wanted:
+        log("TCP simplestats tuples (--quiet, batches), %d x %d points"
+            % (settings["tcp_metrics"], settings["tcp_points"]))
+        guarded("simplestats TCP", lambda: _tcp_simplestats(workdir, server_core, load_core, python,
+                                                            settings), results["tcp"], "simplestats")
+        if not args.skip_simplestats_only:
+            log("SimpleStats-only figures")
+            guarded("simplestats external figures", lambda: simplestats_figures.measure(
+                lambda extra: systems.SimpleStats(os.path.join(workdir, "simplestats-figures"),
+                                                  server_core, python, extra),
+                args.quick, log), results["simplestats"], "external")
+            guarded("simplestats in-process figures", lambda: simplestats_figures.inprocess(
+                python, args.quick, server_core, log), results["simplestats"], "inprocess")
+
+    for r in results["tcp"].values():
+        if isinstance(r, dict) and r.get("stored_rate"):
+            log("  TCP %s: %.0f points/s stored" % (r["format"], r["stored_rate"]))
+    meta["finished"] = time.time()
+    meta["seconds"] = meta["finished"] - started
+    meta["loadavg_end"] = _loadavg()
+    results["targets"] = report.targets(results)
+    path = report.write_json(results, args.results, "%s-%s" % (stamp, mode))
+    log("")
+    log(report.table(results))
+    log("")
+    log("results: %s (%.0f s)" % (os.path.relpath(path), meta["seconds"]))
+    return 0
+
+
+def _tcp_carbon(workdir, server_core, load_core, venv, settings, meta):
+    whisper = references.load_whisper(venv)
+    carbon = systems.Carbon(os.path.join(workdir, "carbon"), server_core, venv)
+    meta["versions"]["carbon"] = carbon.versions()
+    carbon.start()
+    try:
+        return tcpbench.run_tcp_load(
+            carbon, carbon.line_port, "carbon", tcpbench.CarbonStorage(whisper, carbon.whisper_dir),
+            settings["tcp_metrics"], settings["tcp_points"], load_core, settings["tcp_timeout"])
+    finally:
+        carbon.stop()
+
+
+def _tcp_simplestats(workdir, server_core, load_core, python, settings):
+    server = systems.SimpleStats(os.path.join(workdir, "simplestats-tcp"), server_core, python)
+    server.start()
+    try:
+        return tcpbench.run_tcp_load(
+            server, server.tcp_port, "tuples", tcpbench.SimpleStatsStorage(server),
+            settings["tcp_metrics"], settings["tcp_points"], load_core, settings["tcp_timeout"])
+    finally:
+        server.stop()
+
+
+def _loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[:3]
+    except OSError:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
