@@ -37,63 +37,80 @@ class IngestCore:
 
     # -- accepting points ------------------------------------------------
 
-    def submit(self, items, transport, atomic=False):
+    def submit(self, items, transport, atomic=False, now=None, raw=None, journal=True):
         """
         Check, journal and apply C{items} (L{Sample} and L{Partial} values).
 
         @param atomic: refuse every item when any is bad (a TCP batch).
+        @param now: the arrival time (default: the clock); replay passes the
+            journaled one so that every check decides as it did.
+        @param raw: C{(kind, bytes)}: journal the input as it arrived
+            (C{b"u"} a statsd packet, C{b"t"} a TCP line) instead of the
+            parsed items; replaying it reaches the same state.
+        @param journal: C{False} when replaying the journal.
         @return: C{(position, message)} for each refused item.
         """
-        now = self.clock.seconds()
+        if now is None:
+            now = self.clock.seconds()
         errors = []
         accepted = []
-        new_types = {}
-        store = self.store
-        series_map = store.series
+        new_types = None
+        series_map = self.store.series
+        newest = now + self.settings.future_limit
+        oldest_tier = self.store.tiers[-1]
+        oldest = -1.0 if oldest_tier.retention is None else now - oldest_tier.retention
         for position, item in enumerate(items):
-            ts = now if item.timestamp is None else item.timestamp
-            key = series_key(item.name, item.tags)
+            ts = item.timestamp
+            if ts is None:
+                ts = now
+            elif not (oldest <= ts <= newest):
+                errors.append((position, self._time_problem(ts, now)))
+                continue
+            key = item.name if not item.tags else series_key(item.name, item.tags)
             series = series_map.get(key)
-            problem = self._check_time(ts, now)
-            if problem is None:
-                if series is not None:
-                    if series.type != item.type:
-                        problem = _type_conflict(key, series.type, item.type)
-                else:
-                    known = new_types.get(key)
-                    if known is None:
-                        if len(series_map) + len(new_types) >= self.settings.max_series:
-                            problem = ("series limit of %d reached: new series %r refused"
-                                       % (self.settings.max_series, key))
-                            self.counters["simplestats.series.refused"] += 1
-                        else:
-                            new_types[key] = item.type
-                    elif known != item.type:
-                        problem = _type_conflict(key, known, item.type)
-            if problem is not None:
-                errors.append((position, problem))
+            if series is not None:
+                if series.type != item.type:
+                    errors.append((position, _type_conflict(key, series.type, item.type)))
+                    continue
             else:
-                accepted.append((key, item, ts))
-        self.counters["simplestats.%s.bad" % transport] += len(errors)
-        if errors and atomic:
-            return errors
+                if new_types is None:
+                    new_types = {}
+                known = new_types.get(key)
+                if known is None:
+                    if len(series_map) + len(new_types) >= self.settings.max_series:
+                        errors.append((position, "series limit of %d reached: new series %r refused"
+                                       % (self.settings.max_series, key)))
+                        self.counters["simplestats.series.refused"] += 1
+                        continue
+                    new_types[key] = item.type
+                elif known != item.type:
+                    errors.append((position, _type_conflict(key, known, item.type)))
+                    continue
+            accepted.append((key, item, ts))
+        if errors:
+            self.counters["simplestats.%s.bad" % transport] += len(errors)
+            if atomic:
+                return errors
         if accepted:
-            self.journal.append([_journal_entry(key, item, ts) for key, item, ts in accepted])
+            if journal:
+                if raw is not None:
+                    self.journal.append_raw(raw[0], now, raw[1])
+                else:
+                    self.journal.append([_journal_entry(key, item, ts) for key, item, ts in accepted])
+            apply = self._apply
             for key, item, ts in accepted:
-                self._apply(key, item, ts, now)
+                apply(key, item, ts, now)
             self.counters["simplestats.%s.points" % transport] += len(accepted)
         return errors
 
-    def _check_time(self, ts, now):
+    def _time_problem(self, ts, now):
         if not math.isfinite(ts) or ts < 0:
             return "timestamp %r is not a time after 1970" % (ts,)
-        if ts > now + self.settings.future_limit:
+        if ts > now:
             return ("timestamp %.0f is %.0f s in the future (limit %.0f s)"
                     % (ts, ts - now, self.settings.future_limit))
-        if not self.store.covers(ts, now):
-            return ("timestamp %.0f is older than the longest retention (%d s)"
-                    % (ts, self.store.tiers[-1].retention))
-        return None
+        return ("timestamp %.0f is older than the longest retention (%d s)"
+                % (ts, self.store.tiers[-1].retention))
 
     def _apply(self, key, item, ts, now):
         store = self.store
@@ -142,29 +159,28 @@ class IngestCore:
         self.counters["simplestats.series.expired"] += len(stale)
         return len(stale)
 
-    def replay(self, records):
+    def replay_entries(self, entries):
         """
-        Apply journal records read at start-up (no checks, no journaling:
-        they were accepted before the restart).
+        Apply the JSON entries of a journal record read at start-up (no
+        checks, no journaling: they were accepted before the restart).
         """
         now = self.clock.seconds()
         count = 0
-        for record in records:
-            for entry in record:
-                kind = entry[0]
-                if kind == "d":
-                    self.store.delete(entry[1])
-                    continue
-                key = entry[1]
-                name, tags = split_series_key(key)
-                if kind == "s":
-                    _, _, mtype, value, ts, rate, delta = entry
-                    item = Sample(name, tags, mtype, value, ts, rate, bool(delta))
-                else:
-                    _, _, mtype, fields, ts = entry
-                    item = Partial(name, tags, mtype, _decode_fields(fields), ts)
-                self._apply(key, item, ts, now)
-                count += 1
+        for entry in entries:
+            kind = entry[0]
+            if kind == "d":
+                self.store.delete(entry[1])
+                continue
+            key = entry[1]
+            name, tags = split_series_key(key)
+            if kind == "s":
+                _, _, mtype, value, ts, rate, delta = entry
+                item = Sample(name, tags, mtype, value, ts, rate, bool(delta))
+            else:
+                _, _, mtype, fields, ts = entry
+                item = Partial(name, tags, mtype, _decode_fields(fields), ts)
+            self._apply(key, item, ts, now)
+            count += 1
         return count
 
     # -- the server's own series -------------------------------------------

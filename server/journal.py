@@ -1,26 +1,41 @@
 """
-The append-only journal of accepted points since the last snapshot.
+The append-only journal of what was accepted since the last snapshot.
 
-Each record is one line: the CRC-32 of the payload in 8 hex digits, a space,
-the payload (compact JSON), a newline.  Records go to the file with a plain
-C{write} before the TCP answer goes out, so a killed process (even C{kill
--9}) loses nothing that was acknowledged; C{fsync} runs on an interval (or
-on every write) against power loss.
+The journal is an input log: a statsd packet or a TCP line is journaled as
+the bytes that arrived plus the server time it arrived at, and replayed at
+start-up through the same parser and the same checks, with that time, which
+reaches the same state (every decision depends only on the state before it
+and on that time).  Points that come from elsewhere (imports, the server's
+own series) and deletions are journaled as JSON entries.
 
-Journal files are numbered (C{journal.000042.log}).  A snapshot rotates to a
-new number first and records it; once the snapshot is safely on disk the
-older files are removed.  At start-up the files from the snapshot's number
-on are replayed in order.
+A file starts with the magic C{SSJ1\\n}; each record is a 4-byte payload
+length, the CRC-32 of kind and payload, a 1-byte kind, and the payload:
+
+    j   JSON list of entries (see L{server.ingest})
+    u   8-byte big-endian arrival time, then a statsd packet
+    t   8-byte big-endian arrival time, then a TCP line
+
+Records reach the file with a plain C{write} before a TCP answer goes out,
+so a killed process (even C{kill -9}) loses nothing that was acknowledged;
+C{fsync} runs on an interval (or on every write) against power loss.
+
+Files are numbered (C{journal.000042.log}).  A snapshot rotates to a new
+number first and records it; once the snapshot is on disk the older files
+are removed.  At start-up the files from the snapshot's number on are
+replayed in order.
 """
 
 import json
 import os
 import re
+import struct
 import zlib
 
-from twisted.logger import Logger
-
+MAGIC = b"SSJ1\n"
+_HEADER = struct.Struct(">IIc")
+_TIME = struct.Struct(">d")
 _NAME = re.compile(r"^journal\.(\d{6,})\.log$")
+RAW_KINDS = {b"u": "udp", b"t": "tcp"}
 
 
 class JournalCorrupt(Exception):
@@ -29,10 +44,10 @@ class JournalCorrupt(Exception):
     record of a crash.
     """
 
-    def __init__(self, path, line, problem):
-        Exception.__init__(self, "%s line %d: %s" % (path, line, problem))
+    def __init__(self, path, record, problem):
+        Exception.__init__(self, "%s record %d: %s" % (path, record, problem))
         self.path = path
-        self.line = line
+        self.record = record
 
 
 def journal_path(directory, seq):
@@ -51,9 +66,16 @@ def journal_files(directory):
     return sorted(found)
 
 
-def encode_record(payload):
-    data = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
-    return b"%08x %s\n" % (zlib.crc32(data), data)
+def encode_record(kind, payload):
+    return _HEADER.pack(len(payload), zlib.crc32(payload, zlib.crc32(kind)), kind) + payload
+
+
+def encode_entries(entries):
+    return encode_record(b"j", json.dumps(entries, separators=(",", ":"), allow_nan=False).encode())
+
+
+def encode_raw(kind, now, data):
+    return encode_record(kind, _TIME.pack(now) + data)
 
 
 class Journal:
@@ -62,8 +84,6 @@ class Journal:
 
     @ivar pending: encoded records not yet written.
     """
-
-    log = Logger()
 
     def __init__(self, directory, fsync_interval=1.0):
         self.directory = directory
@@ -77,16 +97,27 @@ class Journal:
         self._fd = self._open(self.seq)
 
     def _open(self, seq):
-        fd = os.open(journal_path(self.directory, seq),
-                     os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        path = journal_path(self.directory, seq)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if os.fstat(fd).st_size == 0:
+            os.write(fd, MAGIC)
         _fsync_directory(self.directory)
         return fd
 
-    def append(self, payload):
+    def append(self, entries):
         """
-        Queue one record; it reaches the file at the next L{flush}.
+        Queue a list of JSON entries as one record; it reaches the file at
+        the next L{flush}.
         """
-        record = encode_record(payload)
+        self._queue(encode_entries(entries))
+
+    def append_raw(self, kind, now, data):
+        """
+        Queue input bytes as they arrived (C{kind} C{b"u"} or C{b"t"}).
+        """
+        self._queue(encode_raw(kind, now, data))
+
+    def _queue(self, record):
         self.pending.append(record)
         self.pending_bytes += len(record)
 
@@ -132,54 +163,71 @@ class Journal:
                 os.remove(path)
 
     def close(self):
+        if self._fd is None:
+            return
         self.flush()
         self.sync()
         os.close(self._fd)
+        self._fd = None
 
 
 def read_journal(path):
     """
-    Yield the payloads of one journal file in order.
+    Read one journal file: C{(records, torn)}.  Each record is a list of
+    JSON entries, or C{(kind, arrival time, bytes)} for raw input
+    (C{kind} "udp" or "tcp").
 
-    A damaged last line (no newline, bad checksum or bad JSON) is the torn
-    record of a crash mid-write: it is dropped and reported through the
-    C{torn} attribute of the returned reader.  Damage anywhere else raises
-    L{JournalCorrupt}.
+    A damaged last record (cut short, or a bad checksum with nothing after
+    it) is the torn record of a crash mid-write: it is left out and
+    described in C{torn} as C{(record number, problem)}.  Damage anywhere
+    else raises L{JournalCorrupt}.
     """
     with open(path, "rb") as f:
         data = f.read()
-    lines = data.split(b"\n")
-    # After the final newline split() leaves b"": a complete file.
-    tail = lines.pop()
     records = []
-    torn = None
-    for number, line in enumerate(lines, 1):
-        problem = _check(line)
-        if problem is None:
-            records.append(json.loads(line[9:]))
-        elif number == len(lines) and not tail:
-            torn = (number, problem)
-        else:
-            raise JournalCorrupt(path, number, problem)
-    if tail:
-        torn = (len(lines) + 1, "unterminated last record (%d bytes)" % (len(tail),))
-    return records, torn
+    if not data.startswith(MAGIC):
+        if MAGIC.startswith(data):
+            # Killed between creating the file and writing its magic.
+            return records, (0, "empty file") if data else None
+        raise JournalCorrupt(path, 0, "not a SimpleStats journal (bad magic)")
+    offset = len(MAGIC)
+    number = 0
+    size = len(data)
+    while offset < size:
+        number += 1
+        if offset + _HEADER.size > size:
+            return records, (number, "record header cut short (%d bytes)" % (size - offset,))
+        length, crc, kind = _HEADER.unpack_from(data, offset)
+        start = offset + _HEADER.size
+        end = start + length
+        if end > size:
+            return records, (number, "record cut short (%d of %d bytes)" % (size - start, length))
+        payload = data[start:end]
+        if zlib.crc32(payload, zlib.crc32(kind)) != crc:
+            if end == size:
+                return records, (number, "checksum mismatch in the last record")
+            raise JournalCorrupt(path, number, "checksum mismatch")
+        try:
+            records.append(_decode(kind, payload))
+        except ValueError as e:
+            raise JournalCorrupt(path, number, str(e))
+        offset = end
+    return records, None
 
 
-def _check(line):
-    if len(line) < 10 or line[8:9] != b" ":
-        return "not a journal record"
-    try:
-        crc = int(line[:8], 16)
-    except ValueError:
-        return "bad checksum field"
-    if zlib.crc32(line[9:]) != crc:
-        return "checksum mismatch"
-    try:
-        json.loads(line[9:])
-    except ValueError:
-        return "payload is not JSON"
-    return None
+def _decode(kind, payload):
+    if kind == b"j":
+        try:
+            entries = json.loads(payload)
+        except ValueError:
+            raise ValueError("entries are not JSON")
+        if not isinstance(entries, list):
+            raise ValueError("entries are not a list")
+        return entries
+    name = RAW_KINDS.get(kind)
+    if name is None or len(payload) < _TIME.size:
+        raise ValueError("unknown record kind %r" % (kind,))
+    return name, _TIME.unpack_from(payload)[0], payload[_TIME.size:]
 
 
 def _fsync_directory(directory):

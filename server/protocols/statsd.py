@@ -32,7 +32,7 @@ class StatsdProtocol(DatagramProtocol):
             self.bad_log.warn("bad statsd metric from {peer}: {reason}",
                               peer="%s:%s" % addr[:2], reason=errors[0])
         if samples:
-            refused = core.submit(samples, "udp")
+            refused = core.submit(samples, "udp", raw=(b"u", data))
             if refused:
                 self.bad_log.warn("statsd metric from {peer} refused: {reason}",
                                   peer="%s:%s" % addr[:2], reason=refused[0][1])

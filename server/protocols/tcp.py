@@ -110,7 +110,7 @@ class TupleProtocol(LineOnlyReceiver):
         except ParseError as e:
             core.counters["simplestats.tcp.bad"] += 1
             return self._error(str(e))
-        refused = core.submit(parsed.items, "tcp", atomic=True)
+        refused = core.submit(parsed.items, "tcp", atomic=True, raw=(b"t", stripped))
         if refused:
             if parsed.batch:
                 position, message = refused[0]
