@@ -12,18 +12,24 @@ bucket with a handful of values costs a handful of entries.
 """
 
 import math
+from math import ceil as _ceil
+from math import log as _log
 
 from ddsketch.mapping import LogarithmicMapping
 
 DEFAULT_ACCURACY = 0.01
 
 _mappings = {}
+_key_params = {}
 
 
 def _mapping(accuracy):
     mapping = _mappings.get(accuracy)
     if mapping is None:
         mapping = _mappings[accuracy] = LogarithmicMapping(accuracy)
+        # What LogarithmicMapping.key computes, taken apart so the hot path
+        # makes no method calls: ceil(log2(value) * multiplier) + offset.
+        _key_params[accuracy] = (mapping._multiplier, mapping._offset, mapping.min_possible)
     return mapping
 
 

@@ -156,33 +156,27 @@ class Store:
             self.before_change(series)
         step = self.tiers[0].step
         bucket = int(ts // step) * step
-        if bucket + step > self.watermarks[0]:
-            agg = series.open[0].get(bucket)
-            if agg is None:
+        agg = series.open[0].get(bucket)
+        if agg is None:
+            if bucket + step > self.watermarks[0]:
                 agg = self._open_bucket(series, 0, bucket)
-            agg.add(value, rate, ts)
-        else:
-            agg = new_aggregate(series.family, self.accuracy)
-            agg.add(value, rate, ts)
-            self._merge_late(series, agg, ts, now)
-            agg = None
+            else:
+                agg = self._late_bucket(series, ts, now)
+        agg.add(value, rate, ts)
         self._note_value(series, bucket, value, rate, ts, agg)
 
     def add_partial(self, series, fields, ts, now):
         if self.before_change is not None:
             self.before_change(series)
-        agg = new_aggregate(series.family, self.accuracy)
-        agg.merge_partial(fields, ts)
         step = self.tiers[0].step
         bucket = int(ts // step) * step
-        if bucket + step > self.watermarks[0]:
-            target = series.open[0].get(bucket)
-            if target is None:
+        target = series.open[0].get(bucket)
+        if target is None:
+            if bucket + step > self.watermarks[0]:
                 target = self._open_bucket(series, 0, bucket)
-            target.merge(agg)
-        else:
-            target = None
-            self._merge_late(series, agg, ts, now)
+            else:
+                target = self._late_bucket(series, ts, now)
+        target.merge_partial(fields, ts)
         fam = series.family
         if fam == COUNTER:
             self._note_value(series, bucket, fields["count"], 1.0, ts, target)
@@ -222,23 +216,23 @@ class Store:
         keys.add(series.key)
         return agg
 
-    def _merge_late(self, series, agg, ts, now):
-        row = None
-        merge_rows = AGGREGATES[series.family].merge_rows
+    def _late_bucket(self, series, ts, now):
+        """
+        The aggregate for a point whose finest-tier bucket has closed: its
+        bucket in the finest tier that still keeps C{ts}, reopened.  The next
+        tick merges it into the stored row and rolls it up, tier by tier, so
+        late points cost what live ones do and are merged exactly among
+        themselves.
+        """
         for i, tier in enumerate(self.tiers):
             step = tier.step
             bucket = int(ts // step) * step
-            if tier.retention is not None and bucket + step <= now - tier.retention:
-                continue
-            if bucket + step > self.watermarks[i]:
-                target = series.open[i].get(bucket)
-                if target is None:
-                    target = self._open_bucket(series, i, bucket)
-                target.merge(agg)
-                return
-            if row is None:
-                row = agg.row()
-            self._stored(series, i).put(bucket // step, row, merge_rows)
+            if tier.retention is None or bucket + step > now - tier.retention:
+                agg = series.open[i].get(bucket)
+                if agg is None:
+                    agg = self._open_bucket(series, i, bucket)
+                return agg
+        raise ValueError("timestamp %r is older than every tier" % (ts,))
 
     def _stored(self, series, i):
         stored = series.stored[i]
@@ -267,9 +261,8 @@ class Store:
         ntiers = len(self.tiers)
         for i, tier in enumerate(self.tiers):
             step = tier.step
-            watermark = self._watermark(i, now)
-            if watermark <= self.watermarks[i]:
-                continue
+            # Never backwards; reopened (late) buckets are due at once.
+            watermark = max(self._watermark(i, now), self.watermarks[i])
             index = self.open_index[i]
             due = sorted(b for b in index if b + step <= watermark)
             for bucket in due:
@@ -306,21 +299,22 @@ class Store:
                 series.ring.append((bucket, row[0], row[1]))
 
     def _roll_up(self, series, i, child_bucket, agg, now):
+        """
+        Merge a closed bucket's aggregate into its parent of tier C{i}.  A
+        parent that already closed (late data) is reopened: this same tick
+        closes it again, merging into its stored row, and rolls it further.
+        """
         step = self.tiers[i].step
         bucket = child_bucket - child_bucket % step
-        if bucket + step > self.watermarks[i]:
-            target = series.open[i].get(bucket)
-            if target is None:
-                series.open[i][bucket] = agg
-                keys = self.open_index[i].get(bucket)
-                if keys is None:
-                    keys = self.open_index[i][bucket] = set()
-                keys.add(series.key)
-            else:
-                target.merge(agg)
+        target = series.open[i].get(bucket)
+        if target is None:
+            series.open[i][bucket] = agg
+            keys = self.open_index[i].get(bucket)
+            if keys is None:
+                keys = self.open_index[i][bucket] = set()
+            keys.add(series.key)
         else:
-            self._stored(series, i).put(
-                bucket // step, agg.row(), AGGREGATES[series.family].merge_rows)
+            target.merge(agg)
 
     # -- reads ---------------------------------------------------------------
 
@@ -330,7 +324,11 @@ class Store:
         buckets: counters as a rate per second, sets as unique members per
         bucket, others as the mean of their values.
         """
-        since = self.watermarks[0] - MOVING_AVERAGE_WINDOW
+        # The window runs from a bucket start about a minute ago to now, so a
+        # counter's total is divided by the time it was gathered over (the
+        # open buckets reach past the watermark, up to now).
+        step = self.tiers[0].step
+        since = math.floor((now - MOVING_AVERAGE_WINDOW) / step) * step
         weight = total = 0.0
         for bucket, w, t in series.ring:
             if bucket >= since:
@@ -348,7 +346,7 @@ class Store:
                 weight += row[0]
                 total += row[1]
         if fam == COUNTER:
-            return total / MOVING_AVERAGE_WINDOW
+            return total / (now - since)
         if weight:
             return total / weight
         if fam == GAUGE and series.value is not None:
