@@ -13,8 +13,13 @@ from collections import Counter
 
 from twisted.logger import Logger
 
-from server.model import COUNTER, GAUGE, TYPE_NAMES, Partial, Sample, series_key, split_series_key
+from server.model import (COUNTER, DISTRIBUTION, GAUGE, HISTOGRAM, SET, TIMER, TYPE_NAMES, Partial,
+                          Sample, series_key, split_series_key)
 from server.sketch import Sketch
+
+
+_SIMPLE_TYPES = {"c": COUNTER, "ms": TIMER, "h": HISTOGRAM, "d": DISTRIBUTION, "g": GAUGE,
+                 "g+": GAUGE, "s": SET}
 
 
 class IngestCore:
@@ -103,6 +108,49 @@ class IngestCore:
             self.counters["simplestats.%s.points" % transport] += len(accepted)
         return errors
 
+    def submit_simple(self, rows, transport, raw):
+        """
+        The statsd fast path: C{rows} from L{server.parse_statsd.parse_simple}
+        (no tags, rate 1, timestamp now) go straight to the store when their
+        series exists with their type; the others take L{submit}.  The state
+        reached is the one L{submit} reaches with the parsed samples, which
+        is how the journal (C{raw}, the packet) is replayed.
+
+        @return: C{(position, message)} for each refused row.
+        """
+        now = self.clock.seconds()
+        store = self.store
+        series_map = store.series
+        add = store.add_value
+        slow = None
+        applied = 0
+        for name, value, kind in rows:
+            mtype = _SIMPLE_TYPES[kind]
+            series = series_map.get(name)
+            if series is None or series.type != mtype:
+                if slow is None:
+                    slow = []
+                slow.append(Sample(name, (), mtype, value, None, 1.0, kind == "g+"))
+                continue
+            if store.before_change is not None:
+                store.before_change(series)
+            series.touched = now
+            if mtype == GAUGE:
+                if kind == "g+":
+                    value += series.gauge
+                series.gauge = value
+            add(series, value, 1.0, now, now)
+            applied += 1
+        errors = ()
+        accepted = applied
+        if slow is not None:
+            errors = self.submit(slow, transport, now=now, journal=False)
+            accepted += len(slow) - len(errors)
+        if accepted:
+            self.journal.append_raw(b"u", now, raw)
+            self.counters["simplestats." + transport + ".points"] += applied
+        return errors
+
     def _time_problem(self, ts, now):
         if not math.isfinite(ts) or ts < 0:
             return "timestamp %r is not a time after 1970" % (ts,)
@@ -117,13 +165,14 @@ class IngestCore:
         series = store.series.get(key)
         if series is None:
             series = store.get_or_create(key, item.type)
+        if store.before_change is not None:
+            # A snapshot under way copies the series before it changes.
+            store.before_change(series)
         series.touched = now
         if item.__class__ is Sample:
             value = item.value
             if item.type == GAUGE:
                 if item.delta:
-                    if store.before_change is not None:
-                        store.before_change(series)
                     value = series.gauge = series.gauge + value
                 else:
                     series.gauge = value

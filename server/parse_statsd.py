@@ -32,7 +32,7 @@ from server.model import (
     Sample,
 )
 
-__all__ = ["parse_packet"]
+__all__ = ["parse_packet", "parse_simple"]
 
 _TYPES = {"c": COUNTER, "ms": TIMER, "h": HISTOGRAM, "d": DISTRIBUTION, "g": GAUGE, "s": SET}
 _TYPE_HELP = "c, ms, h, d, g or s"
@@ -54,6 +54,14 @@ _TAG_VALUE_OK = re.compile(r"[A-Za-z0-9_.\-:/@+]*").fullmatch
 _NOT_TAG_VALUE_CHAR = re.compile(r"[^A-Za-z0-9_.\-:/@+]")
 
 _EXCERPT = 80
+
+# A packet made only of "name:number|type" lines (no rate, tags or
+# timestamp, clean names) is matched in one C call; see L{parse_simple}.
+_SIMPLE_LINE = re.compile(
+    r"^([A-Za-z0-9_.\-]+):(?:([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\|(c|ms|g|h|d)"
+    r"|([^|\n\r]+)\|(s))$",
+    re.MULTILINE,
+)
 
 
 class _BadLine(Exception):
@@ -105,6 +113,40 @@ def parse_packet(data: bytes, limits: Limits) -> Tuple[List[Sample], List[str]]:
         except _BadLine as e:
             errors.append('%s in "%s"' % (e.args[0], _excerpt(line)))
     return samples, errors
+
+
+def parse_simple(data: bytes, limits: Limits):
+    """
+    The statsd fast path: C{[(name, value, type), ...]} for a packet whose
+    every line has the plain shape C{name:number|type} (types c, ms, h, d,
+    g) or C{name:member|s}, or L{None} when any line needs L{parse_packet}.
+    C{value} is a float, or the member's text for a set; a gauge's C{+}/C{-}
+    delta shows in the type, as C{"g+"}.  The values are the ones
+    L{parse_packet} gives for the same packet.
+    """
+    if not data.isascii():
+        return None
+    text = data.decode("ascii")
+    lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    rows = _SIMPLE_LINE.findall(text)
+    if len(rows) != lines:
+        return None
+    max_name = limits.max_name_length
+    result = []
+    append = result.append
+    for name, number, kind, member, set_kind in rows:
+        if len(name) > max_name:
+            return None
+        if set_kind:
+            append((name, member, "s"))
+            continue
+        value = float(number)
+        if value - value != 0.0:
+            return None
+        if kind == "g" and number[0] in "+-":
+            kind = "g+"
+        append((name, value, kind))
+    return result
 
 
 def _decode_lines(data, errors):

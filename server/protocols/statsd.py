@@ -7,7 +7,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from server.logutil import BoundedLog
-from server.parse_statsd import parse_packet
+from server.parse_statsd import parse_packet, parse_simple
 
 # Write the journal early when this much is waiting, whatever the interval.
 JOURNAL_HIGH_WATER = 1 << 20
@@ -26,16 +26,19 @@ class StatsdProtocol(DatagramProtocol):
         core = self.core
         counters = core.counters
         counters["simplestats.udp.packets"] += 1
-        samples, errors = parse_packet(data, self.limits)
-        if errors:
-            counters["simplestats.udp.bad"] += len(errors)
-            self.bad_log.warn("bad statsd metric from {peer}: {reason}",
-                              peer="%s:%s" % addr[:2], reason=errors[0])
-        if samples:
-            refused = core.submit(samples, "udp", raw=(b"u", data))
-            if refused:
-                self.bad_log.warn("statsd metric from {peer} refused: {reason}",
-                                  peer="%s:%s" % addr[:2], reason=refused[0][1])
+        rows = parse_simple(data, self.limits)
+        if rows is not None:
+            refused = core.submit_simple(rows, "udp", data)
+        else:
+            samples, errors = parse_packet(data, self.limits)
+            if errors:
+                counters["simplestats.udp.bad"] += len(errors)
+                self.bad_log.warn("bad statsd metric from {peer}: {reason}",
+                                  peer="%s:%s" % addr[:2], reason=errors[0])
+            refused = core.submit(samples, "udp", raw=(b"u", data)) if samples else ()
+        if refused:
+            self.bad_log.warn("statsd metric from {peer} refused: {reason}",
+                              peer="%s:%s" % addr[:2], reason=refused[0][1])
         if core.journal.pending_bytes > JOURNAL_HIGH_WATER:
             try:
                 core.durable()

@@ -5,6 +5,8 @@ The TCP tuple protocol and the statsd UDP protocol, on fake transports.
 import json
 import os
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -172,3 +174,61 @@ class IdleExpiryTests(SynchronousTestCase):
         core.clock.advance(200)
         self.assertEqual(core.expire_idle(core.clock.seconds()), 1)
         self.assertEqual(sorted(core.store.series), ["busy"])
+
+
+class StatsdFastPathTests(SynchronousTestCase):
+    """
+    The fast path for plain statsd lines must reach the state the general
+    parser reaches: the journal replays packets through the general one.
+    """
+
+    @staticmethod
+    def state(core):
+        from server.query import bucket_rows
+
+        store = core.store
+        return {key: (s.type, s.gauge, s.value, s.last_seen,
+                      [bucket_rows(store, s, i, 0, 2 ** 32) for i in range(len(store.tiers))])
+                for key, s in store.series.items()}
+
+    @given(st.lists(st.lists(st.tuples(
+        st.sampled_from(["a", "b", "c.d", "e-f"]),
+        st.one_of(st.integers(-1000, 1000).map(str), st.floats(-1e6, 1e6).map(repr),
+                  st.sampled_from(["+3", "-2.5", ".5", "1e3", "x", "", "u:1"])),
+        st.sampled_from(["c", "ms", "g", "h", "d", "s", "zz"])), min_size=1, max_size=8),
+        min_size=1, max_size=6))
+    @settings(max_examples=60, deadline=None)
+    def test_fast_path_matches_general_parser(self, packets):
+        """Packets through the fast path give the same series as parse_packet + submit."""
+        from server.parse_statsd import parse_packet
+
+        fast = make_core(self)
+        general = make_core(self)
+        proto = StatsdProtocol(fast, fast.settings.limits, fast.clock)
+        for lines in packets:
+            data = "\n".join("%s:%s|%s" % line for line in lines).encode()
+            proto.datagramReceived(data, PEER)
+            samples, _ = parse_packet(data, general.settings.limits)
+            general.submit(samples, "udp")
+            fast.clock.advance(2)
+            general.clock.advance(2)
+        self.assertEqual(self.state(fast), self.state(general))
+
+    def test_replay_of_fast_path_packets(self):
+        """Packets taken by the fast path replay from the journal to the same state."""
+        from server.journal import read_journal
+        from server.recovery import replay
+        from server.store import Store
+
+        core = make_core(self)
+        proto = StatsdProtocol(core, core.settings.limits, core.clock)
+        proto.datagramReceived(b"a:1|c\nb:2|ms\ng:5|g", PEER)
+        proto.datagramReceived(b"a:2|c\nb:3|ms\ng:+1|g\ns:x|s\ns:y|s", PEER)
+        core.durable()
+        records, torn = read_journal(os.path.join(core.settings.data_dir, "journal.000001.log"))
+        self.assertIsNone(torn)
+        fresh = make_core(self)
+        fresh.store = Store(core.settings.tiers, now=core.clock.seconds())
+        fresh.clock = core.clock
+        self.assertEqual(replay(fresh, records), 8)
+        self.assertEqual(self.state(fresh), self.state(core))
