@@ -289,7 +289,9 @@ class Store:
         stored.put(bucket // tier.step, row, AGGREGATES[series.family].merge_rows)
         if tier.retention is not None and stored.index[0] * tier.step < now - tier.retention:
             stored.trim_before(math.ceil((now - tier.retention) / tier.step))
-        if i == 0:
+        # A late bucket is not among the last ones: appended, it would push
+        # a bucket of the last minute out of the ring.
+        if i == 0 and (not series.ring or bucket > series.ring[-1][0]):
             fam = series.family
             if fam == COUNTER:
                 series.ring.append((bucket, row[0], row[0]))
