@@ -102,14 +102,48 @@ def pinning(cpus=None):
     return cpus[0], cpus[1]
 
 
-def pinned(argv, core):
+# The real-time priority servers run at with C{realtime}: above every normal
+# program, so another program on the server's core cannot delay its reads.
+REALTIME_PRIORITY = 10
+
+
+def pinned(argv, core, realtime=False):
     """
-    C{argv} run under C{taskset -c core}, or unchanged when C{core} is None.
-    C{taskset} execs the command, so the child's pid is the command's.
+    C{argv} run under C{taskset -c core} (unchanged when C{core} is None),
+    and under C{chrt --fifo} when C{realtime}.  Both exec the command, so
+    the child's pid is the command's.
     """
-    if core is None:
-        return list(argv)
-    return ["taskset", "-c", str(core)] + list(argv)
+    argv = list(argv)
+    if core is not None:
+        argv = ["taskset", "-c", str(core)] + argv
+    if realtime:
+        argv = ["chrt", "--fifo", str(REALTIME_PRIORITY)] + argv
+    return argv
+
+
+def can_run_realtime():
+    """
+    Whether this process may start programs at a real-time priority.
+    """
+    import shutil
+    import subprocess
+    if shutil.which("chrt") is None:
+        return False
+    done = subprocess.run(["chrt", "--fifo", str(REALTIME_PRIORITY), "true"],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+def background_load(cores, seconds=1.0, sleep=None):
+    """
+    Busy fraction of each core over C{seconds} while this harness does
+    nothing: what other programs use.
+    """
+    import time
+    sleep = sleep or time.sleep
+    before = {core: core_busy_seconds(core) for core in cores}
+    sleep(seconds)
+    return {core: (core_busy_seconds(core) - before[core]) / seconds for core in cores}
 
 
 def parse_core_busy(stat_text, core):

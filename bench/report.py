@@ -151,9 +151,14 @@ def table(results):
     lines = []
     meta = results.get("meta", {})
     machine = meta.get("machine", {})
-    lines.append("SimpleStats benchmark (%s mode), %s x %s, load core %s, server core %s"
+    lines.append("SimpleStats benchmark (%s mode), %s x %s, load core %s, server core %s%s"
                  % (meta.get("mode"), machine.get("cpu_count"), machine.get("cpu_model"),
-                    _get(meta, "pinning", "load_core"), _get(meta, "pinning", "server_core")))
+                    _get(meta, "pinning", "load_core"), _get(meta, "pinning", "server_core"),
+                    ", servers at real-time priority" if meta.get("realtime") else ""))
+    background = meta.get("background_load") or {}
+    if any(f > 0.1 for f in background.values()):
+        lines.append("the machine was not quiet at the start: " + ", ".join(
+            "core %s %.0f%% busy" % (c, 100 * f) for c, f in sorted(background.items())))
     if meta.get("step_note"):
         lines.append(meta["step_note"])
     gen = results.get("generator", {})
@@ -197,7 +202,12 @@ def table(results):
         disturbed = sum(1 for s in systems for r in udp[s].values()
                         for step in r.get("steps", []) if step.get("disturbed"))
         steps = sum(len(r.get("steps", [])) for s in systems for r in udp[s].values())
-        if disturbed:
+        if disturbed and meta.get("realtime"):
+            lines.append("  note: other programs used > 5%% of the server core during %d of %d "
+                         "steps (the servers ran at real-time priority, so they were not "
+                         "preempted, but a busy machine still shares caches and memory "
+                         "bandwidth)" % (disturbed, steps))
+        elif disturbed:
             lines.append("  note: %d of %d steps ran while other programs used > 5%% of the "
                          "server core: figures are unreliable" % (disturbed, steps))
         lines.append("  (none: no step was loss-free; >=: the generator, not the server, was "

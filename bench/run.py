@@ -12,6 +12,7 @@ bench/README.md for what each figure means.
 
 import argparse
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -55,6 +56,10 @@ def parse_args(argv):
     parser.add_argument("--cache", default=os.path.join(BENCH_DIR, ".cache"))
     parser.add_argument("--results", default=os.path.join(BENCH_DIR, "results"))
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument("--no-realtime", action="store_true",
+                        help="run the servers at normal priority (default: chrt --fifo %d when "
+                             "allowed, so other programs on a shared machine cannot preempt them)"
+                             % procstat.REALTIME_PRIORITY)
     return parser.parse_args(argv)
 
 
@@ -93,10 +98,20 @@ def main(argv=None):
     if load_core is not None:
         # The harness itself stays off the server's core too.
         os.sched_setaffinity(0, {load_core})
+    realtime = not args.no_realtime and procstat.can_run_realtime()
+    cores = sorted(os.sched_getaffinity(0) | {c for c in (load_core, server_core) if c is not None})
+    background = procstat.background_load([c for c in (load_core, server_core) if c is not None]
+                                          or cores[:1])
 
     started = time.time()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
-    workdir = os.path.join(args.cache, "runs", stamp)
+    runs = os.path.join(args.cache, "runs")
+    if os.path.isdir(runs):
+        # Only the latest run's work files are kept (whisper files and data
+        # directories add up).
+        for old in os.listdir(runs):
+            shutil.rmtree(os.path.join(runs, old), ignore_errors=True)
+    workdir = os.path.join(runs, stamp)
     os.makedirs(workdir, exist_ok=True)
     results = {
         "meta": {
@@ -105,6 +120,8 @@ def main(argv=None):
             "started": started,
             "machine": procstat.machine(),
             "pinning": {"load_core": load_core, "server_core": server_core},
+            "realtime": realtime,
+            "background_load": background,
             "loadavg_start": _loadavg(),
             "settings": settings,
             "cpu_rates": CPU_RATES,
@@ -121,6 +138,11 @@ def main(argv=None):
     }
     meta = results["meta"]
     log("SimpleStats benchmark, %s mode; work files in %s" % (mode, workdir))
+    log("servers at %s priority; other programs' load before the run: %s"
+        % ("real-time (chrt --fifo)" if realtime else "normal",
+           ", ".join("core %s %.0f%%" % (c, 100 * f) for c, f in sorted(background.items()))))
+    if any(f > 0.1 for f in background.values()):
+        log("WARNING: the machine is not quiet; figures will be disturbed (see 'disturbed' steps)")
 
     have_server = os.path.exists(os.path.join(systems.REPO_ROOT, "server", "main.py"))
     if "simplestats" in wanted and not have_server:
@@ -144,10 +166,12 @@ def main(argv=None):
             meta["versions"]["carbon"] = {"error": str(e)}
 
     makers = {
-        "ceiling": lambda: systems.Ceiling(os.path.join(workdir, "ceiling"), server_core, python),
-        "statsd": lambda: systems.Statsd(os.path.join(workdir, "statsd"), server_core, stats_js),
+        "ceiling": lambda: systems.Ceiling(os.path.join(workdir, "ceiling"), server_core, python,
+                                           realtime=realtime),
+        "statsd": lambda: systems.Statsd(os.path.join(workdir, "statsd"), server_core, stats_js,
+                                         realtime=realtime),
         "simplestats": lambda: systems.SimpleStats(os.path.join(workdir, "simplestats"),
-                                                   server_core, python),
+                                                   server_core, python, realtime=realtime),
     }
     for name in ("ceiling", "statsd", "simplestats"):
         if name in wanted:
@@ -180,20 +204,22 @@ def main(argv=None):
     if "carbon" in wanted:
         log("TCP carbon plaintext, %d x %d points" % (settings["tcp_metrics"], settings["tcp_points"]))
         guarded("carbon TCP", lambda: _tcp_carbon(workdir, server_core, load_core, carbon_venv,
-                                                  settings, meta), results["tcp"], "carbon")
+                                                  settings, meta, realtime), results["tcp"], "carbon")
     if "simplestats" in wanted:
         log("TCP simplestats tuples (--quiet, batches), %d x %d points"
             % (settings["tcp_metrics"], settings["tcp_points"]))
         guarded("simplestats TCP", lambda: _tcp_simplestats(workdir, server_core, load_core, python,
-                                                            settings), results["tcp"], "simplestats")
+                                                            settings, realtime),
+                results["tcp"], "simplestats")
         if not args.skip_simplestats_only:
             log("SimpleStats-only figures")
             guarded("simplestats external figures", lambda: simplestats_figures.measure(
                 lambda extra: systems.SimpleStats(os.path.join(workdir, "simplestats-figures"),
-                                                  server_core, python, extra),
+                                                  server_core, python, extra, realtime=realtime),
                 args.quick, log), results["simplestats"], "external")
             guarded("simplestats in-process figures", lambda: simplestats_figures.inprocess(
-                python, args.quick, server_core, log), results["simplestats"], "inprocess")
+                python, args.quick, server_core, log, realtime), results["simplestats"],
+                "inprocess")
 
     for r in results["tcp"].values():
         if isinstance(r, dict) and r.get("stored_rate"):
@@ -210,9 +236,9 @@ def main(argv=None):
     return 0
 
 
-def _tcp_carbon(workdir, server_core, load_core, venv, settings, meta):
+def _tcp_carbon(workdir, server_core, load_core, venv, settings, meta, realtime):
     whisper = references.load_whisper(venv)
-    carbon = systems.Carbon(os.path.join(workdir, "carbon"), server_core, venv)
+    carbon = systems.Carbon(os.path.join(workdir, "carbon"), server_core, venv, realtime=realtime)
     meta["versions"]["carbon"] = carbon.versions()
     carbon.start()
     try:
@@ -223,8 +249,9 @@ def _tcp_carbon(workdir, server_core, load_core, venv, settings, meta):
         carbon.stop()
 
 
-def _tcp_simplestats(workdir, server_core, load_core, python, settings):
-    server = systems.SimpleStats(os.path.join(workdir, "simplestats-tcp"), server_core, python)
+def _tcp_simplestats(workdir, server_core, load_core, python, settings, realtime):
+    server = systems.SimpleStats(os.path.join(workdir, "simplestats-tcp"), server_core, python,
+                                 realtime=realtime)
     server.start()
     try:
         return tcpbench.run_tcp_load(

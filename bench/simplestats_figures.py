@@ -200,16 +200,17 @@ def measure(make_system, quick, log):
     return out
 
 
-def inprocess(python, quick, core, log, timeout=600):
+def inprocess(python, quick, core, log, realtime=False, timeout=600):
     """
-    Run bench/simplestats_inprocess.py pinned to the server core.
+    Run bench/simplestats_inprocess.py pinned to the server core (at a
+    real-time priority with C{realtime}, like the servers).
     """
     from bench.procstat import pinned
     counts = ["10000"] if quick else ["10000", "100000"]
     argv = [python, os.path.join(BENCH_DIR, "simplestats_inprocess.py"), "--series"] + counts
     argv += ["--buckets", "5" if quick else "14"]
     log("  simplestats: in-process rollup ticks at %s series" % " and ".join(counts))
-    done = subprocess.run(pinned(argv, core), cwd=REPO_ROOT, capture_output=True, text=True,
+    done = subprocess.run(pinned(argv, core, realtime), cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=timeout)
     if done.returncode != 0:
         return {"error": "in-process driver failed: %s" % done.stderr[-1500:]}

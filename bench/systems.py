@@ -53,10 +53,11 @@ class Process:
     file, pinned to C{core} with C{taskset} when C{core} is not None.
     """
 
-    def __init__(self, argv, log_path, core=None, cwd=None, env=None):
+    def __init__(self, argv, log_path, core=None, cwd=None, env=None, realtime=False):
         self.argv = list(argv)
         self.log_path = log_path
         self.core = core
+        self.realtime = realtime
         self.cwd = cwd
         self.env = env
         self.popen = None
@@ -69,7 +70,7 @@ class Process:
         log = open(self.log_path, "ab")
         try:
             self.popen = subprocess.Popen(
-                procstat.pinned(self.argv, self.core), cwd=self.cwd, env=self.env,
+                procstat.pinned(self.argv, self.core, self.realtime), cwd=self.cwd, env=self.env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         finally:
@@ -165,9 +166,10 @@ class System:
     settle = 0.5
     settle_timeout = 30.0
 
-    def __init__(self, workdir, core):
+    def __init__(self, workdir, core, realtime=False):
         self.workdir = workdir
         self.core = core
+        self.realtime = realtime
         self.process = None
         os.makedirs(workdir, exist_ok=True)
 
@@ -201,8 +203,8 @@ class Ceiling(System):
 
     name = "ceiling"
 
-    def __init__(self, workdir, core, python):
-        System.__init__(self, workdir, core)
+    def __init__(self, workdir, core, python, realtime=False):
+        System.__init__(self, workdir, core, realtime)
         self.python = python
 
     def start(self):
@@ -211,7 +213,8 @@ class Ceiling(System):
         self.process = Process(
             [self.python, os.path.join(BENCH_DIR, "ceiling_server.py"),
              "--udp-port", str(self.udp_port), "--count-port", str(self.count_port)],
-            os.path.join(self.workdir, "ceiling.log"), self.core, cwd=REPO_ROOT)
+            os.path.join(self.workdir, "ceiling.log"), self.core, cwd=REPO_ROOT,
+            realtime=self.realtime)
         self.process.start()
         self.process.wait_ready(lambda: self.lines() >= 0, 30, "ceiling server")
 
@@ -234,8 +237,8 @@ class Statsd(System):
 
     name = "statsd"
 
-    def __init__(self, workdir, core, stats_js, node="node"):
-        System.__init__(self, workdir, core)
+    def __init__(self, workdir, core, stats_js, node="node", realtime=False):
+        System.__init__(self, workdir, core, realtime)
         self.stats_js = stats_js
         self.node = node
 
@@ -247,7 +250,8 @@ class Statsd(System):
             f.write(statsd_config(self.udp_port, self.mgmt_port))
         self.process = Process(
             [self.node, self.stats_js, config_path],
-            os.path.join(self.workdir, "statsd.log"), self.core, cwd=self.workdir)
+            os.path.join(self.workdir, "statsd.log"), self.core, cwd=self.workdir,
+            realtime=self.realtime)
         self.process.start()
         self.process.wait_ready(
             lambda: "statsd.metrics_received" in counting.statsd_counters(self.mgmt_port),
@@ -297,8 +301,8 @@ class SimpleStats(System):
     settle_timeout = 40.0
     FIELDS = {"counter": "count", "timer": "count", "gauge": "updates"}
 
-    def __init__(self, workdir, core, python, extra_args=()):
-        System.__init__(self, workdir, core)
+    def __init__(self, workdir, core, python, extra_args=(), realtime=False):
+        System.__init__(self, workdir, core, realtime)
         self.python = python
         self.extra_args = list(extra_args)
 
@@ -313,7 +317,8 @@ class SimpleStats(System):
             [self.python, "-m", "server.main", "--tcp-port", str(self.tcp_port),
              "--udp-port", str(self.udp_port), "--http-port", str(self.http_port),
              "--bind", "127.0.0.1", "--data-dir", self.data_dir] + self.extra_args,
-            os.path.join(self.workdir, "simplestats.log"), self.core, cwd=REPO_ROOT)
+            os.path.join(self.workdir, "simplestats.log"), self.core, cwd=REPO_ROOT,
+            realtime=self.realtime)
         self.process.start()
         self.process.wait_ready(self.healthy, 120, "simplestats")
         self.ready_seconds = time.monotonic() - self.started_at
@@ -364,8 +369,8 @@ class Carbon(System):
 
     name = "carbon"
 
-    def __init__(self, workdir, core, venv):
-        System.__init__(self, workdir, core)
+    def __init__(self, workdir, core, venv, realtime=False):
+        System.__init__(self, workdir, core, realtime)
         self.venv = venv
 
     @property
@@ -389,7 +394,8 @@ class Carbon(System):
         self.process = Process(
             [python, script, "--config", os.path.join(conf_dir, "carbon.conf"),
              "--nodaemon", "start"],
-            os.path.join(self.workdir, "carbon.log"), self.core, cwd=self.workdir, env=env)
+            os.path.join(self.workdir, "carbon.log"), self.core, cwd=self.workdir, env=env,
+            realtime=self.realtime)
         self.process.start()
         self.process.wait_ready(self._listening, 60, "carbon-cache")
 

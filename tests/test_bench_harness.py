@@ -154,9 +154,11 @@ def fake_server(capacity, generator_max=1e9):
     """
     def trial(rate):
         achieved = min(rate, generator_max)
+        counted = min(achieved, capacity * 1.05)
         return {"loss_free": achieved <= capacity, "achieved_rate": achieved,
+                "loss": 1 - counted / achieved,
                 "generator_limited": achieved < 0.98 * rate,
-                "counted_rate": min(achieved, capacity * 1.05), "offered_rate": rate}
+                "counted_rate": counted, "offered_rate": rate}
     return trial
 
 
