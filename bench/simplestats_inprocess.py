@@ -67,7 +67,7 @@ def measure(count, buckets, start=1_700_000_000.0):
         # has passed), as the server's 1 s timer would run it.
         now = bucket_start + step + settings.late_grace + 0.5
         began = time.perf_counter()
-        closed = store.tick(now)
+        closed, _ = store.tick(now)
         ticks.append({"seconds": time.perf_counter() - began, "closed": closed})
         if b in (1, buckets - 1):
             gc.collect()

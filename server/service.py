@@ -27,6 +27,7 @@ from server.journal import Journal
 from server.protocols.statsd import StatsdProtocol
 from server.protocols.tcp import TupleFactory
 from server.recovery import StartupError, recover
+from server.rollup import RollupTimer
 from server.snapshot import Snapshotter
 from server.store import Store
 from server.web.api import WebAPI
@@ -143,7 +144,7 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
     summary = recover(directory, store, core, settings.move_corrupt_aside, reactor.seconds())
     log.info("recovered {series} series from the snapshot and {records} points from the journal",
              series=summary["series_loaded"], records=summary["records_replayed"])
-    store.tick(reactor.seconds())
+    store.tick(reactor.seconds())  # what came due while the server was down
 
     if run_in_thread is None:
         def run_in_thread(f, *args):
@@ -159,26 +160,8 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
     # Started first, stopped last.
     PersistenceService(core, snapshotter).setServiceParent(top)
 
-    emit_every = store.tiers[0].step
-    last_emit = [reactor.seconds()]
-    last_expiry = [reactor.seconds()]
-
-    def tick():
-        began = timer()
-        closed = store.tick(reactor.seconds())
-        core.gauges["simplestats.rollup.tick_ms"] = (timer() - began) * 1000.0
-        core.gauges["simplestats.rollup.closed_buckets"] = float(closed)
-        if reactor.seconds() - last_emit[0] >= emit_every:
-            last_emit[0] = reactor.seconds()
-            status = snapshotter.status
-            if status["duration"] is not None:
-                core.gauges["simplestats.snapshot.seconds"] = status["duration"]
-                core.gauges["simplestats.snapshot.bytes"] = float(status["bytes"])
-                core.gauges["simplestats.snapshot.max_block_ms"] = status["max_block"] * 1000.0
-            core.emit_own_metrics()
-        if reactor.seconds() - last_expiry[0] >= 60.0:
-            last_expiry[0] = reactor.seconds()
-            core.expire_idle(reactor.seconds())
+    tick = RollupTimer(store, core, snapshotter, reactor, timer,
+                       emit_every=store.tiers[0].step)
 
     timers = [
         ("rollup", settings.rollup_interval, tick),

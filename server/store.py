@@ -251,11 +251,17 @@ class Store:
 
     # -- rollup --------------------------------------------------------------
 
-    def tick(self, now):
+    def tick(self, now, deadline=None, timer=None):
         """
         Close every bucket whose end is C{late_grace} seconds past, finest
-        tier first, rolling each into the next tier.  Returns the number of
-        buckets closed.
+        tier first, rolling each into the next tier.
+
+        With a C{deadline} (a C{timer()} value) it stops once past it, so a
+        tick over many series does not hold the reactor; calling again goes
+        on where it stopped.  Points arriving in between join buckets that
+        are due but not yet closed, or reopen them: nothing is lost.
+
+        @return: C{(buckets closed, finished)}.
         """
         closed = 0
         ntiers = len(self.tiers)
@@ -263,11 +269,12 @@ class Store:
             step = tier.step
             # Never backwards; reopened (late) buckets are due at once.
             watermark = max(self._watermark(i, now), self.watermarks[i])
+            self.watermarks[i] = watermark
             index = self.open_index[i]
-            due = sorted(b for b in index if b + step <= watermark)
-            for bucket in due:
-                for key in index.pop(bucket):
-                    series = self.series.get(key)
+            for bucket in sorted(b for b in index if b + step <= watermark):
+                keys = index[bucket]
+                while keys:
+                    series = self.series.get(keys.pop())
                     if series is None:
                         continue
                     agg = series.open[i].pop(bucket, None)
@@ -279,8 +286,10 @@ class Store:
                     if i + 1 < ntiers:
                         self._roll_up(series, i + 1, bucket, agg, now)
                     closed += 1
-            self.watermarks[i] = watermark
-        return closed
+                    if deadline is not None and not closed & 63 and timer() > deadline:
+                        return closed, False
+                del index[bucket]
+        return closed, True
 
     def _close(self, series, i, bucket, agg, now):
         tier = self.tiers[i]
