@@ -277,11 +277,13 @@ class Store:
                     series = self.series.get(keys.pop())
                     if series is None:
                         continue
+                    if self.before_change is not None:
+                        # Before the pop: a snapshot under way must copy the
+                        # series with this bucket still open.
+                        self.before_change(series)
                     agg = series.open[i].pop(bucket, None)
                     if agg is None:
                         continue
-                    if self.before_change is not None:
-                        self.before_change(series)
                     self._close(series, i, bucket, agg, now)
                     if i + 1 < ntiers:
                         self._roll_up(series, i + 1, bucket, agg, now)
