@@ -359,3 +359,60 @@ _DERIVERS = {
         "p99": lambda row, step: row[9],
     },
 }
+
+
+def _clean_column(values):
+    # NaN and infinities are not JSON: a field with no value is None.
+    return [v if v is not None and v - v == 0.0 else None for v in values]
+
+
+def _ratio_column(numerators, denominators):
+    return [n / d if d else None for n, d in zip(numerators, denominators)]
+
+
+def _std_column(columns, step):
+    out = []
+    for count, total, sumsq in zip(columns[0], columns[1], columns[2]):
+        if count <= 0:
+            out.append(None)
+        else:
+            mean = total / count
+            out.append(math.sqrt(max(0.0, sumsq / count - mean * mean)))
+    return out
+
+
+_COLUMN_DERIVERS = {
+    COUNTER: {
+        "count": lambda c, step: c[0],
+        "rate": lambda c, step: [v / step for v in c[0]],
+    },
+    GAUGE: {
+        "updates": lambda c, step: c[0],
+        "mean": lambda c, step: _ratio_column(c[1], c[0]),
+        "min": lambda c, step: c[2],
+        "max": lambda c, step: c[3],
+        "last": lambda c, step: c[4],
+    },
+    SET: {"count": lambda c, step: c[0]},
+    "dist": {
+        "count": lambda c, step: c[0],
+        "sum": lambda c, step: c[1],
+        "mean": lambda c, step: _ratio_column(c[1], c[0]),
+        "std": _std_column,
+        "min": lambda c, step: c[3],
+        "max": lambda c, step: c[4],
+        "last": lambda c, step: c[5],
+        "median": lambda c, step: c[6],
+        "p90": lambda c, step: c[7],
+        "p95": lambda c, step: c[8],
+        "p99": lambda c, step: c[9],
+    },
+}
+
+
+def derive_columns(fam, fields, columns, step):
+    """
+    Like L{derive}, over stored columns (one list per stored field) instead
+    of rows: one list of values per requested field.
+    """
+    return [_clean_column(_COLUMN_DERIVERS[fam][name](columns, step)) for name in fields]

@@ -7,7 +7,10 @@ their value, other types have no value).
 import math
 import re
 
-from server.aggregate import AGGREGATES, DEFAULT_FIELDS, PUBLIC_FIELDS, derive, new_aggregate
+from bisect import bisect_left
+
+from server.aggregate import (AGGREGATES, DEFAULT_FIELDS, PUBLIC_FIELDS, STORED_FIELDS,
+                              derive_columns, new_aggregate)
 from server.model import COUNTER, GAUGE
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)(s|m|min|h|d|w)$")
@@ -104,22 +107,12 @@ def fields_for(series, requested):
     return tuple(requested)
 
 
-def bucket_rows(store, series, i, first, last):
+def _pending(store, series, i, first, last):
     """
-    C{{number: row}} for buckets numbered C{first}..C{last} of tier C{i}:
-    the closed ones, the open one, and what finer tiers hold that has not
-    rolled up yet, so a read sees every accepted point.
+    C{{number: aggregate}}: what the open buckets of tier C{i} and of the
+    finer tiers (not rolled up yet) hold for buckets C{first}..C{last}.
     """
-    tiers = store.tiers
-    step = tiers[i].step
-    rows = {}
-    stored = series.stored[i]
-    if stored is not None:
-        lo, hi = stored.span(first, last)
-        index = stored.index
-        columns = stored.columns
-        for p in range(lo, hi):
-            rows[index[p]] = tuple(c[p] for c in columns)
+    step = store.tiers[i].step
     pending = {}
     for j in range(i + 1):
         for bucket, agg in series.open[j].items():
@@ -129,12 +122,47 @@ def bucket_rows(store, series, i, first, last):
                 if merged is None:
                     merged = pending[number] = new_aggregate(series.family, store.accuracy)
                 merged.merge(agg)
-    merge_rows = AGGREGATES[series.family].merge_rows
-    for number, agg in pending.items():
-        row = agg.row()
-        old = rows.get(number)
-        rows[number] = row if old is None else merge_rows(old, row)
-    return rows
+    return pending
+
+
+def bucket_rows(store, series, i, first, last):
+    """
+    C{{number: row}} for buckets numbered C{first}..C{last} of tier C{i}:
+    the closed ones, the open one, and what finer tiers hold that has not
+    rolled up yet, so a read sees every accepted point.
+    """
+    numbers, columns = bucket_columns(store, series, i, first, last)
+    return {n: row for n, row in zip(numbers, zip(*columns))} if numbers else {}
+
+
+def bucket_columns(store, series, i, first, last):
+    """
+    The buckets of L{bucket_rows} as C{(numbers, columns)}: sorted bucket
+    numbers and one list per stored field (column slices, no row objects).
+    """
+    stored = series.stored[i]
+    if stored is not None:
+        lo, hi = stored.span(first, last)
+        numbers = stored.index[lo:hi].tolist()
+        columns = [column[lo:hi].tolist() for column in stored.columns]
+    else:
+        numbers = []
+        columns = [[] for _ in STORED_FIELDS[series.family]]
+    pending = _pending(store, series, i, first, last)
+    if pending:
+        merge_rows = AGGREGATES[series.family].merge_rows
+        for number in sorted(pending):
+            row = pending[number].row()
+            p = bisect_left(numbers, number)
+            if p < len(numbers) and numbers[p] == number:
+                row = merge_rows(tuple(c[p] for c in columns), row)
+                for column, value in zip(columns, row):
+                    column[p] = value
+            else:
+                numbers.insert(p, number)
+                for column, value in zip(columns, row):
+                    column.insert(p, value)
+    return numbers, columns
 
 
 def _carried_gauge(store, series, i, first):
@@ -146,41 +174,71 @@ def _carried_gauge(store, series, i, first):
     return None
 
 
+def _fill(fam, numbers, columns, first, last, born, carried):
+    """
+    Add the rows a gap means for counters (zero, from the first point on)
+    and gauges (the value carried forward).
+    """
+    if len(numbers) == last - first + 1:
+        return numbers, columns
+    present = dict(zip(numbers, range(len(numbers))))
+    grid = range(first, last + 1)
+    out_numbers = []
+    out = [[] for _ in columns]
+    if fam == COUNTER:
+        for n in grid:
+            p = present.get(n)
+            if p is not None:
+                out_numbers.append(n)
+                out[0].append(columns[0][p])
+            elif n >= born:
+                out_numbers.append(n)
+                out[0].append(0.0)
+        return out_numbers, out
+    for n in grid:
+        p = present.get(n)
+        if p is not None:
+            carried = columns[4][p]
+            row = [c[p] for c in columns]
+        elif carried is not None:
+            row = (0.0, carried, carried, carried, carried)
+        else:
+            continue
+        out_numbers.append(n)
+        for column, value in zip(out, row):
+            column.append(value)
+    return out_numbers, out
+
+
 def series_points(store, series, fields, start, until, i, now):
     """
-    C{{field: [[bucket start, value or None], ...]}} over C{start}..C{until}
-    at tier C{i}, every bucket present.
+    C{{field: [(bucket start, value or None), ...]}} over C{start}..C{until}
+    at tier C{i}, every bucket present (pairs as tuples: JSON writes them
+    as arrays, and a week of points builds no list per point).
     """
     step = store.tiers[i].step
     first = int(start // step)
     last = int(min(until, now) // step)
-    rows = bucket_rows(store, series, i, first, last)
+    if last < first:
+        return {name: [] for name in fields}
+    numbers, columns = bucket_columns(store, series, i, first, last)
     fam = series.family
-    numbers = range(first, last + 1)
-    filled = []
     if fam == COUNTER:
-        born = series.first_seen // step
-        for n in numbers:
-            row = rows.get(n)
-            filled.append(row if row is not None else ((0.0,) if n >= born else None))
+        numbers, columns = _fill(fam, numbers, columns, first, last,
+                                 series.first_seen // step, None)
     elif fam == GAUGE:
-        carried = _carried_gauge(store, series, i, first)
-        for n in numbers:
-            row = rows.get(n)
-            if row is not None:
-                carried = row[4]
-            elif carried is not None:
-                row = (0.0, carried, carried, carried, carried)
-            filled.append(row)
-    else:
-        filled = [rows.get(n) for n in numbers]
-    present = [row for row in filled if row is not None]
-    values = derive(fam, fields, present, step)
+        numbers, columns = _fill(fam, numbers, columns, first, last, None,
+                                 _carried_gauge(store, series, i, first))
+    values = derive_columns(fam, fields, columns, step)
     result = {}
-    for name, column in zip(fields, values):
-        it = iter(column)
-        result[name] = [[n * step, next(it) if row is not None else None]
-                        for n, row in zip(numbers, filled)]
+    if len(numbers) == last - first + 1:
+        times = [n * step for n in numbers]
+        for name, column in zip(fields, values):
+            result[name] = list(zip(times, column))
+    else:
+        for name, column in zip(fields, values):
+            by_number = dict(zip(numbers, column))
+            result[name] = [(n * step, by_number.get(n)) for n in range(first, last + 1)]
     return result
 
 
