@@ -301,66 +301,6 @@ def new_aggregate(fam, accuracy):
     return AGGREGATES[fam]()
 
 
-def derive(fam, fields, rows, step):
-    """
-    Compute public C{fields} from stored C{rows} (an iterable of stored
-    rows in L{STORED_FIELDS} order).  Returns one list of values per field;
-    NaN and infinities become None.
-    """
-    out = []
-    for name in fields:
-        getter = _DERIVERS[fam][name]
-        out.append([_clean(getter(row, step)) for row in rows])
-    return out
-
-
-def _clean(value):
-    if value is None or not math.isfinite(value):
-        return None
-    return value
-
-
-def _std(row, step):
-    count = row[0]
-    if count <= 0:
-        return None
-    mean = row[1] / count
-    return math.sqrt(max(0.0, row[2] / count - mean * mean))
-
-
-def _ratio(i, j):
-    return lambda row, step: row[i] / row[j] if row[j] else None
-
-
-_DERIVERS = {
-    COUNTER: {
-        "count": lambda row, step: row[0],
-        "rate": lambda row, step: row[0] / step,
-    },
-    GAUGE: {
-        "updates": lambda row, step: row[0],
-        "mean": _ratio(1, 0),
-        "min": lambda row, step: row[2],
-        "max": lambda row, step: row[3],
-        "last": lambda row, step: row[4],
-    },
-    SET: {"count": lambda row, step: row[0]},
-    "dist": {
-        "count": lambda row, step: row[0],
-        "sum": lambda row, step: row[1],
-        "mean": _ratio(1, 0),
-        "std": _std,
-        "min": lambda row, step: row[3],
-        "max": lambda row, step: row[4],
-        "last": lambda row, step: row[5],
-        "median": lambda row, step: row[6],
-        "p90": lambda row, step: row[7],
-        "p95": lambda row, step: row[8],
-        "p99": lambda row, step: row[9],
-    },
-}
-
-
 def _clean_column(values):
     # NaN and infinities are not JSON: a field with no value is None.
     return [v if v is not None and v - v == 0.0 else None for v in values]
@@ -410,9 +350,10 @@ _COLUMN_DERIVERS = {
 }
 
 
-def derive_columns(fam, fields, columns, step):
+def derive(fam, fields, columns, step):
     """
-    Like L{derive}, over stored columns (one list per stored field) instead
-    of rows: one list of values per requested field.
+    Compute public C{fields} from stored columns (one list per stored field,
+    in L{STORED_FIELDS} order): one list of values per field, NaN and
+    infinities as None.
     """
     return [_clean_column(_COLUMN_DERIVERS[fam][name](columns, step)) for name in fields]

@@ -10,7 +10,7 @@ import re
 from bisect import bisect_left
 
 from server.aggregate import (AGGREGATES, DEFAULT_FIELDS, PUBLIC_FIELDS, STORED_FIELDS,
-                              derive_columns, new_aggregate)
+                              derive, new_aggregate)
 from server.model import COUNTER, GAUGE
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)(s|m|min|h|d|w)$")
@@ -229,7 +229,7 @@ def series_points(store, series, fields, start, until, i, now):
     elif fam == GAUGE:
         numbers, columns = _fill(fam, numbers, columns, first, last, None,
                                  _carried_gauge(store, series, i, first))
-    values = derive_columns(fam, fields, columns, step)
+    values = derive(fam, fields, columns, step)
     result = {}
     if len(numbers) == last - first + 1:
         times = [n * step for n in numbers]
