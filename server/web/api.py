@@ -292,6 +292,7 @@ class WebAPI:
 
 
 def _finite(value):
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    return value
+    # NaN and infinities are not JSON.
+    if value is None or value - value == 0.0:
+        return value
+    return None
