@@ -550,7 +550,7 @@ class GapTests(SynchronousTestCase):
         feed.advance_to(START)
         feed.submit(Sample("c", (), COUNTER, 1.0, START))
         got = self.points(feed, "c", ("count",), 0, START, START + 3600)
-        self.assertEqual(got["count"], [[START, 1.0]])
+        self.assertEqual([list(p) for p in got["count"]], [[START, 1.0]])
 
 
 class RetentionTests(SynchronousTestCase):
