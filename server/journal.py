@@ -152,9 +152,12 @@ class Journal:
         """
         self.flush()
         self.sync()
+        # Open first: if that fails the current file stays in use, rather
+        # than a closed descriptor the next open() elsewhere may reuse.
+        fd = self._open(self.seq + 1)
         os.close(self._fd)
+        self._fd = fd
         self.seq += 1
-        self._fd = self._open(self.seq)
         return self.seq
 
     def remove_before(self, seq):
