@@ -323,6 +323,39 @@ class JournalTests(SynchronousTestCase):
         # A journal opened after a restart goes on after the newest file.
         self.assertEqual(Journal(self.directory).seq, 4)
 
+    def test_failed_rotation_keeps_the_current_file(self):
+        """When the next file cannot be opened, rotation fails and records still reach the current file."""
+        journal = RefusingJournal(self.directory)
+        self.addCleanup(journal.close)
+        journal.append([["d", "before"]])
+        journal.refuse = True
+        self.assertRaises(OSError, journal.rotate)
+        self.assertEqual(journal.seq, 1)
+        # Whatever is opened next may get the number of a closed descriptor.
+        other = os.path.join(self.directory, "other")
+        with open(other, "wb"):
+            journal.append([["d", "after"]])
+            journal.flush()
+        self.assertEqual(os.path.getsize(other), 0)
+        self.assertEqual(read_journal(journal_path(self.directory, 1)),
+                         ([[["d", "before"]], [["d", "after"]]], None))
+        journal.refuse = False
+        self.assertEqual(journal.rotate(), 2)
+
+
+class RefusingJournal(Journal):
+    """
+    A journal whose next file cannot be opened while C{refuse} is set (as
+    with too many open files or a full disk).
+    """
+
+    refuse = False
+
+    def _open(self, seq):
+        if self.refuse:
+            raise OSError(24, "Too many open files")
+        return Journal._open(self, seq)
+
 
 class SnapshotRoundTripTests(SynchronousTestCase):
 
