@@ -228,6 +228,10 @@ class IngestCore:
             else:
                 _, _, mtype, fields, ts = entry
                 item = Partial(name, tags, mtype, _decode_fields(fields), ts)
+            if not self.store.covers(ts, now):
+                # Accepted long before this restart and older than every
+                # tier by now: no bucket would keep it (the store refuses).
+                continue
             self._apply(key, item, ts, now)
             count += 1
         return count
