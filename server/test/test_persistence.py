@@ -527,6 +527,23 @@ class RecoveryTests(SynchronousTestCase):
         self.assertEqual(bucket_rows(recovered.store, series, 0, 0, 2 ** 32 - 1),
                          {int(T0 // 5): (4.0,)})
 
+    def test_journaled_import_outlived_by_the_restart(self):
+        """A journaled point that every tier has forgotten by the restart is skipped; the start goes on."""
+        self.clock.advance(40 * 86400)
+        now = self.clock.seconds()
+        oldest = now - 30 * 86400
+        self.server.submit(self, [Sample("old", (), COUNTER, 1.0, oldest + 7200),
+                                  Sample("old", (), COUNTER, 2.0, now - 86400)])
+        self.clock.advance(3600)
+        recovered = self.server.recovered(self)
+        self.assertEqual(recovered.summary["records_replayed"], 2)
+        self.clock.advance(86400)
+        recovered = self.server.recovered(self)
+        self.assertEqual(recovered.summary["records_replayed"], 1)
+        series = recovered.store.series["old"]
+        self.assertEqual(bucket_rows(recovered.store, series, 2, 0, 2 ** 32 - 1),
+                         {int((now - 86400) // 3600): (2.0,)})
+
     def corrupt(self, data):
         with open(self.path, "wb") as f:
             f.write(data)
