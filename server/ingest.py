@@ -63,7 +63,8 @@ class IngestCore:
         series_map = self.store.series
         newest = now + self.settings.future_limit
         oldest_tier = self.store.tiers[-1]
-        oldest = -1.0 if oldest_tier.retention is None else now - oldest_tier.retention
+        # Never before 1970: bucket numbers are unsigned.
+        oldest = 0.0 if oldest_tier.retention is None else max(0.0, now - oldest_tier.retention)
         for position, item in enumerate(items):
             ts = item.timestamp
             if ts is None:
