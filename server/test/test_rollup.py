@@ -469,6 +469,19 @@ class RefusedPointTests(SynchronousTestCase):
             self.assertEqual(len(errors), 1, ts)
             self.assertIn("not a time after 1970", errors[0][1])
 
+    def test_before_1970_with_a_tier_kept_forever(self):
+        """With the last tier kept forever a timestamp just before 1970 is still refused, and the tick runs."""
+        core = make_core(self)
+        self.assertIsNone(core.store.tiers[-1].retention)
+        errors = core.submit([Sample("x", (), COUNTER, 1.0, -0.5),
+                              Sample("x", (), COUNTER, 1.0, 0.0)], "test")
+        self.assertEqual([p for p, _ in errors], [0])
+        self.assertIn("not a time after 1970", errors[0][1])
+        core.clock.advance(7200)
+        core.store.tick(core.clock.seconds())
+        series = core.store.series["x"]
+        self.assertEqual(bucket_rows(core.store, series, 2, 0, 2 ** 32), {0: (1.0,)})
+
     def test_type_conflict(self):
         """A series keeps its type: a point of another type is refused naming both."""
         self.assertEqual(self.core.submit([Sample("x", (), COUNTER, 1.0)], "test"), [])
