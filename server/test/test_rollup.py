@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.aggregate import QUANTILES, STORED_FIELDS, family
+from server.aggregate import PUBLIC_FIELDS, QUANTILES, STORED_FIELDS, family
 from server.model import (COUNTER, DISTRIBUTION, GAUGE, HISTOGRAM, SAMPLE, SET, TIMER,
                           Partial, Sample, series_key)
 from server.query import bucket_rows, series_points
@@ -279,6 +279,73 @@ class RollupTestCase(SynchronousTestCase):
                     self.assertRow(fam, row, expected[number],
                                    "%s %ds bucket %d" % (key, step, number * step), exact)
 
+    def assertReads(self, feed):
+        """
+        What C{/api/series} reads (L{series_points}, every public field)
+        agrees with the direct aggregation, bucket by bucket, and fills the
+        gaps as each type means them.
+        """
+        store = feed.store
+        now = feed.clock.seconds()
+        for key, raw in feed.raw.items():
+            series = store.series[key]
+            fam = series.family
+            fields = PUBLIC_FIELDS[fam]
+            for i, step in enumerate(STEPS):
+                born = int(min(p[0] for p in raw) // step)
+                first, last = born - 2, int(max(p[0] for p in raw) // step) + 2
+                got = series_points(store, series, fields, first * step, last * step, i, now)
+                visible = range(first, int(min(last * step, now) // step) + 1)
+                expected = direct_rows(fam, raw, step)
+                carried = None
+                for name in fields:
+                    self.assertEqual([t for t, _ in got[name]], [n * step for n in visible])
+                for k, n in enumerate(visible):
+                    e = expected.get(n)
+                    what = "%s %ds bucket %d" % (key, step, n * step)
+                    values = {name: got[name][k][1] for name in fields}
+                    if e is None:
+                        if fam == COUNTER:
+                            self.assertEqual(values, {"count": 0.0, "rate": 0.0} if n >= born
+                                             else {"count": None, "rate": None}, what)
+                        elif fam == GAUGE:
+                            self.assertEqual(values, {"last": carried, "min": carried,
+                                                      "max": carried, "mean": None,
+                                                      "updates": 0.0 if carried is not None
+                                                      else None}, what)
+                        else:
+                            self.assertEqual(set(values.values()), {None}, what)
+                        continue
+                    scale = e["scale"]
+                    if fam == COUNTER:
+                        self.assertClose(values["count"], e["count"], scale, what)
+                        self.assertClose(values["rate"], e["count"] / step, scale, what)
+                        continue
+                    if fam == SET:
+                        self.assertEqual(values["count"], e["count"], what)
+                        continue
+                    count = e["updates"] if fam == GAUGE else e["count"]
+                    self.assertClose(values["updates" if fam == GAUGE else "count"], count,
+                                     scale, what)
+                    self.assertClose(values["mean"], e["sum"] / count, scale / count, what)
+                    self.assertEqual((values["min"], values["max"], values["last"]),
+                                     (e["min"], e["max"], e["last"]), what)
+                    if fam == GAUGE:
+                        carried = e["last"]
+                        continue
+                    self.assertClose(values["sum"], e["sum"], scale, what)
+                    mean = e["sum"] / count
+                    std = math.sqrt(max(0.0, e["sumsq"] / count - mean * mean))
+                    slack = math.sqrt(1e-9 * e["sumsq"] / count) + 1e-9
+                    self.assertTrue(abs(values["std"] - std) <= slack,
+                                    "%s std %r != %r" % (what, values["std"], std))
+                    for name, q in zip(("median", "p90", "p95", "p99"), QUANTILES):
+                        candidates = quantile_candidates(e["weighted"], q)
+                        self.assertTrue(any(abs(values[name] - c) <= ACCURACY * abs(c) * (1 + 1e-9)
+                                            for c in candidates),
+                                        "%s %s = %r, exact %r" % (what, name, values[name],
+                                                                  candidates))
+
     def assertAllClosed(self, feed):
         store = feed.store
         for series in store.series.values():
@@ -300,9 +367,11 @@ class RollupEqualsDirectTests(RollupTestCase):
             feed.submit(item, values)
         # A read sees every accepted point, rolled up or not yet.
         self.assertTiers(feed)
+        self.assertReads(feed)
         feed.advance_to(START + span + 3600 + 60 + 2 * GRACE)
         self.assertAllClosed(feed)
         self.assertTiers(feed)
+        self.assertReads(feed)
 
     @settings(max_examples=25, deadline=None)
     @given(streams(min_delay=0, max_delay=5000), st.sampled_from([1, 7]))
