@@ -538,6 +538,12 @@
         return { present: present, lone: lone };
     }
 
+    // A lone point between gaps draws no line, so mark the points where there are any.
+    function pointMarks(data) {
+        var counts = countPoints(data);
+        return { show: counts.present <= 120 || counts.lone > 0, radius: 2 };
+    }
+
     function drawPlot(responses, failure) {
         var $legend = $("#plot-legend").empty();
         var $hint = $("#plot-hint");
@@ -550,10 +556,8 @@
         var series = plotSeries(responses);
         var points = 0;
         series.forEach(function (s) {
-            var counts = countPoints(s.data);
-            points += counts.present;
-            // A lone point between gaps draws no line, so mark the points where there are any.
-            s.points = { show: counts.present <= 120 || counts.lone > 0, radius: 2 };
+            points += countPoints(s.data).present;
+            s.points = pointMarks(s.data);
         });
         var first = responses[0];
         var plot = exposed.plot;
@@ -832,9 +836,10 @@
             { id: "week-max", label: "max of the previous 7 days \u00b7 " + field, data: body.week_max || [],
               color: "#adb5bd", fillBetween: "week-min", lines: { show: true, lineWidth: 0, fill: 0.35 } },
             { id: "week-avg", label: "average of the previous 7 days \u00b7 " + field, data: body.week_avg || [],
-              color: "#6c757d", lines: { show: true, lineWidth: 1.5, dashes: [6, 4] } },
+              color: "#6c757d", lines: { show: true, lineWidth: 1.5, dashes: [6, 4] },
+              points: pointMarks(body.week_avg || []) },
             { id: "today", label: "today \u00b7 " + field, data: body.today || [],
-              color: "#0d6efd", lines: { show: true, lineWidth: 3 } }
+              color: "#0d6efd", lines: { show: true, lineWidth: 3 }, points: pointMarks(body.today || []) }
         ], {
             xaxis: { mode: "time", timeBase: "seconds", timezone: "browser", min: start, max: start + 86400 },
             yaxis: { autoScale: "loose" },
