@@ -117,7 +117,11 @@ def pinned(argv, core, realtime=False):
     if core is not None:
         argv = ["taskset", "-c", str(core)] + argv
     if realtime:
-        argv = ["chrt", "--fifo", str(REALTIME_PRIORITY)] + argv
+        # --reset-on-fork: only the main thread (the event loop that reads
+        # the socket) gets the real-time priority; threads it starts (node's
+        # GC helpers, carbon's writer, a thread pool) run at normal priority
+        # and cannot lock it out of its core.
+        argv = ["chrt", "--fifo", "--reset-on-fork", str(REALTIME_PRIORITY)] + argv
     return argv
 
 
@@ -129,7 +133,7 @@ def can_run_realtime():
     import subprocess
     if shutil.which("chrt") is None:
         return False
-    done = subprocess.run(["chrt", "--fifo", str(REALTIME_PRIORITY), "true"],
+    done = subprocess.run(["chrt", "--fifo", "--reset-on-fork", str(REALTIME_PRIORITY), "true"],
                           capture_output=True)
     return done.returncode == 0
 

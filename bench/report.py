@@ -183,7 +183,8 @@ def table(results):
                     cells.append("none")
                     continue
                 mark = ">=" if r.get("bound") == "generator" else ""
-                cells.append(mark + _fmt_num(r.get("loss_free_rate")))
+                unconfirmed = "?" if r.get("bound") == "server" and not r.get("confirmed") else ""
+                cells.append(mark + _fmt_num(r.get("loss_free_rate")) + unconfirmed)
             lines.append(_row("  " + SHAPE_LABELS[shape], cells))
         lines.append(_row("CPU s per million (common rate)", []))
         for shape in shapes:
@@ -211,7 +212,7 @@ def table(results):
             lines.append("  note: %d of %d steps ran while other programs used > 5%% of the "
                          "server core: figures are unreliable" % (disturbed, steps))
         lines.append("  (none: no step was loss-free; >=: the generator, not the server, was "
-                     "the limit)")
+                     "the limit; ?: not loss-free when run again)")
     tcp = results.get("tcp", {})
     if tcp:
         lines.append("")

@@ -94,17 +94,29 @@ class Stepper:
             args.append("--mix")
         sent = run_loadgen(args, self.load_core)
         countable = sum(n for kind, n in sent["by_kind"].items() if kind in system.countable)
-        total, waited = counting.wait_settled(
-            lambda: system.count(step) - before, countable,
-            system.settle, system.settle_timeout)
-        cpu = system.process.cpu_seconds() - cpu_before
+        counting_cpu = [0.0]
+
+        def read():
+            # Answering the count (SimpleStats: HTTP requests) costs the
+            # server CPU that is not the load's: measured and taken out.
+            began = system.process.cpu_seconds()
+            try:
+                return system.count(step) - before
+            finally:
+                counting_cpu[0] += system.process.cpu_seconds() - began
+
+        total, waited = counting.wait_settled(read, countable, system.settle,
+                                              system.settle_timeout)
+        all_cpu = system.process.cpu_seconds() - cpu_before
+        cpu = max(0.0, all_cpu - counting_cpu[0])
         foreign = None
         if core_before is not None:
             # Whatever else ran on the server's core: other programs on a
             # shared machine make a figure worth less.
-            foreign = max(0.0, core_busy_seconds(system.core) - core_before - cpu)
+            foreign = max(0.0, core_busy_seconds(system.core) - core_before - all_cpu)
         if not system.process.alive():
             raise RuntimeError("%s died during a step:\n%s" % (system.name, system.process.log_tail()))
+        system.forget(step)
         loss = counting.loss_fraction(countable, total)
         return {
             "prefix": step.prefix,
@@ -123,6 +135,7 @@ class Stepper:
             "elapsed": sent["elapsed"],
             "settle_seconds": waited,
             "cpu_seconds": cpu,
+            "counting_cpu_seconds": counting_cpu[0],
             "cpu_per_million": cpu / max(total, 1) * 1e6 * (countable / max(sent["metrics"], 1)),
             "foreign_cpu_seconds": foreign,
             "disturbed": foreign is not None and foreign > DISTURBED * (sent["elapsed"] + waited),
@@ -165,6 +178,7 @@ def measure_system(make_system, shape, settings, load_core, probe_rate, cpu_rate
     return {
         "loss_free_rate": found["rate"],
         "bound": found["bound"],
+        "confirmed": found["confirmed"],
         "capacity": found["capacity"],
         "cpu_rate": cpu_rate,
         "cpu_per_million": cpu_step["cpu_per_million"],
