@@ -53,6 +53,8 @@ def parse_args(argv):
     parser.add_argument("--step-seconds", type=float, default=None)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--generator-seconds", type=float, default=None)
+    parser.add_argument("--background-seconds", type=float, default=1.0,
+                        help="how long to sample other programs' load before the run")
     parser.add_argument("--cache", default=os.path.join(BENCH_DIR, ".cache"))
     parser.add_argument("--results", default=os.path.join(BENCH_DIR, "results"))
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
@@ -101,7 +103,7 @@ def main(argv=None):
     realtime = not args.no_realtime and procstat.can_run_realtime()
     cores = sorted(os.sched_getaffinity(0) | {c for c in (load_core, server_core) if c is not None})
     background = procstat.background_load([c for c in (load_core, server_core) if c is not None]
-                                          or cores[:1])
+                                          or cores[:1], args.background_seconds)
 
     started = time.time()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))

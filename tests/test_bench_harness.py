@@ -241,7 +241,8 @@ def test_run_writes_results_and_table(tmp_path):
     """bench/run.py on the ceiling alone writes its JSON and prints the table."""
     done = subprocess.run(
         [sys.executable, os.path.join(REPO_ROOT, "bench", "run.py"), "--quick", "--no-pin", "--no-realtime",
-         "--systems", "ceiling", "--shapes", "counters_20", "--step-seconds", "0.4",
+         "--systems", "ceiling", "--shapes", "counters_20", "--step-seconds", "0.3",
+         "--background-seconds", "0.1",
          "--max-steps", "1", "--generator-seconds", "0.3", "--python", sys.executable,
          "--cache", str(tmp_path / "cache"), "--results", str(tmp_path / "results")],
         capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
