@@ -1,0 +1,480 @@
+"""
+The dashboard in a real browser: Debian's Chromium, driven by Playwright's
+sync API, against real server processes (L{serverproc}).
+
+One story, step by step: a fresh server shows its empty state; tuples (with
+explicit timestamps, so the bucket counts are known) and statsd packets show
+up in the list; a typed filter narrows it; a clicked series is drawn by Flot
+with the points that were sent; day against week averages the previous days;
+the CSV export, imported into a second server's page, gives the same series.
+A screenshot of each view goes to C{test-artifacts/browser/} at the repository
+root.  No dialog may open and no injected C{<img>} may appear at any point:
+every name, tag and file name goes into the page as text.
+
+The test process runs no reactor: the servers are subprocesses, the browser
+is driven synchronously, data goes in over blocking sockets.
+"""
+
+import csv
+import json
+import math
+import os
+import time
+import urllib.parse
+
+import pytest
+
+from serverproc import REPO_ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip("Debian's chromium is not installed at %s (apt-get install chromium)" % (CHROMIUM,),
+                allow_module_level=True)
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is not installed (pip install playwright)")
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = os.path.join(REPO_ROOT, "test-artifacts", "browser")
+VENDOR = os.path.join(REPO_ROOT, "web", "static", "vendor")
+WAIT_MS = 12000       # every browser wait; a list refresh comes at least every 5 s
+DAY = 86400
+XSS = "<img src=x onerror=alert(1)>"
+
+# The series on the 5-minute plot: one plain sample in each of these 5 s buckets.
+PLOTTED = "web.latency;host=web1"
+PLOTTED_VALUES = [11.0, 14.0, 9.0, 22.0, 17.5, 13.0, 30.0, 8.0, 12.5, 19.0, 16.0, 21.0]
+# Day against week: one point at the same time of day on each of the previous 7 days.
+DAYWEEK = "daily.orders;shop=eu"
+DAYWEEK_VALUES = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]   # 1 day ago ... 7 days ago
+ODD_TAG = "odd.tags;url=http://x.test/a+b@c:1"
+EXPECTED_KEYS = sorted([
+    PLOTTED, "web.latency;host=web2", "web.requests;host=web1", "db.query_ms;host=db1",
+    "queue.depth;host=db1", DAYWEEK, ODD_TAG, "app.hits;env=test", "app.render;env=test",
+])
+
+
+# -- fixtures -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.isdir(VENDOR):
+        pytest.fail("%s is missing: run `cd web && npm ci` (scripts/setup.sh does)" % (VENDOR,))
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                              headless=True)
+        yield chromium
+        chromium.close()
+
+
+class Watch:
+    """
+    Records what must never happen on a page: dialogs (an alert() from
+    injected markup) and uncaught script errors.
+    """
+
+    def __init__(self):
+        self.dialogs = []
+        self.errors = []
+
+    def attach(self, page):
+        def on_dialog(dialog):
+            self.dialogs.append(dialog.message)
+            dialog.dismiss()
+        page.on("dialog", on_dialog)
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        return page
+
+    def check(self, page):
+        assert self.dialogs == [], "a dialog opened: %r" % (self.dialogs,)
+        assert self.errors == [], "script errors on the page: %r" % (self.errors,)
+        assert page.evaluate("document.querySelectorAll('img').length") == 0, "an <img> got into the page"
+
+
+@pytest.fixture
+def context(browser):
+    # UTC and one locale, so "today" and number formatting do not depend on the machine.
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="UTC",
+                              locale="en-US", accept_downloads=True)
+    yield ctx
+    ctx.close()
+
+
+class Artifacts:
+    """
+    Screenshots (full page) and files under test-artifacts/browser/, and
+    notes about them, printed past pytest's capture when the test ends.
+    """
+
+    def __init__(self):
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        self.notes = []
+
+    def path(self, name):
+        return os.path.join(ARTIFACTS, name)
+
+    def shoot(self, page, name):
+        path = self.path(name + ".png")
+        page.screenshot(path=path, full_page=True)
+        self.note("screenshot: %s" % (path,))
+        return path
+
+    def note(self, text):
+        self.notes.append(text)
+
+
+@pytest.fixture
+def artifacts(capsys):
+    saved = Artifacts()
+    yield saved
+    with capsys.disabled():
+        print("".join("\n" + note for note in saved.notes))
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+def send_tuples(server, rows):
+    """
+    Send C{rows} over one TCP connection, each must be answered --OK.
+    """
+    with server.connect() as conn:
+        assert conn.read_line().startswith(b"--Hint")
+        for row in rows:
+            answer = conn.request(json.dumps(row).encode())
+            assert answer == b"--OK\r\n", (row, answer)
+
+
+def wait_for_keys(server, keys, timeout=10.0):
+    """
+    Poll /api/metrics until every key in C{keys} is listed; returns the list.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        metrics = server.get_json("/api/metrics", {"filter": "-simplestats"})["metrics"]
+        listed = {m["key"] for m in metrics}
+        if set(keys) <= listed:
+            return metrics
+        if time.monotonic() > deadline:
+            raise server.error("series %r not listed within %.0f s; listed: %r"
+                               % (sorted(set(keys) - listed), timeout, sorted(listed)))
+        time.sleep(0.05)
+
+
+def row_keys(page):
+    return page.eval_on_selector_all("#metric-table tbody tr[data-key]",
+                                     "rows => rows.map(r => r.getAttribute('data-key'))")
+
+
+def wait_for_rows(page, keys):
+    """
+    Wait until the list shows exactly C{keys} (in any order).
+    """
+    try:
+        page.wait_for_function(
+            """keys => {
+                const shown = Array.from(document.querySelectorAll('#metric-table tbody tr[data-key]'))
+                    .map(r => r.getAttribute('data-key')).sort();
+                return JSON.stringify(shown) === JSON.stringify(keys);
+            }""", arg=sorted(keys), timeout=WAIT_MS)
+    except sync_api.TimeoutError:
+        raise AssertionError("the list shows %r, expected %r" % (sorted(row_keys(page)), sorted(keys)))
+
+
+def wait_for_text(page, selector, expected):
+    try:
+        page.wait_for_function(
+            "([selector, expected]) => {"
+            "  const el = document.querySelector(selector);"
+            "  return el !== null && el.textContent.trim() === expected; }",
+            arg=[selector, expected], timeout=WAIT_MS)
+    except sync_api.TimeoutError:
+        raise AssertionError("%s says %r, expected %r"
+                             % (selector, page.text_content(selector), expected))
+
+
+def count_pixels(page, placeholder, colours):
+    """
+    How many pixels of the Flot canvas in C{placeholder} are (nearly) one of
+    C{colours} (C{"#rrggbb"}), opaque.
+    """
+    return page.evaluate("""([placeholder, colours]) => {
+        const rgb = colours.map(c => {
+            const hex = parseInt(c.slice(1), 16);
+            return [hex >> 16, (hex >> 8) & 255, hex & 255];
+        });
+        const canvas = document.querySelector(placeholder + ' canvas.flot-base');
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        let n = 0;
+        for (let i = 0; i < data.length; i += 4) {
+            if (data[i + 3] > 200 && rgb.some(c => Math.abs(data[i] - c[0]) < 24
+                    && Math.abs(data[i + 1] - c[1]) < 24 && Math.abs(data[i + 2] - c[2]) < 24)) {
+                n++;
+            }
+        }
+        return n;
+    }""", [placeholder, colours])
+
+
+def count_field(series_type):
+    return {"counter": "count", "gauge": "updates", "set": "count"}.get(series_type, "count")
+
+
+def series_counts(server, key, series_type, start, until, resolution):
+    body = server.get_json("/api/series", {"key": key, "from": "%.3f" % start, "until": "%.3f" % until,
+                                           "resolution": resolution,
+                                           "fields": count_field(series_type)})
+    return body["fields"][count_field(series_type)]
+
+
+# -- the story ----------------------------------------------------------------------
+
+
+def test_dashboard_end_to_end(make_server, context, artifacts, tmp_path):
+    """Empty state, list, filter, Flot plot, day against week, CSV export imported into a second server."""
+    server = make_server().start()
+    watch = Watch()
+    page = watch.attach(context.new_page())
+
+    # A fresh server: the empty state with the telnet line, no table.
+    page.goto(server.base_url + "/")
+    page.wait_for_selector("#empty-state:not(.d-none)", timeout=WAIT_MS)
+    empty_text = page.inner_text("#empty-state")
+    assert "telnet localhost 8007" in empty_text
+    assert '["var1", 1322721979, 8]' in empty_text
+    assert not page.is_visible("#metric-scroll")
+    artifacts.shoot(page, "01-empty-state")
+
+    now = time.time()
+    sent = send_known_data(server, now)
+    metrics = wait_for_keys(server, EXPECTED_KEYS)
+    types = {m["key"]: m["type"] for m in metrics}
+    assert types["app.hits;env=test"] == "counter"
+    assert types["app.render;env=test"] == "timer"
+
+    # The data shows up and the empty state goes away.
+    page.evaluate("window.simplestats.refresh()")
+    wait_for_rows(page, EXPECTED_KEYS)
+    assert not page.is_visible("#empty-state")
+    wait_for_text(page, "#metric-count", "%d of %d series" % (len(EXPECTED_KEYS), len(EXPECTED_KEYS)))
+    odd_row = page.locator("#metric-table tbody tr.metric-row").filter(has_text="odd.tags")
+    assert odd_row.locator(".tag-badge").inner_text() == "url:http://x.test/a+b@c:1"
+    assert odd_row.get_attribute("data-key") == ODD_TAG
+    page.wait_for_selector("#server-metrics tbody tr[data-key^='simplestats.']", timeout=WAIT_MS)
+    artifacts.shoot(page, "02-list")
+
+    # A typed filter narrows the list, the count and the URL follow.
+    page.locator("#filter").press_sequentially("web host:web1")
+    wait_for_rows(page, [PLOTTED, "web.requests;host=web1"])
+    wait_for_text(page, "#metric-count", "2 of %d series" % (len(EXPECTED_KEYS),))
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)["filter"] == ["web host:web1"]
+    artifacts.shoot(page, "03-filter")
+
+    check_plot(page, sent)
+    artifacts.shoot(page, "04-plot")
+
+    check_dayweek(page, now)
+    artifacts.shoot(page, "05-dayweek")
+
+    csv_path, start, until = export_csv(page, tmp_path, artifacts)
+    watch.check(page)
+    page.close()
+
+    # A second server, empty, gets the file through its page.
+    second = make_server(data_dir=tmp_path / "data2").start()
+    page2 = watch.attach(context.new_page())
+    page2.goto(second.base_url + "/")
+    page2.wait_for_selector("#empty-state:not(.d-none)", timeout=WAIT_MS)
+    check_refused_import(page2, second)
+    artifacts.shoot(page2, "06-import-refused")
+
+    with open(csv_path, newline="") as f:
+        csv_rows = list(csv.reader(f))[1:]
+    page2.set_input_files("#import-file", csv_path)
+    page2.wait_for_selector("#import-result.alert-success", timeout=WAIT_MS)
+    assert page2.inner_text("#import-result").strip() == (
+        "Imported %d points into %d series from %s." % (len(csv_rows), len(EXPECTED_KEYS),
+                                                         os.path.basename(csv_path)))
+    wait_for_rows(page2, EXPECTED_KEYS)
+    assert not page2.is_visible("#empty-state")
+    artifacts.shoot(page2, "07-imported")
+    watch.check(page2)
+
+    second_keys = sorted(m["key"] for m in wait_for_keys(second, EXPECTED_KEYS))
+    assert second_keys == EXPECTED_KEYS
+    # The same buckets hold the same number of points on both servers, over the
+    # export's range (1 min) and over the last minutes (5 s).  The range ends
+    # in the past, after every point sent, so both servers answer the same buckets.
+    end = math.floor(time.time() / 5) * 5 - 5
+    assert end > now
+    for key in EXPECTED_KEYS:
+        for lo, resolution in ((start, "1m"), (end - 600, "5s")):
+            first = series_counts(server, key, types[key], lo, end, resolution)
+            again = series_counts(second, key, types[key], lo, end, resolution)
+            assert again == first, "%s at %s: %r != %r" % (key, resolution, again, first)
+    plotted = series_counts(second, PLOTTED, "sample", end - 600, end, "5s")
+    assert sum(v for _, v in plotted if v) == len(PLOTTED_VALUES)
+
+
+def send_known_data(server, now):
+    """
+    Tuples with explicit timestamps and statsd packets; returns the
+    C{{bucket start: value}} of the plotted series.
+    """
+    base = math.floor(now / 5) * 5
+    plotted = {}
+    rows = []
+    # One point in each of 12 distinct 5 s buckets, 15 s apart, the newest 10 s back.
+    for i, value in enumerate(PLOTTED_VALUES):
+        bucket = base - 10 - 15 * i
+        plotted[bucket] = value
+        rows.append(["web.latency", bucket + 1.5, value, {"host": "web1"}])
+    for i in range(4):
+        rows.append(["web.latency", now - 20 - 30 * i, 40 + i, {"host": "web2"}])
+    for i in range(3):
+        rows.append(["db.query_ms", now - 40 * i - 5, 3 + i, {"host": "db1"}])
+        rows.append(["web.requests", now - 40 * i - 5, "%dc" % (5 + i,), {"host": "web1"}])
+    rows.append(["queue.depth", now - 50, "23g", {"host": "db1"}])
+    rows.append(["queue.depth", now - 25, "+4g", {"host": "db1"}])
+    rows.append(["odd.tags", now - 30, 1, {"url": "http://x.test/a+b@c:1"}])
+    for day, value in enumerate(DAYWEEK_VALUES, 1):
+        rows.append(["daily.orders", dayweek_time(now) - day * DAY, value, {"shop": "eu"}])
+    rows.append(["daily.orders", max(now - 5, math.floor(now / DAY) * DAY), 25.0, {"shop": "eu"}])
+    send_tuples(server, rows)
+    server.send_udp(b"app.hits:1|c|#env:test\napp.hits:2|c|#env:test")
+    server.send_udp(b"app.render:12|ms|#env:test\napp.render:30|ms|#env:test")
+    return plotted
+
+
+def dayweek_time(now):
+    """
+    Today's time for the week points: two minutes before now, or midnight
+    (UTC) when that would fall on yesterday.
+    """
+    midnight = math.floor(now / DAY) * DAY
+    return max(midnight, now - 120)
+
+
+def check_plot(page, sent):
+    """
+    5 minutes at 5 s: the clicked series is drawn with one point per bucket sent.
+    """
+    page.click("#range-presets button[data-range='5m']")
+    page.select_option("#resolution", "5s")
+    page.click("#metric-table tbody tr[data-key='%s']" % (PLOTTED,))
+    page.wait_for_function(
+        """key => {
+            const s = window.simplestats;
+            return s.plot !== null && s.lastSeriesData.length === 1 && s.lastSeriesData[0].key === key
+                && s.lastSeriesData[0].resolution === 5;
+        }""", arg=PLOTTED, timeout=WAIT_MS)
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)
+    assert query["series"] == [PLOTTED] and query["range"] == ["5m"] and query["resolution"] == ["5s"]
+    assert page.is_visible("#plot canvas.flot-base")
+    drawn = page.evaluate("""() => window.simplestats.plot.getData().map(s => ({
+        key: s.key, field: s.field, color: s.color,
+        points: s.data.filter(p => p[1] !== null).map(p => [p[0], p[1]])}))""")
+    assert sorted(s["field"] for s in drawn) == ["mean", "p90", "p99"]
+    for series in drawn:
+        assert series["key"] == PLOTTED
+        assert len(series["points"]) == len(sent), series
+    mean = next(s for s in drawn if s["field"] == "mean")
+    assert {ts: value for ts, value in mean["points"]} == sent
+    # The points are on the canvas: pixels in the series' colours (one value per
+    # bucket: mean, p90 and p99 coincide, so the last one drawn covers the others).
+    coloured = count_pixels(page, "#plot", [s["color"] for s in drawn])
+    assert coloured >= 5 * len(sent), "only %d pixels in the series' colours on the canvas" % (coloured,)
+    legend = page.eval_on_selector_all("#plot-legend li", "items => items.map(i => i.textContent)")
+    assert legend == ["%s \u00b7 %s" % (PLOTTED, f) for f in ("mean", "p90", "p99")]
+
+
+def check_dayweek(page, now):
+    """
+    Day against week: the previous 7 days average to the mean of what was sent.
+    """
+    page.fill("#filter", "daily")
+    wait_for_rows(page, [DAYWEEK])
+    page.click("#metric-table tbody tr[data-key='%s']" % (DAYWEEK,))
+    page.wait_for_function("key => window.simplestats.lastSeriesData.some(s => s.key === key)",
+                           arg=DAYWEEK, timeout=WAIT_MS)
+    page.select_option("#dayweek-series", DAYWEEK)
+    page.select_option("#dayweek-field", "mean")
+    page.click("#dayweek-btn")
+    page.wait_for_function(
+        """key => window.simplestats.dayweekPlot !== null && window.simplestats.lastDayweekData !== null
+                  && window.simplestats.lastDayweekData.key === key""", arg=DAYWEEK, timeout=WAIT_MS)
+    assert page.is_visible("#dayweek-panel")
+    assert page.is_visible("#dayweek-plot canvas.flot-base")
+    assert page.inner_text("#dayweek-title") == DAYWEEK + " \u00b7 mean"
+    body = page.evaluate("window.simplestats.lastDayweekData")
+    assert body["days_with_data"] == len(DAYWEEK_VALUES)
+    slot = math.floor(dayweek_time(now) / 60) * 60
+    expected_avg = sum(DAYWEEK_VALUES) / len(DAYWEEK_VALUES)
+    assert [p for p in body["week_avg"] if p[1] is not None] == [[slot, expected_avg]]
+    assert [p for p in body["week_min"] if p[1] is not None] == [[slot, min(DAYWEEK_VALUES)]]
+    assert [p for p in body["week_max"] if p[1] is not None] == [[slot, max(DAYWEEK_VALUES)]]
+    drawn = page.evaluate("""() => Object.fromEntries(window.simplestats.dayweekPlot.getData().map(
+        s => [s.id, s.data.filter(p => p[1] !== null)]))""")
+    assert drawn["week-avg"] == [[slot, expected_avg]]
+    assert [p[1] for p in drawn["today"]] == [25.0]
+    # Each is a lone point, drawn as a marker (a line needs two points).
+    colours = page.evaluate("""() => Object.fromEntries(
+        window.simplestats.dayweekPlot.getData().map(s => [s.id, s.color]))""")
+    for series_id in ("today", "week-avg"):
+        marked = count_pixels(page, "#dayweek-plot", [colours[series_id]])
+        assert marked >= 5, "%s: %d pixels of its colour on the canvas" % (series_id, marked)
+
+
+def export_csv(page, tmp_path, artifacts):
+    """
+    Export every non-server series over the last 7.5 days as CSV through the
+    Export menu; returns the saved file and the range it covers.
+    """
+    page.fill("#filter", "-simplestats")
+    wait_for_rows(page, EXPECTED_KEYS)
+    page.select_option("#resolution", "auto")
+    page.click("#range-presets button[data-range='custom']")
+    now = page.evaluate("Date.now() / 1000")
+    to_input = "d => new Date(d * 1000).toISOString().slice(0, 19)"   # UTC, as the page's time zone
+    page.fill("#range-from", page.evaluate(to_input, now - 7.5 * DAY))
+    page.fill("#range-until", page.evaluate(to_input, now + 60))
+    page.click("#range-apply")
+    page.click("#export-btn")
+    link = page.locator("#export-csv")
+    link.wait_for(state="visible", timeout=WAIT_MS)
+    href = urllib.parse.parse_qs(urllib.parse.urlsplit(link.get_attribute("href")).query)
+    assert href["filter"] == ["-simplestats"] and href["format"] == ["csv"]
+    start, until = float(href["from"][0]), float(href["until"][0])
+    assert abs(start - (now - 7.5 * DAY)) < 2 and abs(until - (now + 60)) < 2
+    with page.expect_download(timeout=WAIT_MS) as download_info:
+        link.click()
+    download = download_info.value
+    assert download.suggested_filename.endswith(".csv"), download.suggested_filename
+    path = str(tmp_path / "simplestats.csv")
+    download.save_as(path)
+    artifact = artifacts.path("export.csv")
+    download.save_as(artifact)
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["name", "timestamp", "value", "tags"]
+    assert {r[0] for r in rows[1:]} == {k.split(";")[0] for k in EXPECTED_KEYS}
+    artifacts.note("export: %s, %d bytes, %d rows" % (artifact, os.path.getsize(path), len(rows) - 1))
+    return path, start, until
+
+
+def check_refused_import(page, server):
+    """
+    A refused import names the file and the bad row as text: markup in
+    either stays inert, and nothing is imported.
+    """
+    bad_csv = "name,timestamp,value,tags\r\n%s,1700000000,1,\r\n" % (XSS,)
+    page.set_input_files("#import-file", files=[{
+        "name": XSS + ".csv", "mimeType": "text/csv", "buffer": bad_csv.encode()}])
+    page.wait_for_selector("#import-result.alert-danger", timeout=WAIT_MS)
+    text = page.inner_text("#import-result")
+    assert ("Nothing was imported from %s.csv: " % (XSS,)) in text
+    assert page.locator("#import-result table.bad-rows tbody tr").count() == 1
+    assert XSS in page.inner_text("#import-result table.bad-rows tbody tr")
+    assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
+    assert server.get_json("/api/metrics", {"filter": "-simplestats"})["metrics"] == []
