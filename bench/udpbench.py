@@ -77,9 +77,10 @@ class Stepper:
         self.label = label
         self.number = 0
 
-    def step(self, rate):
+    def step(self, rate, duration=None):
         """
-        Offer C{rate} metrics per second for the step duration; count back.
+        Offer C{rate} metrics per second for C{duration} (default: the step
+        duration); count back.
         """
         self.number += 1
         system = self.system
@@ -88,7 +89,7 @@ class Stepper:
         cpu_before = system.process.cpu_seconds()
         core_before = core_busy_seconds(system.core)
         args = ["udp", "--port", system.udp_port, "--rate", "%.1f" % rate,
-                "--duration", self.duration, "--per-packet", self.shape.per_packet,
+                "--duration", duration or self.duration, "--per-packet", self.shape.per_packet,
                 "--prefix", step.prefix]
         if self.shape.mix:
             args.append("--mix")
@@ -156,6 +157,10 @@ def measure_system(make_system, shape, settings, load_core, probe_rate, cpu_rate
     try:
         label = "%s%s%d" % (system.name[:2], "m" if shape.mix else "c", shape.per_packet)
         stepper = Stepper(system, shape, settings["step_seconds"], load_core, label)
+        # A first, unmeasured second of load: JIT compilers, caches and
+        # allocators warm up, so the CPU step compares steady states.
+        warmup = stepper.step(cpu_rate, min(1.0, settings["step_seconds"]))
+        warmup["role"] = "warmup"
         cpu_step = stepper.step(cpu_rate)
         cpu_step["role"] = "cpu"
         log("  %s %s cpu step at %s/s: %.3f s CPU per million, loss %.3f%%"
@@ -186,7 +191,7 @@ def measure_system(make_system, shape, settings, load_core, probe_rate, cpu_rate
         "cpu_per_million_at_loss_free": best[0]["cpu_per_million"] if best else None,
         "peak_rss": memory["peak_rss"],
         "countable": sorted(system.countable),
-        "steps": [cpu_step] + found["steps"],
+        "steps": [warmup, cpu_step] + found["steps"],
     }
 
 
