@@ -31,7 +31,7 @@ MODES = {
     "full": {"step_seconds": 5.0, "max_steps": 5, "generator_seconds": 2.0,
              "shapes": ("counters_1", "counters_20", "mix_1", "mix_20"),
              "tcp_metrics": 100, "tcp_points": 5000, "tcp_timeout": 240.0},
-    "quick": {"step_seconds": 1.0, "max_steps": 3, "generator_seconds": 1.0,
+    "quick": {"step_seconds": 0.8, "max_steps": 3, "generator_seconds": 1.0,
               "shapes": ("counters_1", "counters_20", "mix_20"),
               "tcp_metrics": 100, "tcp_points": 1000, "tcp_timeout": 60.0},
 }
