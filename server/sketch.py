@@ -208,8 +208,10 @@ class Sketch:
 
 
 def _is_number(x):
-    return (
-        isinstance(x, (int, float))
-        and not isinstance(x, bool)
-        and math.isfinite(x)
-    )
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        # An int beyond any float (JSON allows 10**400).
+        return False
