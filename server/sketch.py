@@ -181,8 +181,12 @@ class Sketch:
             raise ValueError("sketch relative_accuracy must be a number in (0, 1)")
         sketch = cls(float(accuracy))
         # Keys beyond these turn back into no float (OverflowError on read).
-        mapping = _mapping(sketch.accuracy)
-        lowest, highest = mapping.key(mapping.min_possible), mapping.key(mapping.max_possible)
+        try:
+            mapping = _mapping(sketch.accuracy)
+            lowest, highest = mapping.key(mapping.min_possible), mapping.key(mapping.max_possible)
+        except (OverflowError, ValueError):
+            # So fine an accuracy (5e-324) that the bin keys are no numbers.
+            raise ValueError("sketch relative_accuracy %r is too small" % (accuracy,))
         for field, target in (("bins", sketch.pos), ("negative_bins", sketch.neg)):
             bins = obj.get(field, {})
             if not isinstance(bins, dict):
