@@ -21,15 +21,20 @@ DEFAULT_ACCURACY = 0.01
 
 _mappings = {}
 _key_params = {}
+# A client's sketch may name any accuracy: beyond this many, a mapping is
+# built for the call and not kept, so hostile input cannot grow the cache.
+_MAX_CACHED = 32
 
 
 def _mapping(accuracy):
     mapping = _mappings.get(accuracy)
     if mapping is None:
-        mapping = _mappings[accuracy] = LogarithmicMapping(accuracy)
-        # What LogarithmicMapping.key computes, taken apart so the hot path
-        # makes no method calls: ceil(log2(value) * multiplier) + offset.
-        _key_params[accuracy] = (mapping._multiplier, mapping._offset, mapping.min_possible)
+        mapping = LogarithmicMapping(accuracy)
+        if len(_mappings) < _MAX_CACHED:
+            _mappings[accuracy] = mapping
+            # What LogarithmicMapping.key computes, taken apart so the hot path
+            # makes no method calls: ceil(log2(value) * multiplier) + offset.
+            _key_params[accuracy] = (mapping._multiplier, mapping._offset, mapping.min_possible)
     return mapping
 
 
