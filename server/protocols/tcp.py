@@ -102,6 +102,7 @@ class TupleProtocol(LineOnlyReceiver):
             line = line[:-1]
         stripped = line.strip()
         if not stripped:
+            core.counters["simplestats.tcp.bad"] += 1
             return self._error("empty line; send --help for the accepted forms")
         if stripped.startswith(b"--"):
             return self._command(stripped)
@@ -135,6 +136,7 @@ class TupleProtocol(LineOnlyReceiver):
             self.quiet = False
             self.answers.append(b"--OK")
         else:
+            self.factory.core.counters["simplestats.tcp.bad"] += 1
             self._error("unknown command %s; commands: --help, --quiet, --verbose"
                         % (command[:40].decode("utf-8", "replace"),))
 
