@@ -42,8 +42,14 @@ def compile_filter(text: str) -> Predicate:
     tag_terms = []
     excluded = []
     for term in text.split():
-        if term.startswith("-") and len(term) > 1:
-            excluded.append(compile_filter(term[1:]))
+        # Leading dashes one at a time (not by recursion: a term of a
+        # thousand dashes must not exhaust the stack); two cancel out.
+        negated = False
+        while term.startswith("-") and len(term) > 1:
+            negated = not negated
+            term = term[1:]
+        if negated:
+            excluded.append(compile_filter(term))
         elif term.startswith("/"):
             name_patterns.append(_compile_regex(term))
         elif ":" in term:
