@@ -110,15 +110,23 @@ def _compile_regex(term):
 def _compile_glob(pattern):
     """
     C{*} and C{?} as wildcards, everything else literal, ignoring case.
+
+    As C{fnmatch} does, the literals after a C{*} match at their first
+    place and are never backtracked into (a lookahead, then a backreference):
+    a glob of many stars costs time in proportion to the name, where
+    C{.*a.*a.*a...} backtracks exponentially.
     """
-    parts = []
-    for char in pattern:
-        if char == "*":
-            parts.append(".*")
-        elif char == "?":
-            parts.append(".")
-        else:
-            parts.append(re.escape(char))
+
+    def literal(part):
+        return "".join("." if char == "?" else re.escape(char) for char in part)
+
+    first, *rest = pattern.split("*")
+    parts = [literal(first)]
+    if rest:
+        *middle, last = rest
+        for number, part in enumerate(filter(None, middle), 1):
+            parts.append("(?=(?P<g%d>.*?%s))(?P=g%d)" % (number, literal(part), number))
+        parts.append(".*" + literal(last))
     return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
 
 
