@@ -37,11 +37,13 @@ def parse_time(parameter, text, now):
         return now
     match = _RELATIVE.match(text)
     if match:
-        return now - float(match.group(1)) * _UNITS[match.group(2)]
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+        # -999...9d (four hundred nines) is minus infinity: refused below.
+        value = now - float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
     if not math.isfinite(value):
         raise QueryError(parameter, "%s must be seconds since the epoch, 'now' or like -1h, got %r"
                          % (parameter, text))
