@@ -56,7 +56,9 @@ def parse_resolution(store, text):
     """
     if text in (None, "", "auto"):
         return None
-    match = re.match(r"^(\d+)(s|m|h|d)?$", text.strip())
+    # A dozen digits are more than any tier step; five thousand would be
+    # beyond int()'s digit limit (ValueError).
+    match = re.match(r"^(\d{1,12})(s|m|h|d)?$", text.strip())
     steps = [t.step for t in store.tiers]
     if match:
         step = int(match.group(1)) * _UNITS[match.group(2) or "s"]
