@@ -296,15 +296,19 @@ def parse_import(data, fmt, limits):
             except ParseError as e:
                 refuse(number, str(e))
     else:
-        for number, row, problem in _csv_rows(text):
-            if problem is not None:
-                refuse(number, problem)
-                continue
-            try:
-                items.append(parse_tuple(row, limits))
-                numbers.append(number)
-            except ParseError as e:
-                refuse(number, str(e))
+        try:
+            for number, row, problem in _csv_rows(text):
+                if problem is not None:
+                    refuse(number, problem)
+                    continue
+                try:
+                    items.append(parse_tuple(row, limits))
+                    numbers.append(number)
+                except ParseError as e:
+                    refuse(number, str(e))
+        except csv.Error as e:
+            # The reader gives up on the whole file (a lone "\r" inside a row).
+            refuse(0, "not a CSV file: %s" % (e,))
     if not items and not bad_count:
         refuse(0, "the file holds no rows")
     return items, numbers, bad, bad_count, fmt
