@@ -7,7 +7,7 @@ answers for everything that arrived in one read are held until one journal
 write covers them all.
 """
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
@@ -28,7 +28,7 @@ HELP = (
 )
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHalfCloseableProtocol)
 class TupleProtocol(LineOnlyReceiver):
     """
     One client connection.  It registers itself as the producer of its own
@@ -63,6 +63,15 @@ class TupleProtocol(LineOnlyReceiver):
 
     def connectionLost(self, reason):
         self.factory.connections.discard(self)
+
+    # IHalfCloseableProtocol: a client that shuts down its sending side
+    # (printf ... | nc -N) still gets every answer: without this Twisted
+    # closes at once on end-of-file and drops the answers not yet written.
+    def readConnectionLost(self):
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self):
+        self.transport.loseConnection()
 
     # IPushProducer: reading pauses while our answers cannot be written.
     def pauseProducing(self):
