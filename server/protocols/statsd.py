@@ -3,6 +3,8 @@ statsd over UDP: packets are parsed and handed to the ingest core.  Bad
 metrics are counted and logged (bounded); the packet's good metrics are kept.
 """
 
+import socket
+
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
@@ -11,6 +13,10 @@ from server.parse_statsd import parse_packet, parse_simple
 
 # Write the journal early when this much is waiting, whatever the interval.
 JOURNAL_HIGH_WATER = 1 << 20
+# The socket's receive buffer: room for bursts that arrive while the reactor
+# is busy elsewhere.  The kernel default (about 200 small datagrams) drops
+# packets after a tenth of a second; the kernel caps this at net.core.rmem_max.
+RECEIVE_BUFFER = 4 << 20
 
 
 class StatsdProtocol(DatagramProtocol):
@@ -21,6 +27,14 @@ class StatsdProtocol(DatagramProtocol):
         self.core = core
         self.limits = limits
         self.bad_log = BoundedLog(self.log, clock)
+
+    def startProtocol(self):
+        handle = getattr(self.transport, "getHandle", None)
+        if handle is not None:
+            try:
+                handle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            except OSError as e:
+                self.log.warn("could not enlarge the UDP receive buffer: {error}", error=e)
 
     def datagramReceived(self, data, addr):
         core = self.core
