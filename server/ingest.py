@@ -83,7 +83,10 @@ class IngestCore:
                     new_types = {}
                 known = new_types.get(key)
                 if known is None:
-                    if len(series_map) + len(new_types) >= self.settings.max_series:
+                    # The server's own few series are exempt: a cardinality
+                    # bomb must not hide simplestats.series.refused itself.
+                    if len(series_map) + len(new_types) >= self.settings.max_series \
+                            and transport != "internal":
                         errors.append((position, "series limit of %d reached: new series %r refused"
                                        % (self.settings.max_series, key)))
                         self.counters["simplestats.series.refused"] += 1
