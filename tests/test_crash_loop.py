@@ -2,9 +2,8 @@
 A crash loop: a client sends tuples and waits for each acknowledgement while
 the server is killed with SIGKILL at random moments (while serving, while
 snapshotting every half second, and twice while starting up, before
-recovery has finished) and
-started again on the same data directory, ten times.  At the end every
-acknowledged point is there, once.
+recovery has finished) and started again on the same data directory, ten
+times.  At the end every acknowledged point is there, once.
 
 Every point has its own series and 5-second bucket and its own value, so
 the export (one row per bucket) shows a lost point as a missing row and a
