@@ -26,6 +26,7 @@ from array import array
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from server.aggregate import AGGREGATES, STORED_FIELDS
 from server.store import Series, StoredTier
@@ -215,7 +216,14 @@ class Snapshotter:
             return self.running[0]
         started = self.clock.seconds()
         began = self.timer()
-        seq = self.journal.rotate()
+        try:
+            seq = self.journal.rotate()
+        except OSError:
+            # A full disk fails the journal before the snapshot is begun:
+            # /api/health must say so all the same.
+            failure = Failure()
+            self._report(failure)
+            return defer.fail(failure)
         header = {
             "format": FORMAT,
             "version": VERSION,
@@ -283,7 +291,10 @@ class Snapshotter:
     def _failed(self, failure):
         done = self.running[0]
         self.running = None
+        self._report(failure)
+        done.errback(failure)
+
+    def _report(self, failure):
         self.status = dict(self.status, error="snapshot failed: %s" % (failure.getErrorMessage(),))
         self.log.failure("snapshot failed; the previous snapshot and the journal are kept",
                          failure)
-        done.errback(failure)
