@@ -130,9 +130,20 @@ class Journal:
             return
         data = b"".join(self.pending)
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError:
+            if len(view) < len(data):
+                # A short write, then the error (a disk filling up): keep
+                # only the rest, so the retry finishes the torn record
+                # rather than writing the whole batch again after it.
+                rest = bytes(view)
+                self.written += len(data) - len(rest)
+                self.pending = [rest]
+                self.pending_bytes = len(rest)
+            raise
         self.pending = []
         self.pending_bytes = 0
         self.written += len(data)
