@@ -95,13 +95,25 @@ def guarded(name, step, core):
     loop goes on (a LoopingCall stops for good when its function raises).
     """
 
+    # A failure that repeats every turn (a full disk under the 100 ms journal
+    # flush) is logged once with its traceback, then only counted until the
+    # step works again.
+    failures = [0]
+
     def run():
         try:
             result = step()
         except Exception:
             core.counters["simplestats.errors.%s" % (name,)] += 1
-            log.failure("periodic step {name} failed; it will run again", name=name)
+            if not failures[0]:
+                log.failure("periodic step {name} failed; it will run again (repeats are"
+                            " counted in simplestats.errors.{name}, not logged)", name=name)
+            failures[0] += 1
             return None
+        if failures[0]:
+            log.info("periodic step {name} works again after {count} failures",
+                     name=name, count=failures[0])
+            failures[0] = 0
         if isinstance(result, defer.Deferred):
             result.addErrback(lambda failure: core.counters.update(
                 {"simplestats.errors.%s" % (name,): 1}))
