@@ -478,3 +478,40 @@ def check_refused_import(page, server):
     assert XSS in page.inner_text("#import-result table.bad-rows tbody tr")
     assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
     assert server.get_json("/api/metrics", {"filter": "-simplestats"})["metrics"] == []
+
+
+def test_api_error_messages_stay_text(make_server, context):
+    """An API error that echoes markup (a bad regular-expression filter) is shown as text: no dialog, no img."""
+    server = make_server().start()
+    send_tuples(server, [["esc.a", None, 1]])
+    wait_for_keys(server, ["esc.a"])
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    # One filter term (no spaces) that is live markup once parsed as HTML
+    # ("/" separates attributes), and an invalid regular expression (the
+    # "(" at the end), so the 400 answer quotes it back.
+    markup = '<img/src="x"/onerror=alert(1)>'
+    hostile = "/" + markup + "(/"
+
+    # From the address bar: the filter comes from the URL.
+    page.goto(server.base_url + "/?" + urllib.parse.urlencode({"filter": hostile}))
+    page.wait_for_selector("#api-error:not(.d-none)", timeout=WAIT_MS)
+    shown = page.inner_text("#api-error")
+    assert shown.startswith("bad filter: invalid regular expression " + hostile), shown
+    assert page.locator("#api-error").evaluate("e => e.children.length") == 0
+    # The control: the same text given to innerHTML would make an <img>.
+    assert page.evaluate("""text => {
+        const scratch = document.createElement('template');
+        scratch.innerHTML = text;
+        return scratch.content.querySelectorAll('img[onerror]').length;
+    }""", shown) == 1
+    watch.check(page)
+
+    # Typed into the filter box: the same message, still text.
+    page.goto(server.base_url + "/")
+    wait_for_rows(page, ["esc.a"])
+    page.locator("#filter").press_sequentially(hostile)
+    page.wait_for_selector("#api-error:not(.d-none)", timeout=WAIT_MS)
+    assert markup in page.inner_text("#api-error")
+    watch.check(page)
+    page.close()
