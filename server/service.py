@@ -189,14 +189,14 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
         service.setServiceParent(top)
 
     factory = TupleFactory(core, settings, reactor)
-    statsd = StatsdProtocol(core, settings.limits, reactor)
+    statsd = StatsdProtocol(core, settings.limits, reactor, settings.max_packet_size)
     api = WebAPI(core, settings, reactor, snapshotter)
     site = LimitedSite(api.app.resource(), settings.max_upload_bytes, core)
     top.api = api
     for name, listen in (
         ("tcp", lambda: reactor.listenTCP(settings.tcp_port, factory, interface=settings.bind)),
         ("udp", lambda: reactor.listenUDP(settings.udp_port, statsd, interface=settings.bind,
-                                          maxPacketSize=settings.max_packet_size)),
+                                          maxPacketSize=settings.max_packet_size + 1)),
         ("http", lambda: reactor.listenTCP(settings.http_port, site, interface=settings.bind)),
     ):
         ListeningService(name, listen).setServiceParent(top)

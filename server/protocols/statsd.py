@@ -23,9 +23,15 @@ class StatsdProtocol(DatagramProtocol):
     log = Logger()
     noisy = False
 
-    def __init__(self, core, limits, clock):
+    def __init__(self, core, limits, clock, max_packet_size=None):
+        """
+        @param max_packet_size: the largest datagram taken; the port must
+            read one byte more, so that a larger one shows (the kernel cuts
+            a datagram to the read size without a word).
+        """
         self.core = core
         self.limits = limits
+        self.max_packet_size = max_packet_size
         self.bad_log = BoundedLog(self.log, clock)
 
     def startProtocol(self):
@@ -40,6 +46,13 @@ class StatsdProtocol(DatagramProtocol):
         core = self.core
         counters = core.counters
         counters["simplestats.udp.packets"] += 1
+        if self.max_packet_size is not None and len(data) > self.max_packet_size:
+            # Cut by the read, its last metric could parse as another value.
+            counters["simplestats.udp.bad"] += 1
+            counters["simplestats.udp.too_large"] += 1
+            self.bad_log.warn("statsd packet from {peer} is larger than {limit} bytes: dropped",
+                              peer="%s:%s" % addr[:2], limit=self.max_packet_size)
+            return
         rows = parse_simple(data, self.limits)
         if rows is not None:
             refused = core.submit_simple(rows, "udp", data)
