@@ -30,8 +30,9 @@ from serverproc import TupleConnection
 MAX_LINE = 1024
 MAX_CONNECTIONS = 200
 MAX_UPLOAD = 1 << 20
+MAX_PACKET = 2048
 FLAGS = ("--max-line-length", str(MAX_LINE), "--max-connections", str(MAX_CONNECTIONS),
-         "--max-upload-bytes", str(MAX_UPLOAD))
+         "--max-upload-bytes", str(MAX_UPLOAD), "--max-packet-size", str(MAX_PACKET))
 HINT = b"--Hint: send data of the form [name:str, timestamp:float, data:float]\r\n"
 REFUSED = b"--ERROR too many connections"
 DEADLINE = 30.0
@@ -276,8 +277,9 @@ def tcp_half_open(server, tally, seed, release):
 
 def udp_garbage(server, tally, seed):
     """
-    Datagrams of known damage: five known-bad metrics and one good one, or
-    three lines of random bytes without '|' (each a bad metric).
+    Datagrams of known damage: five known-bad metrics and one good one,
+    three lines of random bytes without '|' (each a bad metric), or one
+    over --max-packet-size (refused whole, however good its lines).
     """
     from server.model import Limits
     from server.parse_statsd import parse_packet
@@ -285,6 +287,12 @@ def udp_garbage(server, tally, seed):
     rng = random.Random(seed)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for i in range(400):
+            if i % 40 == 39:
+                data = b"\n".join(b"storm.oversize:1|c" for _ in range(MAX_PACKET // 18 + 1))
+                assert len(data) > MAX_PACKET
+                sock.sendto(data, (server.host, server.udp_port))
+                tally.add(udp_packets=1, udp_bytes=len(data), udp_bad=1, udp_too_large=1)
+                continue
             if i % 2:
                 lines = [random_bytes(rng, rng.randint(1, 400), b"|\n\r") for _ in range(3)]
                 kind, bad, good = "udp_random", 3, 0
@@ -525,6 +533,7 @@ def test_storm_on_every_port(make_server):
         ("simplestats.tcp.refused_connections", "count"): refused,
     }
     udp_keys = [("simplestats.udp.packets", "count"), ("simplestats.udp.bad", "count"),
+                ("simplestats.udp.too_large", "count"),
                 ("storm.good.udp", "count"), ("storm.good.udpt", "count"),
                 ("storm.good.udpt", "sum"), ("storm.good.udpmix", "count")]
     # UDP has no flow control: while the reactor is busy with the TCP storm
@@ -545,15 +554,19 @@ def test_storm_on_every_port(make_server):
     assert received + drops == tally["udp_packets"], (received, drops, tally["udp_packets"])
     good = udp[("storm.good.udp", "count")]
     mixed = udp[("storm.good.udpmix", "count")]
-    random_received = received - good - mixed
+    too_large = udp[("simplestats.udp.too_large", "count")]
+    random_received = received - good - mixed - too_large
     assert 0 <= random_received <= tally["udp_random"]
-    assert udp[("simplestats.udp.bad", "count")] == 5 * mixed + 3 * random_received
+    assert udp[("simplestats.udp.bad", "count")] == 5 * mixed + 3 * random_received + too_large
     assert udp[("storm.good.udpt", "count")] == good
+    assert series_total(server, "storm.oversize", "count", since) == 0
     if drops == 0:
-        assert (good, mixed) == (tally["good_udp_packets"], tally["udp_mix"])
+        assert (good, mixed, too_large) == (tally["good_udp_packets"], tally["udp_mix"],
+                                            tally["udp_too_large"])
         assert udp[("storm.good.udpt", "sum")] == tally["good_udp_timer_sum"]
     else:
         assert good <= tally["good_udp_packets"] and mixed <= tally["udp_mix"]
+        assert too_large <= tally["udp_too_large"]
     # The clients that did not read made the server stop reading them.
     paused = series_total(server, "simplestats.tcp.paused", "count", since)
     assert paused > 0
@@ -561,14 +574,14 @@ def test_storm_on_every_port(make_server):
     assert server.running
 
     print("\nstorm: %.1f s; TCP %d bytes (%d bad lines sent, %d over-long), %d good TCP points;"
-          " UDP %d packets (%d bytes, %d bad metrics), %d good UDP packets, %d dropped by the"
-          " kernel; HTTP %d requests"
+          " UDP %d packets (%d bytes, %d bad metrics, %d over the size limit), %d good UDP"
+          " packets, %d dropped by the kernel; HTTP %d requests"
           " (%d bytes, %d over the upload limit, %d API errors); reading paused %d times"
           " (%d of 3 non-reading clients blocked in send); %d connections refused at the limit;"
           " server peak RSS %d MiB"
           % (storm_seconds, tally["tcp_bytes"], tally["bad_lines_sent"], tally["tcp_too_long"],
              tally["good_tcp_points"], tally["udp_packets"], tally["udp_bytes"], tally["udp_bad"],
-             tally["good_udp_packets"], drops, tally["http_requests"], tally["http_bytes"],
+             tally["udp_too_large"], tally["good_udp_packets"], drops, tally["http_requests"], tally["http_bytes"],
              tally["too_large"], tally["api_errors"], paused, sum(stalled), refused, peak // 1024))
     server.stop()
 

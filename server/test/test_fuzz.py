@@ -838,6 +838,20 @@ class HostileInputTests(SynchronousTestCase):
             parse_line(dump(["fz.t", None, partial]), Limits())
         self.assertLessEqual(len(sketch._mappings), sketch._MAX_CACHED)
 
+    def test_statsd_packet_over_the_limit_is_refused_whole(self):
+        """A datagram longer than max_packet_size (the port reads one byte more) is dropped whole and counted."""
+        core = make_core(self)
+        proto = StatsdProtocol(core, core.settings.limits, core.clock, max_packet_size=36)
+        taken = b"trunc.a:1|c\ntrunc.b:1|c|#host:web12"
+        refused = b"trunc.c:1|c\ntrunc.d:1|c|#host:web123"
+        self.assertEqual((len(taken), len(refused)), (36, 37))
+        proto.datagramReceived(taken, PEER)
+        proto.datagramReceived(refused, PEER)
+        self.assertEqual(sorted(core.store.series), ["trunc.a", "trunc.b;host=web12"])
+        self.assertEqual(core.counters["simplestats.udp.too_large"], 1)
+        self.assertEqual(core.counters["simplestats.udp.bad"], 1)
+        self.assertEqual(core.counters["simplestats.udp.packets"], 2)
+
     def test_glob_with_many_stars_is_fast(self):
         """A glob of many stars against a long name answers at once (no regex backtracking blow-up)."""
         match = compile_filter("*a*a*a*a*a*a*a*a*b")
