@@ -266,7 +266,11 @@ def day_week(store, series, field, i, now, tz_offset_minutes):
         ts = midnight + k * step
         seen = [day[k] for day in days if k < len(day) and day[k] is not None]
         if seen:
-            avg.append([ts, sum(seen) / len(seen)])
+            mean = sum(seen) / len(seen)
+            if mean - mean != 0.0:
+                # Seven values near the float limit overflow their sum.
+                mean = sum(v / len(seen) for v in seen)
+            avg.append([ts, mean])
             low.append([ts, min(seen)])
             high.append([ts, max(seen)])
         else:
