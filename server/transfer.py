@@ -34,9 +34,19 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _number(x):
-    if x == int(x) and abs(x) < 2 ** 53:
+    # abs() first: int() of an infinity (a sum past the float range) raises.
+    if abs(x) < 2 ** 53 and x == int(x):
         return int(x)
     return x
+
+
+def _finite_fields(partial):
+    """
+    C{partial} without the fields that overflowed (a sum of squares of
+    values past 1e154): infinity is no JSON.  C{sumsq} is optional, and an
+    import without it takes every value at the mean.
+    """
+    return {k: v for k, v in partial.items() if not isinstance(v, float) or v - v == 0.0}
 
 
 def export_value(series, row):
@@ -50,8 +60,8 @@ def export_value(series, row):
         updates, total, low, high, last = row
         if updates == 1:
             return "%rg" % (_number(last),)
-        return {"type": "g", "last": last, "min": low, "max": high,
-                "count": _number(updates), "sum": total}
+        return _finite_fields({"type": "g", "last": last, "min": low, "max": high,
+                               "count": _number(updates), "sum": total})
     if fam == SET:
         return {"type": "s", "count": _number(row[0])}
     count, total, sumsq, low, high, last = row[:6]
@@ -59,8 +69,8 @@ def export_value(series, row):
         if series.type == SAMPLE:
             return _number(low)
         return "%r%s" % (_number(low), series.type)
-    return {"type": series.type, "count": _number(count), "sum": total, "min": low,
-            "max": high, "sumsq": sumsq, "last": last}
+    return _finite_fields({"type": series.type, "count": _number(count), "sum": total,
+                           "min": low, "max": high, "sumsq": sumsq, "last": last})
 
 
 def export_rows(store, series, start, until, now):
