@@ -653,7 +653,7 @@ class ImportFuzz(APIFuzzCase):
             self.assertEqual(core.counters["simplestats.import.points"], 0)
 
     def test_each_telling_row(self):
-        """A sweep: the TCP sweep's tuples, one file per format; bad rows are counted as the parser finds them."""
+        """A sweep: the TCP sweep's tuples in one file per format, then one a file; bad rows counted, good ones read back."""
         rows = list(sweep_tuples())
         core, _, stub = self.make_api()
         for fmt in ("json", "ndjson", "csv"):
@@ -672,12 +672,28 @@ class ImportFuzz(APIFuzzCase):
                     except ParseError:
                         refused += 1
                 self.assertEqual(bad_count, refused)
-            for row in rows:
-                one = encode_file([row], fmt)
-                response, answer = self.request(core, stub, "POST",
-                                                BASE + "/api/import?format=" + fmt, data=one)
-                if response.code != 200:
-                    self.assertJSONError(response, answer, (400,))
+        # One row a file: the good ones are imported, so the store takes
+        # every telling value that passes the parser.
+        for row in rows:
+            response, answer = self.request(core, stub, "POST", BASE + "/api/import?format=ndjson",
+                                            data=encode_file([row], "ndjson"))
+            if response.code != 200:
+                self.assertJSONError(response, answer, (400,))
+        # What was taken reads back: every field of every series, and the export.
+        from server.aggregate import PUBLIC_FIELDS
+
+        self.assertGreater(len(core.store.series), 5)
+        for series in list(core.store.series.values()):
+            fields = ",".join(PUBLIC_FIELDS[series.family])
+            response, answer = self.request(
+                core, stub, "GET", BASE + "/api/series?from=-1d&fields=%s&key=%s"
+                % (fields, quote(series.key, safe="")))
+            self.assertEqual(response.code, 200, answer)
+            json.loads(answer)
+        for fmt in ("ndjson", "json", "csv"):
+            response, answer = self.request(core, stub, "GET", BASE + "/api/export?format=" + fmt)
+            self.assertEqual(response.code, 200)
+            self.assertTrue(answer.endswith(b"\n"))
 
     @FUZZ
     @given(st.lists(good_tuples, min_size=1, max_size=10), st.sampled_from(["json", "ndjson", "csv"]))
@@ -763,7 +779,8 @@ class QueryFuzz(APIFuzzCase):
                       Sample("q.sample", (), SAMPLE, 1e308, ts),
                       Sample("a" * 200, (), SAMPLE, -1e308, ts)]
         self.assertEqual(self.core.submit(items, "test"), [])
-        self.core.store.tick(now + 60)
+        self.core.clock.advance(60)
+        self.core.store.tick(self.core.clock.seconds())
 
     def check(self, url, method="GET"):
         response, body = self.request(self.core, self.stub, method, BASE + url)
@@ -825,6 +842,40 @@ class QueryFuzz(APIFuzzCase):
     def test_delete(self, url):
         """DELETE /api/series with arbitrary key or filter: 200, 400 or 404, never 500."""
         self.check(url, method="DELETE")
+
+
+class HugeValueTests(APIFuzzCase):
+    def test_huge_finite_values_read_back_everywhere(self):
+        """Values near the float limit (sums and squares overflow) never break a read: every endpoint answers 200 with JSON."""
+        from server.aggregate import PUBLIC_FIELDS
+
+        core, _, stub = self.make_api()
+        items = []
+        for hour in range(8 * 24 + 1):
+            ts = T0 - hour * 3600
+            for value in (1e308, 1.5e308, 1e200):
+                items += [Sample("huge.timer", (), TIMER, value, ts),
+                          Sample("huge.gauge", (), GAUGE, value, ts),
+                          Sample("huge.count", (), COUNTER, value, ts)]
+        self.assertEqual(core.submit(items, "test"), [])
+        core.clock.advance(60)
+        core.store.tick(core.clock.seconds())
+        for series in core.store.series.values():
+            for field in PUBLIC_FIELDS[series.family]:
+                for path in ("/api/series?from=-9d&resolution=1h&fields=%s&key=%s",
+                             "/api/dayweek?resolution=1h&field=%s&key=%s"):
+                    response, answer = self.request(core, stub, "GET",
+                                                    BASE + path % (field, series.key))
+                    self.assertEqual(response.code, 200, (path, field, series.key, answer[:300]))
+                    json.loads(answer)
+        response, answer = self.request(core, stub, "GET", BASE + "/api/metrics")
+        self.assertEqual(response.code, 200)
+        for fmt in ("ndjson", "json", "csv"):
+            response, answer = self.request(core, stub, "GET", BASE + "/api/export?format=" + fmt)
+            self.assertEqual(response.code, 200, (fmt, answer[:300]))
+            if fmt == "json":
+                self.assertEqual(len(json.loads(answer)), len(set(
+                    (i.name, i.timestamp) for i in items)))
 
 
 class HostileInputTests(SynchronousTestCase):
