@@ -9,10 +9,11 @@ sums), and the server's own counters of what it dropped equal what the storm
 sent.  Every hostile input is built so that the test knows exactly how the
 server must count it: random TCP bytes contain no C{[} or C{-}, so every
 complete line is a bad line; random statsd bytes contain no C{|}, so every
-non-empty line is a bad metric.  Each TCP storm client reads its answers to
-the end (a peer that closes with answers unread gets a reset, which may
-throw away lines the server had not read yet), except the ones whose point
-is not reading, which read only after they have stalled the server.
+non-empty line is a bad metric.  Each TCP storm client half-closes and reads
+its answers to the end, checking it got one per line; the clients whose
+point is not reading read only after the server has stopped reading them.
+UDP has no flow control, so the kernel's drop count for the server's socket
+(/proc/net/udp) enters the UDP accounting.
 
 The storm is bounded: a fixed number of connections, bytes and packets, and
 every socket operation has a deadline.
