@@ -152,30 +152,12 @@ class Store:
         """
         Add one raw value (already resolved: gauge deltas applied).
         """
-        if self.before_change is not None:
-            self.before_change(series)
-        step = self.tiers[0].step
-        bucket = int(ts // step) * step
-        agg = series.open[0].get(bucket)
-        if agg is None:
-            if bucket + step > self.watermarks[0]:
-                agg = self._open_bucket(series, 0, bucket)
-            else:
-                agg = self._late_bucket(series, ts, now)
+        bucket, agg = self._target(series, ts, now)
         agg.add(value, rate, ts)
         self._note_value(series, bucket, value, rate, ts, agg)
 
     def add_partial(self, series, fields, ts, now):
-        if self.before_change is not None:
-            self.before_change(series)
-        step = self.tiers[0].step
-        bucket = int(ts // step) * step
-        target = series.open[0].get(bucket)
-        if target is None:
-            if bucket + step > self.watermarks[0]:
-                target = self._open_bucket(series, 0, bucket)
-            else:
-                target = self._late_bucket(series, ts, now)
+        bucket, target = self._target(series, ts, now)
         target.merge_partial(fields, ts)
         fam = series.family
         if fam == COUNTER:
@@ -186,6 +168,23 @@ class Store:
             self._note_value(series, bucket, None, 1.0, ts, target)
         else:
             self._note_value(series, bucket, fields.get("last", fields["max"]), 1.0, ts, target)
+
+    def _target(self, series, ts, now):
+        """
+        The finest-tier bucket start of C{ts} and the open aggregate a point
+        at C{ts} goes into (opened, or reopened for a late point).
+        """
+        if self.before_change is not None:
+            self.before_change(series)
+        step = self.tiers[0].step
+        bucket = int(ts // step) * step
+        agg = series.open[0].get(bucket)
+        if agg is None:
+            if bucket + step > self.watermarks[0]:
+                agg = self._open_bucket(series, 0, bucket)
+            else:
+                agg = self._late_bucket(series, ts, now)
+        return bucket, agg
 
     def _note_value(self, series, bucket, value, rate, ts, agg):
         if ts > series.last_seen:

@@ -62,6 +62,15 @@ class WebAPI:
         except UnicodeDecodeError:
             raise ApiError(400, "parameter %s is not UTF-8" % (name,), name)
 
+    def _filter(self, request):
+        """
+        The C{filter} parameter compiled (blank matches everything).
+        """
+        try:
+            return compile_filter(self._arg(request, "filter", ""))
+        except ParseError as e:
+            raise ApiError(400, "bad filter: %s" % (e,), "filter")
+
     def _series(self, request):
         key = self._arg(request, "key")
         if key is None:
@@ -143,11 +152,7 @@ class WebAPI:
     @app.route("/api/metrics", methods=["GET"])
     def metrics(self, request):
         now = self.clock.seconds()
-        text = self._arg(request, "filter", "")
-        try:
-            matches = compile_filter(text)
-        except ParseError as e:
-            raise ApiError(400, "bad filter: %s" % (e,), "filter")
+        matches = self._filter(request)
         limit = self._arg(request, "limit")
         try:
             limit = None if limit is None else int(limit)
@@ -199,10 +204,7 @@ class WebAPI:
             if not keys:
                 raise ApiError(404, "no series %r" % (key,), "key")
         elif text:
-            try:
-                matches = compile_filter(text)
-            except ParseError as e:
-                raise ApiError(400, "bad filter: %s" % (e,), "filter")
+            matches = self._filter(request)
             keys = [s.key for s in self.store.series.values() if matches(s.name, s.tags)]
         else:
             raise ApiError(400, "give key=... or a non-empty filter=...", "key")
@@ -239,11 +241,7 @@ class WebAPI:
     @app.route("/api/export", methods=["GET"])
     def export(self, request):
         now = self.clock.seconds()
-        text = self._arg(request, "filter", "")
-        try:
-            matches = compile_filter(text)
-        except ParseError as e:
-            raise ApiError(400, "bad filter: %s" % (e,), "filter")
+        matches = self._filter(request)
         start, until = self._range(request, now, default_from="0")
         fmt = self._arg(request, "format", "ndjson")
         if fmt not in transfer.EXPORT_FORMATS:
