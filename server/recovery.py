@@ -74,11 +74,11 @@ def recover(directory, store, core, move_corrupt_aside, now):
         except OSError as e:
             raise StartupError("cannot read journal %s: %s" % (journal, e))
         if torn is not None:
-            line, problem = torn
-            log.warn("dropped the torn last record of {path} (line {line}: {problem}): "
+            number, problem = torn
+            log.warn("dropped the torn last record of {path} (record {number}: {problem}): "
                      "the process stopped mid-write, that record was never acknowledged",
-                     path=journal, line=line, problem=problem)
-            summary["torn"].append("%s:%d" % (journal, line))
+                     path=journal, number=number, problem=problem)
+            summary["torn"].append("%s:%d" % (journal, number))
         summary["records_replayed"] += replay(core, records)
     return summary
 
