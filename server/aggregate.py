@@ -54,6 +54,9 @@ class CounterAgg:
     def add(self, value, rate, ts):
         self.count += value / rate
 
+    def add_times(self, value, times, ts):
+        self.count += value * times
+
     def merge_partial(self, fields, ts):
         self.count += fields["count"]
 
@@ -96,6 +99,21 @@ class GaugeAgg:
     def add(self, value, rate, ts):
         self.updates += 1
         self.sum += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        if ts >= self.last_ts:
+            self.last = value
+            self.last_ts = ts
+
+    def add_times(self, value, times, ts):
+        """
+        L{add} C{times} times over, at one time (for an integer value the
+        sum is the same).
+        """
+        self.updates += times
+        self.sum += value * times
         if value < self.min:
             self.min = value
         if value > self.max:
@@ -176,6 +194,23 @@ class DistAgg:
             self.last = value
             self.last_ts = ts
         self.sketch.add(value, weight)
+
+    def add_times(self, value, times, ts):
+        """
+        L{add} C{times} times over at rate 1, at one time (for a small
+        integer value the sums are the same).
+        """
+        self.count += times
+        self.sum += value * times
+        self.sumsq += value * value * times
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        if ts >= self.last_ts:
+            self.last = value
+            self.last_ts = ts
+        self.sketch.add(value, float(times))
 
     def merge_partial(self, fields, ts):
         count = fields["count"]
@@ -260,6 +295,9 @@ class SetAgg:
         self.extra = 0.0
 
     def add(self, value, rate, ts):
+        self.members.add(value)
+
+    def add_times(self, value, times, ts):
         self.members.add(value)
 
     def merge_partial(self, fields, ts):

@@ -20,6 +20,10 @@ from server.sketch import Sketch
 
 _SIMPLE_TYPES = {"c": COUNTER, "ms": TIMER, "h": HISTOGRAM, "d": DISTRIBUTION, "g": GAUGE,
                  "g+": GAUGE, "s": SET}
+# The largest integer a learned line may carry (see IngestCore.learn): a
+# distribution sums squares too, so that a tally of a million stays exact.
+_LEARN_LIMIT = {COUNTER: 2.0 ** 30, GAUGE: 2.0 ** 30, TIMER: 2.0 ** 15,
+                HISTOGRAM: 2.0 ** 15, DISTRIBUTION: 2.0 ** 15}
 
 
 class IngestCore:
@@ -39,6 +43,7 @@ class IngestCore:
         self.counters = Counter()
         self.gauges = {}
         self.started = clock.seconds()
+        self._settle_call = None
 
     # -- accepting points ------------------------------------------------
 
@@ -55,6 +60,8 @@ class IngestCore:
         @param journal: C{False} when replaying the journal.
         @return: C{(position, message)} for each refused item.
         """
+        # Points taken by another way come after the batch's.
+        self.store.settle()
         if now is None:
             now = self.clock.seconds()
         errors = []
@@ -124,6 +131,7 @@ class IngestCore:
         """
         now = self.clock.seconds()
         store = self.store
+        store.settle()
         series_map = store.series
         add = store.add_value
         slow = None
@@ -154,6 +162,49 @@ class IngestCore:
             self.journal.append_raw(b"u", now, raw)
             self.counters["simplestats." + transport + ".points"] += applied
         return errors
+
+    def submit_learned(self, lines, transport, raw):
+        """
+        The statsd fast path for lines seen before: when every line is one
+        learned by L{learn}, take them into the store's batch
+        (L{server.store.Store.count}), journal C{raw} and say C{True}; else
+        change nothing and say C{False}.  The batch is applied once the
+        reactor has read what is waiting, or before anything reads the
+        store or adds points by another way.
+        """
+        now = self.clock.seconds()
+        if not self.store.count(lines, now):
+            return False
+        self.journal.append_raw(b"u", now, raw)
+        self.counters["simplestats." + transport + ".points"] += len(lines)
+        if self._settle_call is None:
+            self._settle_call = self.clock.callLater(0, self._settle)
+        return True
+
+    def _settle(self):
+        self._settle_call = None
+        self.store.settle()
+
+    def learn(self, lines, rows):
+        """
+        Learn the lines of a packet just taken by L{submit_simple} (C{lines}
+        its raw lines, C{rows} what they parsed to) for L{submit_learned},
+        when every one can be: its series exists with its type, it is not a
+        gauge delta, and a number is an integer small enough to add C{n}
+        times over at once with the same sums.
+        """
+        store = self.store
+        series_map = store.series
+        learnable = []
+        for line, (name, value, kind) in zip(lines, rows):
+            mtype = _SIMPLE_TYPES[kind]
+            series = series_map.get(name)
+            if (series is None or series.type != mtype or kind == "g+"
+                    or (mtype != SET and not (value.is_integer() and abs(value) <= _LEARN_LIMIT[mtype]))):
+                return
+            learnable.append((line, series, value))
+        for line, series, value in learnable:
+            store.learn(line, series, value)
 
     def _time_problem(self, ts, now):
         if not math.isfinite(ts) or ts < 0:
@@ -207,6 +258,7 @@ class IngestCore:
         if not idle:
             return 0
         cutoff = now - idle
+        self.store.settle()
         stale = [key for key, series in self.store.series.items() if series.touched < cutoff]
         self.delete(stale)
         self.counters["simplestats.series.expired"] += len(stale)

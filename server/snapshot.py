@@ -18,6 +18,7 @@ Compression and the write (temporary file, fsync, rename) run in a thread.
 import base64
 import gzip
 import json
+import math
 import os
 import sys
 import time
@@ -159,6 +160,10 @@ def load(path, store):
     if header.get("steps") != steps:
         raise SnapshotCorrupt(path, "written with tier steps %r but the retentions setting has %r"
                               % (header.get("steps"), steps))
+    watermarks = header.get("watermarks")
+    if (not isinstance(watermarks, list) or len(watermarks) != len(steps)
+            or not all(isinstance(w, (int, float)) and math.isfinite(w) for w in watermarks)):
+        raise SnapshotCorrupt(path, "header has no valid watermarks (one time per tier)")
     try:
         trailer = json.loads(lines[-1])
     except ValueError:
@@ -179,7 +184,7 @@ def load(path, store):
         for i, buckets in enumerate(series.open):
             for bucket in buckets:
                 store.open_index[i].setdefault(bucket, set()).add(series.key)
-    store.watermarks = list(header["watermarks"])
+    store.watermarks = list(watermarks)
     return header
 
 
@@ -216,6 +221,9 @@ class Snapshotter:
             return self.running[0]
         started = self.clock.seconds()
         began = self.timer()
+        # The journal rotated below holds the batch's packets: the snapshot
+        # must hold their points.
+        self.store.settle()
         try:
             seq = self.journal.rotate()
         except OSError:

@@ -17,12 +17,14 @@ open bucket's start to the series that have it open.
 import math
 from array import array
 from bisect import bisect_left, bisect_right
-from collections import deque
+from collections import _count_elements, deque
 
 from server.aggregate import AGGREGATES, STORED_FIELDS, family, new_aggregate
 from server.model import COUNTER, GAUGE, SET, split_series_key
 
 MOVING_AVERAGE_WINDOW = 60.0
+# How many tokens (see L{Store.learn}) the store remembers at most.
+MAX_LEARNED = 50_000
 
 
 class StoredTier:
@@ -126,6 +128,14 @@ class Store:
         # Observers told before a series changes (the snapshot writer uses
         # this to copy a series before it is modified mid-snapshot).
         self.before_change = None
+        # The batch (see count): token -> (series, value); token -> times
+        # taken and series -> last value, not yet applied, all at batch_now,
+        # in the finest bucket [batch_start, batch_end).
+        self.learned = {}
+        self.batch = {}
+        self.batch_last = {}
+        self.batch_now = 0.0
+        self.batch_start = self.batch_end = 0.0
 
     def _watermark(self, i, now):
         step = self.tiers[i].step
@@ -239,10 +249,78 @@ class Store:
             stored = series.stored[i] = StoredTier(len(STORED_FIELDS[series.family]))
         return stored
 
+    # -- the batch of learned lines ------------------------------------------
+
+    def learn(self, token, series, value):
+        """
+        Remember that C{token} (any hashable: the statsd fast path uses a raw
+        line such as C{b"hits:1|c"}) adds C{value} (rate 1) to C{series},
+        so that L{count} takes it.  A number must be an integer small enough
+        that adding it C{n} times and adding it once C{n} times over give the
+        same sums (the caller checks).
+        """
+        if len(self.learned) >= MAX_LEARNED:
+            self.settle()
+            self.learned.clear()
+        self.learned[token] = (series, value)
+
+    def count(self, tokens, now):
+        """
+        Take C{tokens} at C{now} if every one is learned, and say whether it
+        did.  Taking them only tallies each token (at C speed, however often
+        it repeats) and notes each series' last value; L{settle} applies the
+        tally, one L{Store.add_value}-like step per distinct token.  Within
+        one finest bucket, at one time, only a gauge's and a distribution's
+        last value depend on the order of the points, and that is noted: the
+        state after L{settle} is the one the points give one by one.
+        """
+        known = self.learned
+        if not tokens or not known or not all(map(known.__contains__, tokens)):
+            return False
+        if not self.batch_start <= now < self.batch_end:
+            self.settle()
+            step = self.tiers[0].step
+            self.batch_start = math.floor(now / step) * step
+            self.batch_end = self.batch_start + step
+        _count_elements(self.batch, tokens)
+        self.batch_last.update(map(known.__getitem__, tokens))
+        self.batch_now = now
+        return True
+
+    def settle(self):
+        """
+        Apply the batch.  Whatever reads series, rewrites them or adds
+        points by another way calls this first.
+        """
+        batch = self.batch
+        if not batch:
+            return
+        self.batch = {}
+        last = self.batch_last
+        self.batch_last = {}
+        now = self.batch_now
+        known = self.learned
+        for token, times in batch.items():
+            series, value = known[token]
+            series.touched = now
+            bucket, agg = self._target(series, now, now)
+            agg.add_times(value, times, now)
+            fam = series.family
+            if fam == COUNTER:
+                self._note_value(series, bucket, value * times, 1.0, now, agg)
+                continue
+            if fam != SET:
+                value = agg.last = last[series]
+                if fam == GAUGE:
+                    series.gauge = value
+            self._note_value(series, bucket, value, 1.0, now, agg)
+
     def delete(self, key):
         """
         Forget a series; its open buckets are skipped by the next tick.
         """
+        self.settle()
+        self.learned.clear()
         series = self.series.pop(key, None)
         if series is not None and self.before_change is not None:
             self.before_change(series)
@@ -262,6 +340,7 @@ class Store:
 
         @return: C{(buckets closed, finished)}.
         """
+        self.settle()
         closed = 0
         ntiers = len(self.tiers)
         for i, tier in enumerate(self.tiers):

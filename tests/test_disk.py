@@ -27,7 +27,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from serverproc import TupleConnection
 from server.journal import Journal, encode_entries
 from server.service import guarded
+from server.settings import parse_retentions
 from server.snapshot import Snapshotter
+from server.store import Store
 
 SNAPSHOT = "snapshot.jsonl.gz"
 OK = b"--OK\r\n"
@@ -260,7 +262,8 @@ class DiskFailureUnitTests(SynchronousTestCase):
             def rotate(self):
                 raise OSError(28, "No space left on device")
 
-        snapshotter = Snapshotter(store=None, journal=FullJournal(), directory="unused",
+        store = Store(parse_retentions("5s:1h,1m:1d"))
+        snapshotter = Snapshotter(store=store, journal=FullJournal(), directory="unused",
                                   clock=Clock(), run_in_thread=None)
         d = snapshotter.take()
         failure = self.failureResultOf(d, OSError)

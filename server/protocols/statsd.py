@@ -53,9 +53,16 @@ class StatsdProtocol(DatagramProtocol):
             self.bad_log.warn("statsd packet from {peer} is larger than {limit} bytes: dropped",
                               peer="%s:%s" % addr[:2], limit=self.max_packet_size)
             return
-        rows = parse_simple(data, self.limits)
-        if rows is not None:
+        lines = data.split(b"\n")
+        if not lines[-1]:
+            lines.pop()
+        if core.submit_learned(lines, "udp", data):
+            refused = ()
+        elif (rows := parse_simple(data, self.limits)) is not None:
             refused = core.submit_simple(rows, "udp", data)
+            if len(rows) == len(lines):
+                # The next packet of the same lines is only tallied.
+                core.learn(lines, rows)
         else:
             samples, errors = parse_packet(data, self.limits)
             if errors:

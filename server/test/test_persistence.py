@@ -580,6 +580,23 @@ class RecoveryTests(SynchronousTestCase):
         error = self.assertRaises(StartupError, self.server.recovered, self)
         self.assertIn("tier steps [10, 60, 3600]", str(error))
 
+    def test_snapshot_without_watermarks(self):
+        """A header that lost its watermarks, or has the wrong number, is refused by name."""
+        self.fill(1)
+        self.successResultOf(run_snapshot(self.clock, self.server.snapshotter()))
+        with gzip.open(self.path, "rb") as f:
+            lines = f.read().split(b"\n")
+        header = json.loads(lines[0])
+        for bad in (None, [0], ["x", 0, 0]):
+            if bad is None:
+                del header["watermarks"]
+            else:
+                header["watermarks"] = bad
+            self.corrupt(gzip.compress(b"\n".join([json.dumps(header).encode()] + lines[1:])))
+            error = self.assertRaises(StartupError, self.server.recovered, self)
+            self.assertIn(self.path, str(error))
+            self.assertIn("watermarks", str(error))
+
     def test_corrupt_snapshot_moved_aside(self):
         """With move_corrupt_aside the bad snapshot is renamed and the journal alone is replayed."""
         self.fill(1)
@@ -707,3 +724,28 @@ class FailedSnapshotTests(SynchronousTestCase):
 def failing_then_ok(snapshotter):
     snapshotter.run_in_thread = synchronous
     return snapshotter
+
+
+class CounterBatchSnapshotTests(SynchronousTestCase):
+
+    def test_tally_pending_when_a_snapshot_starts(self):
+        """statsd counter packets tallied but not yet applied when a snapshot starts are in it: after a restart each is counted once."""
+        from server.protocols.statsd import StatsdProtocol
+
+        clock = TurnClock()
+        clock.advance(T0)
+        server = Server(self, clock)
+        proto = StatsdProtocol(server.core, server.settings.limits, clock)
+        peer = ("127.0.0.1", 40000)
+        for _ in range(10):
+            proto.datagramReceived(b"hits:1|c\nbytes:512|c", peer)
+        self.assertEqual(server.store.batch, {b"hits:1|c": 9, b"bytes:512|c": 9})
+        self.successResultOf(run_snapshot(clock, server.snapshotter()))
+        for _ in range(5):
+            proto.datagramReceived(b"hits:1|c", peer)
+        recovered = server.recovered(self)
+        server.store.settle()
+        server.store.tick(clock.seconds())
+        self.assertEqual(recovered.store.series["hits"].value, 15.0)
+        self.assertEqual(recovered.store.series["bytes"].value, 5120.0)
+        self.assertEqual(reads(recovered.store), reads(server.store))

@@ -62,6 +62,14 @@ class WebAPI:
         except UnicodeDecodeError:
             raise ApiError(400, "parameter %s is not UTF-8" % (name,), name)
 
+    def _settled_now(self):
+        """
+        The time of a read, once the store holds every point taken so far
+        (the statsd counter batch applied).
+        """
+        self.store.settle()
+        return self.clock.seconds()
+
     def _filter(self, request):
         """
         The C{filter} parameter compiled (blank matches everything).
@@ -134,7 +142,7 @@ class WebAPI:
 
     @app.route("/api/health", methods=["GET"])
     def health(self, request):
-        now = self.clock.seconds()
+        now = self._settled_now()
         snapshot = self.snapshotter.status if self.snapshotter else None
         status = "ok"
         if snapshot and snapshot.get("error"):
@@ -151,7 +159,7 @@ class WebAPI:
 
     @app.route("/api/metrics", methods=["GET"])
     def metrics(self, request):
-        now = self.clock.seconds()
+        now = self._settled_now()
         matches = self._filter(request)
         limit = self._arg(request, "limit")
         try:
@@ -180,7 +188,7 @@ class WebAPI:
 
     @app.route("/api/series", methods=["GET"])
     def series(self, request):
-        now = self.clock.seconds()
+        now = self._settled_now()
         series = self._series(request)
         start, until = self._range(request, now)
         tier = parse_resolution(self.store, self._arg(request, "resolution"))
@@ -214,7 +222,7 @@ class WebAPI:
 
     @app.route("/api/dayweek", methods=["GET"])
     def dayweek(self, request):
-        now = self.clock.seconds()
+        now = self._settled_now()
         series = self._series(request)
         field = self._arg(request, "field")
         fields = fields_for(series, [field] if field else [])
@@ -240,7 +248,7 @@ class WebAPI:
 
     @app.route("/api/export", methods=["GET"])
     def export(self, request):
-        now = self.clock.seconds()
+        now = self._settled_now()
         matches = self._filter(request)
         start, until = self._range(request, now, default_from="0")
         fmt = self._arg(request, "format", "ndjson")
