@@ -43,7 +43,6 @@ class IngestCore:
         self.counters = Counter()
         self.gauges = {}
         self.started = clock.seconds()
-        self._settle_call = None
 
     # -- accepting points ------------------------------------------------
 
@@ -168,22 +167,16 @@ class IngestCore:
         The statsd fast path for lines seen before: when every line is one
         learned by L{learn}, take them into the store's batch
         (L{server.store.Store.count}), journal C{raw} and say C{True}; else
-        change nothing and say C{False}.  The batch is applied once the
-        reactor has read what is waiting, or before anything reads the
-        store or adds points by another way.
+        change nothing and say C{False}.  The batch is applied by the next
+        rollup tick (every second), or before anything reads the store or
+        adds points by another way, or when the finest bucket changes.
         """
         now = self.clock.seconds()
         if not self.store.count(lines, now):
             return False
         self.journal.append_raw(b"u", now, raw)
         self.counters["simplestats." + transport + ".points"] += len(lines)
-        if self._settle_call is None:
-            self._settle_call = self.clock.callLater(0, self._settle)
         return True
-
-    def _settle(self):
-        self._settle_call = None
-        self.store.settle()
 
     def learn(self, lines, rows):
         """
