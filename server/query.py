@@ -8,6 +8,7 @@ import math
 import re
 
 from bisect import bisect_left
+from collections import deque
 
 from server.aggregate import (AGGREGATES, DEFAULT_FIELDS, PUBLIC_FIELDS, STORED_FIELDS,
                               derive, new_aggregate)
@@ -240,9 +241,13 @@ def series_points(store, series, fields, start, until, i, now):
         for name, column in zip(fields, values):
             result[name] = list(zip(times, column))
     else:
+        times = [n * step for n in range(first, last + 1)]
+        places = [n - first for n in numbers]
         for name, column in zip(fields, values):
-            by_number = dict(zip(numbers, column))
-            result[name] = [(n * step, by_number.get(n)) for n in range(first, last + 1)]
+            full = [None] * len(times)
+            # A C loop: full[places[k]] = column[k] for every k.
+            deque(map(full.__setitem__, places, column), maxlen=0)
+            result[name] = list(zip(times, full))
     return result
 
 
