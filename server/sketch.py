@@ -139,28 +139,40 @@ class Sketch:
 
     def quantiles(self, qs):
         """
-        Several quantiles in one pass over the sorted bins.
+        Several quantiles in one pass over the sorted bins; a bin's value is
+        computed only where a quantile falls (a rollup tick asks four of
+        every distribution bucket).
         """
         if self.count <= 0:
             return [math.nan] * len(qs)
         mapping = _mapping(self.accuracy)
-        ranks = [q * (self.count - 1) for q in qs]
-        order = sorted(range(len(qs)), key=ranks.__getitem__)
-        bins = [(-mapping.value(k), self.neg[k]) for k in sorted(self.neg, reverse=True)]
-        if self.zero:
-            bins.append((0.0, self.zero))
-        bins.extend((mapping.value(k), self.pos[k]) for k in sorted(self.pos))
-        result = [bins[-1][0]] * len(qs)
+        pos, neg, zero = self.pos, self.neg, self.zero
+        if not neg and not zero and len(pos) == 1:
+            # One bin (a bucket of one value, or of equal values).
+            for key in pos:
+                return [mapping.value(key)] * len(qs)
+        last = self.count - 1
+        ranks = sorted((q * last, i) for i, q in enumerate(qs))
+        result = [None] * len(qs)
+        bins = [(-1.0, k, neg[k]) for k in sorted(neg, reverse=True)]
+        if zero:
+            bins.append((0.0, 0, zero))
+        bins.extend((1.0, k, pos[k]) for k in sorted(pos))
         seen = 0.0
-        i = 0
-        for value, weight in bins:
+        j = 0
+        for sign, key, weight in bins:
             seen += weight
-            while i < len(order) and seen > ranks[order[i]]:
-                result[order[i]] = value
-                i += 1
-            if i == len(order):
-                break
-        return result
+            if seen > ranks[j][0]:
+                value = sign * mapping.value(key) if sign else 0.0
+                while j < len(ranks) and seen > ranks[j][0]:
+                    result[ranks[j][1]] = value
+                    j += 1
+                if j == len(ranks):
+                    return result
+        # Rounding of the weights: the rest at the largest value.
+        sign, key, _ = bins[-1]
+        value = sign * mapping.value(key) if sign else 0.0
+        return [value if r is None else r for r in result]
 
     def to_json(self):
         """

@@ -23,6 +23,7 @@ from server.aggregate import AGGREGATES, STORED_FIELDS, family, new_aggregate
 from server.model import COUNTER, GAUGE, SET, split_series_key
 
 MOVING_AVERAGE_WINDOW = 60.0
+_APPEND = array.append
 # How many tokens (see L{Store.learn}) the store remembers at most.
 MAX_LEARNED = 50_000
 
@@ -46,8 +47,8 @@ class StoredTier:
         index = self.index
         if not index or number > index[-1]:
             index.append(number)
-            for column, value in zip(self.columns, row):
-                column.append(value)
+            # column.append(value) for each, in a C loop.
+            deque(map(_APPEND, self.columns, row), maxlen=0)
             return
         i = bisect_left(index, number)
         if i < len(index) and index[i] == number:
