@@ -97,15 +97,7 @@ class GaugeAgg:
         self.last_ts = -math.inf
 
     def add(self, value, rate, ts):
-        self.updates += 1
-        self.sum += value
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-        if ts >= self.last_ts:
-            self.last = value
-            self.last_ts = ts
+        self.add_times(value, 1, ts)
 
     def add_times(self, value, times, ts):
         """
@@ -182,23 +174,13 @@ class DistAgg:
         self.sketch = Sketch(accuracy)
 
     def add(self, value, rate, ts):
-        weight = 1.0 / rate
-        self.count += weight
-        self.sum += value * weight
-        self.sumsq += value * value * weight
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-        if ts >= self.last_ts:
-            self.last = value
-            self.last_ts = ts
-        self.sketch.add(value, weight)
+        # A sampled value stands for 1 / rate values.
+        self.add_times(value, 1.0 / rate, ts)
 
     def add_times(self, value, times, ts):
         """
-        L{add} C{times} times over at rate 1, at one time (for a small
-        integer value the sums are the same).
+        L{add} C{times} times over, at one time (for a small integer value
+        the sums are the same); C{times} may be a fraction (a weight).
         """
         self.count += times
         self.sum += value * times

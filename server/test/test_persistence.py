@@ -544,6 +544,15 @@ class RecoveryTests(SynchronousTestCase):
         self.assertEqual(bucket_rows(recovered.store, series, 2, 0, 2 ** 32 - 1),
                          {int((now - 86400) // 3600): (2.0,)})
 
+    def snapshot_lines(self):
+        """
+        Take a snapshot of one series and return its lines.
+        """
+        self.fill(1)
+        self.successResultOf(run_snapshot(self.clock, self.server.snapshotter()))
+        with gzip.open(self.path, "rb") as f:
+            return f.read().split(b"\n")
+
     def corrupt(self, data):
         with open(self.path, "wb") as f:
             f.write(data)
@@ -570,10 +579,7 @@ class RecoveryTests(SynchronousTestCase):
 
     def test_snapshot_of_other_tiers(self):
         """A snapshot written with other tier steps is refused, saying which."""
-        self.fill(1)
-        self.successResultOf(run_snapshot(self.clock, self.server.snapshotter()))
-        with gzip.open(self.path, "rb") as f:
-            lines = f.read().split(b"\n")
+        lines = self.snapshot_lines()
         header = json.loads(lines[0])
         header["steps"] = [10, 60, 3600]
         self.corrupt(gzip.compress(b"\n".join([json.dumps(header).encode()] + lines[1:])))
@@ -582,10 +588,7 @@ class RecoveryTests(SynchronousTestCase):
 
     def test_snapshot_without_watermarks(self):
         """A header that lost its watermarks, or has the wrong number, is refused by name."""
-        self.fill(1)
-        self.successResultOf(run_snapshot(self.clock, self.server.snapshotter()))
-        with gzip.open(self.path, "rb") as f:
-            lines = f.read().split(b"\n")
+        lines = self.snapshot_lines()
         header = json.loads(lines[0])
         for bad in (None, [0], ["x", 0, 0]):
             if bad is None:
