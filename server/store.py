@@ -18,12 +18,15 @@ import math
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import _count_elements, deque
+from itertools import repeat
+from operator import itemgetter
 
 from server.aggregate import AGGREGATES, STORED_FIELDS, family, new_aggregate
 from server.model import COUNTER, GAUGE, SET, split_series_key
 
 MOVING_AVERAGE_WINDOW = 60.0
 _APPEND = array.append
+_FIRST = itemgetter(0)
 # How many tokens (see L{Store.learn}) the store remembers at most.
 MAX_LEARNED = 50_000
 
@@ -130,12 +133,12 @@ class Store:
         # this to copy a series before it is modified mid-snapshot).
         self.before_change = None
         # The batch (see count): token -> (series, value); token -> times
-        # taken and series -> last value, not yet applied, all at batch_now,
-        # in the finest bucket [batch_start, batch_end).
+        # taken, series -> last value and series -> time of its last point,
+        # not yet applied, all in the finest bucket [batch_start, batch_end).
         self.learned = {}
         self.batch = {}
         self.batch_last = {}
-        self.batch_now = 0.0
+        self.batch_when = {}
         self.batch_start = self.batch_end = 0.0
 
     def _watermark(self, i, now):
@@ -284,8 +287,9 @@ class Store:
             self.batch_start = math.floor(now / step) * step
             self.batch_end = self.batch_start + step
         _count_elements(self.batch, tokens)
-        self.batch_last.update(map(known.__getitem__, tokens))
-        self.batch_now = now
+        pairs = list(map(known.__getitem__, tokens))
+        self.batch_last.update(pairs)
+        self.batch_when.update(zip(map(_FIRST, pairs), repeat(now)))
         return True
 
     def settle(self):
@@ -297,13 +301,13 @@ class Store:
         if not batch:
             return
         self.batch = {}
-        last = self.batch_last
-        self.batch_last = {}
-        now = self.batch_now
+        last, self.batch_last = self.batch_last, {}
+        when, self.batch_when = self.batch_when, {}
         known = self.learned
         for token, times in batch.items():
             series, value = known[token]
-            series.touched = now
+            # The time of the series' last point in the batch.
+            now = series.touched = when[series]
             bucket, agg = self._target(series, now, now)
             agg.add_times(value, times, now)
             fam = series.family
