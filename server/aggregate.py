@@ -4,24 +4,47 @@ Partial aggregates: what one series accumulates in one open bucket.
 Every aggregate merges exactly with another of its kind, so a 1-minute bucket
 is the merge of its twelve 5-second buckets and equals what aggregating the
 raw values directly would give.  A closed bucket is stored as a row of floats
-(L{STORED_FIELDS}); the API derives the fields people ask for from that row
-(L{derive}).
+(L{ROWS}: one named tuple per family, so a field is read by its name); the API
+derives the fields people ask for from that row (L{derive}).
+
+Points reach an aggregate through L{fold}: a run of values that arrived one
+after another, at non-decreasing times, with one sample rate.  Each fold is
+a strict left fold (C{((s + a) + b) + c}), done by C-level iterators, so
+folding a run in one go or in pieces gives the same bits: whenever a read or
+a tick folds what is pending, the state is the one the points give one by
+one.
 """
 
 import math
+from collections import namedtuple
+from functools import reduce
+from itertools import repeat
+from operator import add, mul, truediv
 
 from server.model import COUNTER, DISTRIBUTION_TYPES, GAUGE, SET
 from server.sketch import Sketch
 
 NAN = math.nan
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
+# Above this an integer-valued float sum is no longer exact.
+_EXACT = 2.0 ** 53
 
-STORED_FIELDS = {
-    COUNTER: ("count",),
-    GAUGE: ("updates", "sum", "min", "max", "last"),
-    SET: ("count",),
-    "dist": ("count", "sum", "sumsq", "min", "max", "last", "p50", "p90", "p95", "p99"),
-}
+# A closed bucket's row, per family: the only place that names positions.
+CounterRow = namedtuple("CounterRow", "count")
+GaugeRow = namedtuple("GaugeRow", "updates sum min max last")
+SetRow = namedtuple("SetRow", "count")
+DistRow = namedtuple("DistRow", "count sum sumsq min max last p50 p90 p95 p99")
+ROWS = {COUNTER: CounterRow, GAUGE: GaugeRow, SET: SetRow, "dist": DistRow}
+STORED_FIELDS = {fam: row._fields for fam, row in ROWS.items()}
+_FIRST_QUANTILE = DistRow._fields.index("p50")
+
+
+def field_index(fam, name):
+    """
+    The position of the stored field C{name} in a row (and column) of C{fam}.
+    """
+    return STORED_FIELDS[fam].index(name)
+
 
 # Fields the API offers per type, and the ones it shows by default.
 PUBLIC_FIELDS = {
@@ -45,17 +68,42 @@ def family(metric_type):
     return "dist" if metric_type in DISTRIBUTION_TYPES else metric_type
 
 
+def _floats(values):
+    # Values arrive as the text a client sent (C{"12.5"}) or as floats.
+    return list(map(float, values))
+
+
+def add_count(total, n, weight):
+    """
+    C{total + weight} C{n} times over, as a left fold would give it: one
+    multiplication where every step is exact (integers below 2**53).
+    """
+    if total.is_integer() and weight.is_integer():
+        result = total + n * weight
+        if abs(result) < _EXACT:
+            return result
+    return reduce(add, repeat(weight, n), total)
+
+
+def _weighted(vals, weight):
+    return vals if weight == 1.0 else list(map(mul, vals, repeat(weight)))
+
+
 class CounterAgg:
     __slots__ = ("count",)
 
     def __init__(self):
         self.count = 0.0
 
-    def add(self, value, rate, ts):
-        self.count += value / rate
-
-    def add_times(self, value, times, ts):
-        self.count += value * times
+    def fold(self, values, rate, ts):
+        """
+        Add each value divided by the sample rate; returns those increments.
+        """
+        vals = _floats(values)
+        if rate != 1.0:
+            vals = list(map(truediv, vals, repeat(rate)))
+        self.count = reduce(add, vals, self.count)
+        return vals
 
     def merge_partial(self, fields, ts):
         self.count += fields["count"]
@@ -64,7 +112,7 @@ class CounterAgg:
         self.count += other.count
 
     def row(self):
-        return (self.count,)
+        return CounterRow(self.count)
 
     def to_json(self):
         return [self.count]
@@ -77,7 +125,7 @@ class CounterAgg:
 
     @staticmethod
     def merge_rows(old, new):
-        return (old[0] + new[0],)
+        return CounterRow(CounterRow._make(old).count + CounterRow._make(new).count)
 
 
 class GaugeAgg:
@@ -96,23 +144,33 @@ class GaugeAgg:
         self.last = NAN
         self.last_ts = -math.inf
 
-    def add(self, value, rate, ts):
-        self.add_times(value, 1, ts)
-
-    def add_times(self, value, times, ts):
+    def fold(self, values, rate, ts, gauge):
         """
-        L{add} C{times} times over, at one time (for an integer value the
-        sum is the same).
+        Set the gauge to each value in turn, starting from the series'
+        running value C{gauge}: a text value with a sign (statsd's C{+3|g},
+        C{-2|g}) changes it, any other sets it.  Returns the new running
+        value.
         """
-        self.updates += times
-        self.sum += value * times
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
+        vals = []
+        append = vals.append
+        for v in values:
+            if v.__class__ is str and v[0] in "+-":
+                gauge = gauge + float(v)
+            else:
+                gauge = float(v)
+            append(gauge)
+        self.updates = add_count(self.updates, len(vals), 1.0)
+        self.sum = reduce(add, vals, self.sum)
+        lo = min(vals)
+        if lo < self.min:
+            self.min = lo
+        hi = max(vals)
+        if hi > self.max:
+            self.max = hi
         if ts >= self.last_ts:
-            self.last = value
+            self.last = gauge
             self.last_ts = ts
+        return gauge
 
     def merge_partial(self, fields, ts):
         last = fields["last"]
@@ -135,7 +193,7 @@ class GaugeAgg:
             self.last_ts = other.last_ts
 
     def row(self):
-        return (self.updates, self.sum, self.min, self.max, self.last)
+        return GaugeRow(self.updates, self.sum, self.min, self.max, self.last)
 
     def to_json(self):
         return [self.updates, self.sum, self.min, self.max, self.last, self.last_ts]
@@ -149,10 +207,11 @@ class GaugeAgg:
     @staticmethod
     def merge_rows(old, new):
         # A late point joins a closed bucket: the later arrival is the last.
-        if not old[0]:
+        old, new = GaugeRow._make(old), GaugeRow._make(new)
+        if not old.updates:
             return new
-        return (old[0] + new[0], old[1] + new[1], min(old[2], new[2]),
-                max(old[3], new[3]), new[4])
+        return GaugeRow(old.updates + new.updates, old.sum + new.sum, min(old.min, new.min),
+                        max(old.max, new.max), new.last)
 
 
 class DistAgg:
@@ -173,26 +232,28 @@ class DistAgg:
         self.last_ts = -math.inf
         self.sketch = Sketch(accuracy)
 
-    def add(self, value, rate, ts):
-        # A sampled value stands for 1 / rate values.
-        self.add_times(value, 1.0 / rate, ts)
-
-    def add_times(self, value, times, ts):
+    def fold(self, values, rate, ts):
         """
-        L{add} C{times} times over, at one time (for a small integer value
-        the sums are the same); C{times} may be a fraction (a weight).
+        Count each value C{1 / rate} times (a sampled value stands for that
+        many); returns the last value.
         """
-        self.count += times
-        self.sum += value * times
-        self.sumsq += value * value * times
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
+        vals = _floats(values)
+        weight = 1.0 / rate
+        self.count = add_count(self.count, len(vals), weight)
+        self.sum = reduce(add, _weighted(vals, weight), self.sum)
+        self.sumsq = reduce(add, _weighted(list(map(mul, vals, vals)), weight), self.sumsq)
+        lo = min(vals)
+        if lo < self.min:
+            self.min = lo
+        hi = max(vals)
+        if hi > self.max:
+            self.max = hi
+        last = vals[-1]
         if ts >= self.last_ts:
-            self.last = value
+            self.last = last
             self.last_ts = ts
-        self.sketch.add(value, float(times))
+        self.sketch.add_many(vals, weight, lo, hi)
+        return last
 
     def merge_partial(self, fields, ts):
         count = fields["count"]
@@ -233,8 +294,8 @@ class DistAgg:
         self.sketch.merge(other.sketch)
 
     def row(self):
-        return (self.count, self.sum, self.sumsq, self.min, self.max, self.last,
-                *self.sketch.quantiles(QUANTILES))
+        return DistRow(self.count, self.sum, self.sumsq, self.min, self.max, self.last,
+                       *self.sketch.quantiles(QUANTILES))
 
     def to_json(self):
         return [self.count, self.sum, self.sumsq, self.min, self.max, self.last,
@@ -255,13 +316,15 @@ class DistAgg:
         stay exact; the closed bucket's sketch is gone, so its percentiles
         are combined weighted by count (the one approximate merge).
         """
-        if not old[0]:
+        old, new = DistRow._make(old), DistRow._make(new)
+        if not old.count:
             return new
-        c1, c2 = old[0], new[0]
+        c1, c2 = old.count, new.count
         total = c1 + c2
-        quantiles = tuple((a * c1 + b * c2) / total for a, b in zip(old[6:], new[6:]))
-        return (total, old[1] + new[1], old[2] + new[2], min(old[3], new[3]),
-                max(old[4], new[4]), new[5]) + quantiles
+        quantiles = [(a * c1 + b * c2) / total
+                     for a, b in zip(old[_FIRST_QUANTILE:], new[_FIRST_QUANTILE:])]
+        return DistRow(total, old.sum + new.sum, old.sumsq + new.sumsq, min(old.min, new.min),
+                       max(old.max, new.max), new.last, *quantiles)
 
 
 class SetAgg:
@@ -276,11 +339,8 @@ class SetAgg:
         self.members = set()
         self.extra = 0.0
 
-    def add(self, value, rate, ts):
-        self.members.add(value)
-
-    def add_times(self, value, times, ts):
-        self.members.add(value)
+    def fold(self, values, rate, ts):
+        self.members.update(values)
 
     def merge_partial(self, fields, ts):
         if "members" in fields:
@@ -293,7 +353,7 @@ class SetAgg:
         self.extra += other.extra
 
     def row(self):
-        return (len(self.members) + self.extra,)
+        return SetRow(len(self.members) + self.extra)
 
     def to_json(self):
         return {"members": sorted(self.members), "extra": self.extra}
@@ -309,7 +369,7 @@ class SetAgg:
     def merge_rows(old, new):
         # Members of a closed bucket are not kept: a late member counts as
         # new (an upper bound of the unique count).
-        return (old[0] + new[0],)
+        return SetRow(SetRow._make(old).count + SetRow._make(new).count)
 
 
 AGGREGATES = {COUNTER: CounterAgg, GAUGE: GaugeAgg, SET: SetAgg, "dist": DistAgg}
@@ -330,9 +390,9 @@ def _ratio_column(numerators, denominators):
     return [n / d if d else None for n, d in zip(numerators, denominators)]
 
 
-def _std_column(columns, step):
+def _std_column(c, step):
     out = []
-    for count, total, sumsq in zip(columns[0], columns[1], columns[2]):
+    for count, total, sumsq in zip(c.count, c.sum, c.sumsq):
         if count <= 0:
             out.append(None)
         else:
@@ -341,31 +401,36 @@ def _std_column(columns, step):
     return out
 
 
+def _stored(name):
+    return lambda c, step: getattr(c, name)
+
+
+# Public fields from the stored columns (a row named tuple of columns).
 _COLUMN_DERIVERS = {
     COUNTER: {
-        "count": lambda c, step: c[0],
-        "rate": lambda c, step: [v / step for v in c[0]],
+        "count": _stored("count"),
+        "rate": lambda c, step: [v / step for v in c.count],
     },
     GAUGE: {
-        "updates": lambda c, step: c[0],
-        "mean": lambda c, step: _ratio_column(c[1], c[0]),
-        "min": lambda c, step: c[2],
-        "max": lambda c, step: c[3],
-        "last": lambda c, step: c[4],
+        "updates": _stored("updates"),
+        "mean": lambda c, step: _ratio_column(c.sum, c.updates),
+        "min": _stored("min"),
+        "max": _stored("max"),
+        "last": _stored("last"),
     },
-    SET: {"count": lambda c, step: c[0]},
+    SET: {"count": _stored("count")},
     "dist": {
-        "count": lambda c, step: c[0],
-        "sum": lambda c, step: c[1],
-        "mean": lambda c, step: _ratio_column(c[1], c[0]),
+        "count": _stored("count"),
+        "sum": _stored("sum"),
+        "mean": lambda c, step: _ratio_column(c.sum, c.count),
         "std": _std_column,
-        "min": lambda c, step: c[3],
-        "max": lambda c, step: c[4],
-        "last": lambda c, step: c[5],
-        "median": lambda c, step: c[6],
-        "p90": lambda c, step: c[7],
-        "p95": lambda c, step: c[8],
-        "p99": lambda c, step: c[9],
+        "min": _stored("min"),
+        "max": _stored("max"),
+        "last": _stored("last"),
+        "median": _stored("p50"),
+        "p90": _stored("p90"),
+        "p95": _stored("p95"),
+        "p99": _stored("p99"),
     },
 }
 
@@ -376,4 +441,5 @@ def derive(fam, fields, columns, step):
     in L{STORED_FIELDS} order): one list of values per field, NaN and
     infinities as None.
     """
-    return [_clean_column(_COLUMN_DERIVERS[fam][name](columns, step)) for name in fields]
+    named = ROWS[fam]._make(columns)
+    return [_clean_column(_COLUMN_DERIVERS[fam][name](named, step)) for name in fields]

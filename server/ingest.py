@@ -6,6 +6,11 @@ series keeps its type, the series limit), writes what it accepts to the
 journal, applies it to the store and counts everything in the server's own
 C{simplestats.*} series.  It never sees a socket and never reads the wall
 clock: it is given one.
+
+Every point reaches the store by one way, L{server.store.Store.add} (and its
+statsd shortcut, a run found by the line's name, type, rate and tags, with
+the same fold): TCP, statsd, imports, the journal's replay and the server's
+own series alike.
 """
 
 import math
@@ -13,17 +18,28 @@ from collections import Counter
 
 from twisted.logger import Logger
 
-from server.model import (COUNTER, DISTRIBUTION, GAUGE, HISTOGRAM, SET, TIMER, TYPE_NAMES, Partial,
-                          Sample, series_key, split_series_key)
+from server.model import (COUNTER, GAUGE, TYPE_NAMES, Partial, Sample, series_key,
+                          split_series_key)
+from server.parse_statsd import BadMetric, fast_rows, parse_metric, split_packet
 from server.sketch import Sketch
 
 
-_SIMPLE_TYPES = {"c": COUNTER, "ms": TIMER, "h": HISTOGRAM, "d": DISTRIBUTION, "g": GAUGE,
-                 "g+": GAUGE, "s": SET}
-# The largest integer a learned line may carry (see IngestCore.learn): a
-# distribution sums squares too, so that a tally of a million stays exact.
-_LEARN_LIMIT = {COUNTER: 2.0 ** 30, GAUGE: 2.0 ** 30, TIMER: 2.0 ** 15,
-                HISTOGRAM: 2.0 ** 15, DISTRIBUTION: 2.0 ** 15}
+class _Names(dict):
+    """
+    C{simplestats.<transport>.<what>}, made once per transport.
+    """
+
+    def __init__(self, what):
+        dict.__init__(self)
+        self.what = what
+
+    def __missing__(self, transport):
+        name = self[transport] = "simplestats.%s.%s" % (transport, self.what)
+        return name
+
+
+_POINTS = _Names("points")
+_BAD = _Names("bad")
 
 
 class IngestCore:
@@ -59,13 +75,31 @@ class IngestCore:
         @param journal: C{False} when replaying the journal.
         @return: C{(position, message)} for each refused item.
         """
-        # Points taken by another way come after the batch's.
-        self.store.settle()
         if now is None:
             now = self.clock.seconds()
+        errors, accepted = self._check(items, transport, now)
+        if errors:
+            self.counters["simplestats.%s.bad" % transport] += len(errors)
+            if atomic:
+                return errors
+        if accepted:
+            if journal:
+                if raw is not None:
+                    self.journal.append_raw(raw[0], now, raw[1])
+                else:
+                    self.journal.append([_journal_entry(key, item, ts) for key, item, ts in accepted])
+            self._apply_all(accepted, now)
+            self.counters["simplestats.%s.points" % transport] += len(accepted)
+        return errors
+
+    def _check(self, items, transport, now):
+        """
+        @return: C{(errors, accepted)}: C{(position, message)} for each item
+            refused, C{(key, item, timestamp)} for the others.
+        """
         errors = []
         accepted = []
-        new_types = None
+        new_types = {}
         series_map = self.store.series
         newest = now + self.settings.future_limit
         oldest_tier = self.store.tiers[-1]
@@ -80,124 +114,122 @@ class IngestCore:
                 continue
             key = item.name if not item.tags else series_key(item.name, item.tags)
             series = series_map.get(key)
-            if series is not None:
-                if series.type != item.type:
-                    errors.append((position, _type_conflict(key, series.type, item.type)))
-                    continue
-            else:
-                if new_types is None:
-                    new_types = {}
-                known = new_types.get(key)
-                if known is None:
-                    # The server's own few series are exempt: a cardinality
-                    # bomb must not hide simplestats.series.refused itself.
-                    if len(series_map) + len(new_types) >= self.settings.max_series \
-                            and transport != "internal":
-                        errors.append((position, "series limit of %d reached: new series %r refused"
-                                       % (self.settings.max_series, key)))
-                        self.counters["simplestats.series.refused"] += 1
-                        continue
-                    new_types[key] = item.type
-                elif known != item.type:
-                    errors.append((position, _type_conflict(key, known, item.type)))
+            if series is None or series.type != item.type:
+                problem = self._admit(key, item.type, transport, series, new_types)
+                if problem is not None:
+                    errors.append((position, problem))
                     continue
             accepted.append((key, item, ts))
-        if errors:
-            self.counters["simplestats.%s.bad" % transport] += len(errors)
-            if atomic:
-                return errors
-        if accepted:
-            if journal:
-                if raw is not None:
-                    self.journal.append_raw(raw[0], now, raw[1])
+        return errors, accepted
+
+    def _admit(self, key, mtype, transport, series, new_types):
+        """
+        Whether a point of type C{mtype} may join C{key} (C{series} its
+        series, if it exists): L{None}, or the reason it may not.  A new
+        series is noted in C{new_types} (created when the point is applied).
+        """
+        if series is not None:
+            return _type_conflict(key, series.type, mtype)
+        known = new_types.get(key)
+        if known is not None:
+            return None if known == mtype else _type_conflict(key, known, mtype)
+        # The server's own few series are exempt: a cardinality bomb must
+        # not hide simplestats.series.refused itself.
+        if len(self.store.series) + len(new_types) >= self.settings.max_series \
+                and transport != "internal":
+            self.counters["simplestats.series.refused"] += 1
+            return ("series limit of %d reached: new series %r refused"
+                    % (self.settings.max_series, key))
+        new_types[key] = mtype
+        return None
+
+    def submit_statsd(self, data, transport, limits, now=None, journal=True):
+        """
+        Take one statsd datagram: apply its metrics in order and journal it
+        whole (when any is accepted).  A line of the common shape
+        (L{server.parse_statsd.fast_rows}) whose name, type, rate and tags
+        were seen in this finest bucket costs a dict lookup and an append;
+        any other line is parsed in full.  Replay calls this with the
+        journaled time and C{journal=False}.
+
+        @return: C{(bad, refused)}: messages for lines that do not parse, and
+            for metrics refused by the server's state (series limit, type).
+        """
+        if now is None:
+            now = self.clock.seconds()
+        store = self.store
+        if not store.fast_start <= now < store.fast_end or now < store.fast_now:
+            store.fast_window(now)
+        store.fast_now = now
+        refused = []
+        failed = []
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        rows = fast_rows(text) if text is not None else None
+        if rows is not None and len(rows) == text.count("\n") + (text[-1:] != "\n"):
+            bad = ()
+            taken = len(rows)
+            get = store.fast.get
+            for name, value, rest in rows:
+                pending = get(name + rest)
+                if pending is None:
+                    self._start_fast(name, value, rest, transport, limits, now, failed, refused)
                 else:
-                    self.journal.append([_journal_entry(key, item, ts) for key, item, ts in accepted])
-            apply = self._apply
-            for key, item, ts in accepted:
-                apply(key, item, ts, now)
-            self.counters["simplestats.%s.points" % transport] += len(accepted)
-        return errors
+                    pending.append(value)
+                    pending.ts = now
+        else:
+            # Line by line: the common shape still takes the shortcut.
+            parts, bad = split_packet(data, limits)
+            taken = 0
+            for part in parts:
+                if part.__class__ is tuple:
+                    taken += 1
+                    pending = store.fast.get(part[0] + part[2])
+                    if pending is None:
+                        self._start_fast(*part, transport, limits, now, failed, refused)
+                    else:
+                        pending.append(part[1])
+                        pending.ts = now
+                else:
+                    taken += len(part)
+                    errors, accepted = self._check(part, transport, now)
+                    refused.extend(message for _, message in errors)
+                    self._apply_all(accepted, now)
+        applied = taken - len(refused) - len(failed)
+        if failed:
+            bad = list(bad) + failed
+        if applied:
+            if journal:
+                self.journal.append_raw(b"u", now, data)
+            self.counters[_POINTS[transport]] += applied
+        if bad or refused:
+            self.counters[_BAD[transport]] += len(bad) + len(refused)
+        return bad, refused
 
-    def submit_simple(self, rows, transport, raw):
+    def _start_fast(self, name, value, rest, transport, limits, now, bad, refused):
         """
-        The statsd fast path: C{rows} from L{server.parse_statsd.parse_simple}
-        (no tags, rate 1, timestamp now) go straight to the store when their
-        series exists with their type; the others take L{submit}.  The state
-        reached is the one L{submit} reaches with the parsed samples, which
-        is how the journal (C{raw}, the packet) is replayed.
-
-        @return: C{(position, message)} for each refused row.
+        A line of the common shape whose token is not known yet: parsed in
+        full (the same checks as any line), then its series' run is found by
+        the token from now on.  Why it is not taken goes to C{bad} (it does
+        not parse) or C{refused} (the server's state refuses it).
         """
-        now = self.clock.seconds()
-        store = self.store
-        store.settle()
-        series_map = store.series
-        add = store.add_value
-        slow = None
-        applied = 0
-        for name, value, kind in rows:
-            mtype = _SIMPLE_TYPES[kind]
-            series = series_map.get(name)
-            if series is None or series.type != mtype:
-                if slow is None:
-                    slow = []
-                slow.append(Sample(name, (), mtype, value, None, 1.0, kind == "g+"))
-                continue
-            if store.before_change is not None:
-                store.before_change(series)
-            series.touched = now
-            if mtype == GAUGE:
-                if kind == "g+":
-                    value += series.gauge
-                series.gauge = value
-            add(series, value, 1.0, now, now)
-            applied += 1
-        errors = ()
-        accepted = applied
-        if slow is not None:
-            errors = self.submit(slow, transport, now=now, journal=False)
-            accepted += len(slow) - len(errors)
-        if accepted:
-            self.journal.append_raw(b"u", now, raw)
-            self.counters["simplestats." + transport + ".points"] += applied
-        return errors
-
-    def submit_learned(self, lines, transport, raw):
-        """
-        The statsd fast path for lines seen before: when every line is one
-        learned by L{learn}, take them into the store's batch
-        (L{server.store.Store.count}), journal C{raw} and say C{True}; else
-        change nothing and say C{False}.  The batch is applied by the next
-        rollup tick (every second), or before anything reads the store or
-        adds points by another way, or when the finest bucket changes.
-        """
-        now = self.clock.seconds()
-        if not self.store.count(lines, now):
-            return False
-        self.journal.append_raw(b"u", now, raw)
-        self.counters["simplestats." + transport + ".points"] += len(lines)
-        return True
-
-    def learn(self, lines, rows):
-        """
-        Learn the lines of a packet just taken by L{submit_simple} (C{lines}
-        its raw lines, C{rows} what they parsed to) for L{submit_learned},
-        when every one can be: its series exists with its type, it is not a
-        gauge delta, and a number is an integer small enough to add C{n}
-        times over at once with the same sums.
-        """
-        store = self.store
-        series_map = store.series
-        learnable = []
-        for line, (name, value, kind) in zip(lines, rows):
-            mtype = _SIMPLE_TYPES[kind]
-            series = series_map.get(name)
-            if (series is None or series.type != mtype or kind == "g+"
-                    or (mtype != SET and not (value.is_integer() and abs(value) <= _LEARN_LIMIT[mtype]))):
+        line = name + ":" + value + rest
+        try:
+            sample, = parse_metric(line, limits)
+        except BadMetric as e:
+            bad.append(e.args[0])
+            return
+        key = sample.name if not sample.tags else series_key(sample.name, sample.tags)
+        series = self.store.series.get(key)
+        if series is None or series.type != sample.type:
+            problem = self._admit(key, sample.type, transport, series, {})
+            if problem is not None:
+                refused.append(problem)
                 return
-            learnable.append((line, series, value))
-        for line, series, value in learnable:
-            store.learn(line, series, value)
+            series = self.store.get_or_create(key, sample.type)
+        self.store.start_fast(name + rest, series, sample.rate, now).append(value)
 
     def _time_problem(self, ts, now):
         if not math.isfinite(ts) or ts < 0:
@@ -208,26 +240,24 @@ class IngestCore:
         return ("timestamp %.0f is older than the longest retention (%d s)"
                 % (ts, self.store.tiers[-1].retention))
 
+    def _apply_all(self, accepted, now):
+        apply = self._apply
+        for key, item, ts in accepted:
+            apply(key, item, ts, now)
+
     def _apply(self, key, item, ts, now):
         store = self.store
         series = store.series.get(key)
         if series is None:
             series = store.get_or_create(key, item.type)
-        if store.before_change is not None:
-            # A snapshot under way copies the series before it changes.
-            store.before_change(series)
-        series.touched = now
         if item.__class__ is Sample:
             value = item.value
-            if item.type == GAUGE:
-                if item.delta:
-                    value = series.gauge = series.gauge + value
-                else:
-                    series.gauge = value
-            store.add_value(series, value, item.rate, ts, now)
+            if item.delta:
+                # A gauge change travels as text with its sign, as statsd
+                # sends it (see GaugeAgg.fold).
+                value = _signed(value)
+            store.add(series, value, item.rate, ts, now)
         else:
-            if item.type == GAUGE:
-                series.gauge = item.fields["last"]
             store.add_partial(series, item.fields, ts, now)
 
     def delete(self, keys, transport="http"):
@@ -310,6 +340,11 @@ class IngestCore:
 def _type_conflict(key, existing, new):
     return "series %r is a %s; a %s value cannot join it" % (
         key, TYPE_NAMES[existing], TYPE_NAMES[new])
+
+
+def _signed(value):
+    text = repr(value)
+    return text if text[0] == "-" else "+" + text
 
 
 def _journal_entry(key, item, ts):

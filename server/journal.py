@@ -36,6 +36,8 @@ _HEADER = struct.Struct(">IIc")
 _TIME = struct.Struct(">d")
 _NAME = re.compile(r"^journal\.(\d{6,})\.log$")
 RAW_KINDS = {b"u": "udp", b"t": "tcp"}
+_crc32 = zlib.crc32
+_KIND_CRC = {kind: zlib.crc32(kind) for kind in RAW_KINDS}
 
 
 class JournalCorrupt(Exception):
@@ -113,9 +115,13 @@ class Journal:
 
     def append_raw(self, kind, now, data):
         """
-        Queue input bytes as they arrived (C{kind} C{b"u"} or C{b"t"}).
+        Queue input bytes as they arrived (C{kind} C{b"u"} or C{b"t"}):
+        L{encode_raw}, written out for the statsd path (once per packet).
         """
-        self._queue(encode_raw(kind, now, data))
+        payload = _TIME.pack(now) + data
+        record = _HEADER.pack(len(payload), _crc32(payload, _KIND_CRC[kind]), kind) + payload
+        self.pending.append(record)
+        self.pending_bytes += len(record)
 
     def _queue(self, record):
         self.pending.append(record)

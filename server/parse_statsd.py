@@ -32,7 +32,7 @@ from server.model import (
     Sample,
 )
 
-__all__ = ["parse_packet", "parse_simple"]
+__all__ = ["BadMetric", "fast_rows", "parse_metric", "parse_packet", "split_packet"]
 
 _TYPES = {"c": COUNTER, "ms": TIMER, "h": HISTOGRAM, "d": DISTRIBUTION, "g": GAUGE, "s": SET}
 _TYPE_HELP = "c, ms, h, d, g or s"
@@ -55,19 +55,31 @@ _NOT_TAG_VALUE_CHAR = re.compile(r"[^A-Za-z0-9_.\-:/@+]")
 
 _EXCERPT = 80
 
-# A packet made only of "name:number|type" lines (no rate, tags or
-# timestamp, clean names) is matched in one C call; see L{parse_simple}.
-_SIMPLE_LINE = re.compile(
-    r"^([A-Za-z0-9_.\-]+):(?:([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\|(c|ms|g|h|d)"
-    r"|([^|\n\r]+)\|(s))$",
+# The common shape of a line, matched over a whole packet in one C call
+# (L{fast_rows}): a clean name, one number (at most 40 digits each side and a
+# two-digit exponent: always a finite float), or a set member, then the type
+# and optionally a sample rate and DogStatsD tags.  Groups: the name, the
+# value as sent, and the rest of the line from the type on.  A line of this
+# shape parses (L{parse_metric}) to one sample whose value is float() of
+# the value group, or to an error that depends on the name and rest alone.
+_FAST_LINE = re.compile(
+    r"^([A-Za-z0-9_.\-]+):"
+    r"([-+]?(?:\d{1,40}(?:\.\d{0,40})?|\.\d{1,40})(?:[eE][-+]?\d{1,2})?"
+    r"(?=\|(?:c|ms|g|h|d)(?:\||$))"
+    r"|[^|\n\r]+(?=\|s(?:\||$)))"
+    r"(\|(?:c|ms|g|h|d|s)(?:\|@[0-9.]{1,24})?(?:\|#[A-Za-z0-9_.\-:/@+,]*)?)$",
     re.MULTILINE,
 )
+fast_rows = _FAST_LINE.findall
+_fast_line = _FAST_LINE.fullmatch
 
 
-class _BadLine(Exception):
+class BadMetric(Exception):
     """
     One metric line is refused; C{args[0]} says why.
     """
+
+
 
 
 def parse_packet(data: bytes, limits: Limits) -> Tuple[List[Sample], List[str]]:
@@ -110,43 +122,51 @@ def parse_packet(data: bytes, limits: Limits) -> Tuple[List[Sample], List[str]]:
             continue
         try:
             samples.extend(_parse_line(line, limits))
-        except _BadLine as e:
+        except BadMetric as e:
             errors.append('%s in "%s"' % (e.args[0], _excerpt(line)))
     return samples, errors
 
 
-def parse_simple(data: bytes, limits: Limits):
+def split_packet(data: bytes, limits: Limits):
     """
-    The statsd fast path: C{[(name, value, type), ...]} for a packet whose
-    every line has the plain shape C{name:number|type} (types c, ms, h, d,
-    g) or C{name:member|s}, or L{None} when any line needs L{parse_packet}.
-    C{value} is a float, or the member's text for a set; a gauge's C{+}/C{-}
-    delta shows in the type, as C{"g+"}.  The values are the ones
-    L{parse_packet} gives for the same packet.
+    Like L{parse_packet}, but a line of the common shape is left as its
+    L{fast_rows} groups C{(name, value, rest)} for the caller's shortcut.
+
+    @return: C{(parts, errors)}: in packet order, a tuple of groups or a
+        list of samples per good line; one message per bad line.
     """
-    if not data.isascii():
-        return None
-    text = data.decode("ascii")
-    lines = text.count("\n") + (0 if text.endswith("\n") else 1)
-    rows = _SIMPLE_LINE.findall(text)
-    if len(rows) != lines:
-        return None
-    max_name = limits.max_name_length
-    result = []
-    append = result.append
-    for name, number, kind, member, set_kind in rows:
-        if len(name) > max_name:
-            return None
-        if set_kind:
-            append((name, member, "s"))
+    parts = []
+    errors = []
+    try:
+        lines = data.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        lines = _decode_lines(data, errors)
+    for line in lines:
+        match = _fast_line(line)
+        if match is not None:
+            parts.append(match.groups())
             continue
-        value = float(number)
-        if value - value != 0.0:
-            return None
-        if kind == "g" and number[0] in "+-":
-            kind = "g+"
-        append((name, value, kind))
-    return result
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line:
+            continue
+        try:
+            parts.append(_parse_line(line, limits))
+        except BadMetric as e:
+            errors.append('%s in "%s"' % (e.args[0], _excerpt(line)))
+    return parts, errors
+
+
+def parse_metric(line: str, limits: Limits) -> List[Sample]:
+    """
+    The samples of one line (several for packed values, C{a:1:2|ms}).
+
+    @raise BadMetric: naming the problem and quoting the line.
+    """
+    try:
+        return _parse_line(line, limits)
+    except BadMetric as e:
+        raise BadMetric('%s in "%s"' % (e.args[0], _excerpt(line)))
 
 
 def _decode_lines(data, errors):
@@ -188,26 +208,26 @@ def _parse_line(line, limits):
     The general case: any name, packed values, extensions.
     """
     if line.startswith(("_e{", "_sc|")):
-        raise _BadLine("DogStatsD events and service checks are not supported")
+        raise BadMetric("DogStatsD events and service checks are not supported")
     colon = line.find(":")
     if colon < 0:
-        raise _BadLine('missing ":" between name and value')
+        raise BadMetric('missing ":" between name and value')
     pipe = line.find("|", colon + 1)
     if pipe < 0:
-        raise _BadLine('missing "|" before the type')
+        raise BadMetric('missing "|" before the type')
 
     fields = line[pipe + 1 :].split("|")
     kind = _TYPES.get(fields[0])
     if kind is None:
-        raise _BadLine(
+        raise BadMetric(
             'unknown type "%s" (expected %s)' % (_excerpt(fields[0], 30), _TYPE_HELP)
         )
 
     name, tags = _sanitise_name(line[:colon])
     if not name:
-        raise _BadLine("empty metric name")
+        raise BadMetric("empty metric name")
     if len(name) > limits.max_name_length:
-        raise _BadLine("metric name longer than %d characters" % (limits.max_name_length,))
+        raise BadMetric("metric name longer than %d characters" % (limits.max_name_length,))
 
     rate = 1.0
     timestamp = None
@@ -218,7 +238,7 @@ def _parse_line(line, limits):
         if first == "@":
             rate = _number(field[1:])
             if rate is None or not 0.0 < rate <= 1.0:
-                raise _BadLine(
+                raise BadMetric(
                     'sample rate must be a number in (0, 1], got "%s"' % (_excerpt(field, 30),)
                 )
         elif first == "#":
@@ -228,7 +248,7 @@ def _parse_line(line, limits):
         elif first == "T":
             timestamp = _number(field[1:])
             if timestamp is None:
-                raise _BadLine(
+                raise BadMetric(
                     'timestamp must be a number of seconds, got "%s"' % (_excerpt(field, 30),)
                 )
         # "c:<container id>" and extensions from newer DogStatsD versions
@@ -244,13 +264,13 @@ def _parse_line(line, limits):
     text = line[colon + 1 : pipe]
     if kind == SET:
         if not text:
-            raise _BadLine("empty set member")
+            raise BadMetric("empty set member")
         return [Sample(name, tags, kind, text, timestamp)]
     result = []
     for part in text.split(":"):
         value = _number(part)
         if value is None:
-            raise _BadLine('value "%s" is not a finite number' % (_excerpt(part, 30),))
+            raise BadMetric('value "%s" is not a finite number' % (_excerpt(part, 30),))
         result.append(
             Sample(name, tags, kind, value, timestamp, rate, kind == GAUGE and part[0] in "+-")
         )
@@ -281,10 +301,10 @@ def _check_tags(tags, limits):
     The tags dict as the sorted tuple a L{Sample} holds, within the limits.
     """
     if len(tags) > limits.max_tags:
-        raise _BadLine("%d tags is more than the limit of %d" % (len(tags), limits.max_tags))
+        raise BadMetric("%d tags is more than the limit of %d" % (len(tags), limits.max_tags))
     for tag, value in tags.items():
         if len(tag) > limits.max_tag_length or len(value) > limits.max_tag_length:
-            raise _BadLine(
+            raise BadMetric(
                 'tag "%s" is longer than %d characters' % (_excerpt(tag, 30), limits.max_tag_length)
             )
     return tuple(sorted(tags.items()))

@@ -11,12 +11,14 @@ from bisect import bisect_left
 from collections import deque
 
 from server.aggregate import (AGGREGATES, DEFAULT_FIELDS, PUBLIC_FIELDS, STORED_FIELDS,
-                              derive, new_aggregate)
+                              GaugeRow, derive, field_index, new_aggregate)
 from server.model import COUNTER, GAUGE
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)(s|m|min|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 AUTO_POINTS = 2000
+_GAUGE_LAST = field_index(GAUGE, "last")
+_COUNTER_COUNT = field_index(COUNTER, "count")
 
 
 class QueryError(ValueError):
@@ -117,6 +119,7 @@ def _pending(store, series, i, first, last):
     C{{number: aggregate}}: what the open buckets of tier C{i} and of the
     finer tiers (not rolled up yet) hold for buckets C{first}..C{last}.
     """
+    store.fold_series(series)
     step = store.tiers[i].step
     pending = {}
     for j in range(i + 1):
@@ -175,7 +178,7 @@ def _carried_gauge(store, series, i, first):
     if stored is not None:
         lo, _ = stored.span(first, first)
         if lo:
-            return stored.columns[4][lo - 1]
+            return stored.columns[_GAUGE_LAST][lo - 1]
     return None
 
 
@@ -195,18 +198,18 @@ def _fill(fam, numbers, columns, first, last, born, carried):
             p = present.get(n)
             if p is not None:
                 out_numbers.append(n)
-                out[0].append(columns[0][p])
+                out[_COUNTER_COUNT].append(columns[_COUNTER_COUNT][p])
             elif n >= born:
                 out_numbers.append(n)
-                out[0].append(0.0)
+                out[_COUNTER_COUNT].append(0.0)
         return out_numbers, out
     for n in grid:
         p = present.get(n)
         if p is not None:
-            carried = columns[4][p]
+            carried = columns[_GAUGE_LAST][p]
             row = [c[p] for c in columns]
         elif carried is not None:
-            row = (0.0, carried, carried, carried, carried)
+            row = GaugeRow(updates=0.0, sum=carried, min=carried, max=carried, last=carried)
         else:
             continue
         out_numbers.append(n)

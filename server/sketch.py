@@ -12,12 +12,18 @@ bucket with a handful of values costs a handful of entries.
 """
 
 import math
+from collections import _count_elements
+from functools import reduce
+from itertools import repeat
 from math import ceil as _ceil
 from math import log as _log
+from operator import add, mul
 
 from ddsketch.mapping import LogarithmicMapping
 
 DEFAULT_ACCURACY = 0.01
+# Above this an integer-valued float sum is no longer exact.
+_EXACT = 2.0 ** 53
 
 _mappings = {}
 _key_params = {}
@@ -69,6 +75,44 @@ class Sketch:
         else:
             self.zero += weight
         self.count += weight
+
+    def add_many(self, values, weight, lo, hi):
+        """
+        L{add} each of C{values} (floats, C{lo} and C{hi} their least and
+        greatest) with C{weight}, in order, to the same bits; the keys of
+        positive values are computed by C-level iterators as
+        L{LogarithmicMapping.key} computes them.
+        """
+        mapping = _mapping(self.accuracy)
+        if not (lo > mapping.min_possible and hi < mapping.max_possible
+                and mapping._offset == 0.0):
+            for value in values:
+                self.add(value, weight)
+            return
+        # int(ceil(log(v, 2) * multiplier) + offset), with no offset.
+        keys = map(_ceil, map(mul, map(_log, values, repeat(2.0)), repeat(mapping._multiplier)))
+        pos = self.pos
+        get = pos.get
+        n = len(values)
+        if weight.is_integer():
+            tally = {}
+            _count_elements(tally, keys)
+            for key, times in tally.items():
+                old = get(key, 0.0)
+                new = old + times * weight
+                if old.is_integer() and new < _EXACT:
+                    pos[key] = new
+                else:
+                    pos[key] = reduce(add, repeat(weight, times), old)
+        else:
+            for key in keys:
+                pos[key] = get(key, 0.0) + weight
+        count = self.count
+        total = count + n * weight
+        if count.is_integer() and weight.is_integer() and total < _EXACT:
+            self.count = total
+        else:
+            self.count = reduce(add, repeat(weight, n), count)
 
     def merge(self, other):
         """

@@ -9,9 +9,10 @@ truncated file is caught even where gzip would not notice.
 
 Taking a snapshot does not freeze the reactor.  The journal is rotated
 first; the series are then encoded a few milliseconds' worth per reactor turn.
-A series that is about to change before its turn is encoded at once
-(L{Store.before_change}), so the file holds every series exactly as it was
-at the rotation, which is what the newer journal files start from.
+A series that is about to change before its turn is encoded at once (the
+snapshotter observes the store meanwhile: L{Snapshotter.series_changing}), so the file
+holds every series exactly as it was at the rotation, which is what the
+newer journal files start from.
 Compression and the write (temporary file, fsync, rename) run in a thread.
 """
 
@@ -221,8 +222,8 @@ class Snapshotter:
             return self.running[0]
         started = self.clock.seconds()
         began = self.timer()
-        # The journal rotated below holds the batch's packets: the snapshot
-        # must hold their points.
+        # The journal rotated below holds the pending points' packets: the
+        # snapshot must hold their points.
         self.store.settle()
         try:
             seq = self.journal.rotate()
@@ -242,14 +243,18 @@ class Snapshotter:
         }
         self.chunks = [json.dumps(header).encode() + b"\n"]
         self.pending = dict(self.store.series)
-        self.store.before_change = self._encode_now
+        self.store.observe(self)
         done = defer.Deferred()
         self.running = (done, started, seq, [self.timer() - began])
         self.clock.callLater(0, self._step)
         return done
 
-    def _encode_now(self, series):
-        if self.pending.get(series.key) is series:
+    def series_changing(self, series):
+        """
+        The store is about to change C{series}: while a snapshot is under
+        way and has not written it yet, encode it now, as it was.
+        """
+        if self.pending and self.pending.get(series.key) is series:
             del self.pending[series.key]
             self.chunks.append(encode_series(series))
 
@@ -272,7 +277,7 @@ class Snapshotter:
         if pending:
             self.clock.callLater(0, self._step)
             return
-        self.store.before_change = None
+        self.store.unobserve(self)
         count = len(chunks) - 1
         chunks.append(json.dumps({"end": True, "series": count}).encode() + b"\n")
         self.chunks = self.pending = None

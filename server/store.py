@@ -17,18 +17,39 @@ open bucket's start to the series that have it open.
 import math
 from array import array
 from bisect import bisect_left, bisect_right
-from collections import _count_elements, deque
-from itertools import repeat
-from operator import itemgetter
+from collections import deque
+from functools import reduce
+from operator import add
 
 from server.aggregate import AGGREGATES, STORED_FIELDS, family, new_aggregate
 from server.model import COUNTER, GAUGE, SET, split_series_key
 
 MOVING_AVERAGE_WINDOW = 60.0
 _APPEND = array.append
-_FIRST = itemgetter(0)
-# How many tokens (see L{Store.learn}) the store remembers at most.
-MAX_LEARNED = 50_000
+
+
+def _weight_total(fam, row):
+    """
+    What a closed finest bucket adds to the moving average: C{(weight,
+    total)} (a counter's weight is unused: its rate is over time).
+    """
+    if fam == COUNTER:
+        return row.count, row.count
+    if fam == SET:
+        return 1.0, row.count
+    if fam == GAUGE:
+        return row.updates, row.sum
+    return row.count, row.sum
+
+
+def _open_weight_total(fam, agg):
+    if fam == COUNTER:
+        return 0.0, agg.count
+    if fam == GAUGE:
+        return agg.updates, agg.sum
+    if fam == SET:
+        return 1.0, agg.row().count
+    return agg.count, agg.sum
 
 
 class StoredTier:
@@ -116,10 +137,36 @@ class Series:
         self.touched = 0.0
 
 
+class Pending(list):
+    """
+    Values that arrived for one series, to be folded into one open aggregate
+    (L{server.aggregate}'s C{fold}): in arrival order, at non-decreasing
+    times, with one sample rate.  A series has at most one active at a time,
+    so its points are folded in the order they came, whatever the path.
+
+    @ivar ts: the time of the latest value (the largest).
+    @ivar first_ts: the time of the first value since the last fold (or
+        infinity when later values can be no earlier than what was folded).
+    @ivar token: the key it is found by on the statsd fast path
+        (L{Store.fast}), or L{None}.
+    @ivar stamped: its values are stamped with their arrival time (the fast
+        path), so that C{ts} is also when the latest arrived.
+    @ivar arrived: when the latest value arrived, unless C{stamped}.
+    """
+
+    __slots__ = ("series", "agg", "bucket", "rate", "ts", "first_ts", "token", "stamped",
+                 "arrived")
+    __hash__ = object.__hash__
+
+
 class Store:
     """
     All series and the rollup state.  Every method that depends on time is
     given C{now}; the store never reads a clock.
+
+    Observers (L{observe}) are told when a series is about to change
+    (C{series_changing(series)}: the snapshot writer copies it first) and
+    when a bucket closed (C{bucket_closed(tier, series, start, agg, row)}).
     """
 
     def __init__(self, tiers, accuracy=0.01, late_grace=5.0, now=0.0):
@@ -129,21 +176,43 @@ class Store:
         self.series = {}
         self.open_index = [{} for _ in self.tiers]
         self.watermarks = [self._watermark(i, now) for i in range(len(self.tiers))]
-        # Observers told before a series changes (the snapshot writer uses
-        # this to copy a series before it is modified mid-snapshot).
-        self.before_change = None
-        # The batch (see count): token -> (series, value); token -> times
-        # taken, series -> last value and series -> time of its last point,
-        # not yet applied, all in the finest bucket [batch_start, batch_end).
-        self.learned = {}
-        self.batch = {}
-        self.batch_last = {}
-        self.batch_when = {}
-        self.batch_start = self.batch_end = 0.0
+        self.observers = []
+        self._changing = ()
+        self._closed = ()
+        # The one pending run of values of each series that has one.
+        self.active = {}
+        # The statsd fast path: token -> the active Pending it appends to,
+        # all of them in the finest bucket [fast_start, fast_end) of "now".
+        self.fast = {}
+        self.fast_start = self.fast_end = 0.0
+        self.fast_now = -math.inf
 
     def _watermark(self, i, now):
         step = self.tiers[i].step
         return math.floor((now - self.late_grace) / step) * step
+
+    # -- observers -----------------------------------------------------------
+
+    def observe(self, observer):
+        """
+        Tell C{observer} of every change from now on (see the class).
+        """
+        self.observers.append(observer)
+        self._rebind()
+
+    def unobserve(self, observer):
+        self.observers.remove(observer)
+        self._rebind()
+
+    def _rebind(self):
+        self._changing = tuple(o.series_changing for o in self.observers
+                               if getattr(o, "series_changing", None) is not None)
+        self._closed = tuple(o.bucket_closed for o in self.observers
+                             if getattr(o, "bucket_closed", None) is not None)
+
+    def _changes(self, series):
+        for changing in self._changing:
+            changing(series)
 
     # -- lookups ---------------------------------------------------------
 
@@ -160,66 +229,190 @@ class Store:
         tier = self.tiers[-1]
         return tier.retention is None or ts >= now - tier.retention
 
-    # -- writes ------------------------------------------------------------
+    # -- writes: the one apply path ---------------------------------------------
 
-    def add_value(self, series, value, rate, ts, now):
+    def add(self, series, value, rate, ts, now):
         """
-        Add one raw value (already resolved: gauge deltas applied).
+        Add one point: C{value} a float or the text a client sent (a gauge
+        change is text with its sign, C{"+3"}; a set member is text).  It
+        waits in the series' L{Pending} until something reads or closes its
+        bucket.
         """
         bucket, agg = self._target(series, ts, now)
-        agg.add(value, rate, ts)
-        self._note_value(series, bucket, value, rate, ts, agg)
+        pending = self.active.get(series)
+        if (pending is None or pending.agg is not agg or pending.bucket != bucket
+                or pending.rate != rate or ts < pending.ts or pending.token is not None):
+            pending = self._activate(series, agg, bucket, rate, None)
+        pending.append(value)
+        pending.ts = ts
+        pending.arrived = now
+        if ts < pending.first_ts:
+            pending.first_ts = ts
+
+    def start_fast(self, token, series, rate, now):
+        """
+        The L{Pending} of C{series} in the finest bucket of C{now} for the
+        statsd fast path, found by C{token} from now on (until its bucket
+        ends or the series takes a point by another way).  Call L{fast_window}
+        first.
+        """
+        bucket, agg = self._target(series, now, now)
+        pending = self._activate(series, agg, bucket, rate, token)
+        pending.stamped = True
+        pending.first_ts = pending.ts = now
+        self.fast[token] = pending
+        return pending
+
+    def fast_window(self, now):
+        """
+        Before points at C{now} take the fast path: when C{now} left the
+        finest bucket of the fast path's runs (or went back in time), fold
+        them and forget their tokens.
+        """
+        if not (self.fast_start <= now < self.fast_end) or now < self.fast_now:
+            for pending in list(self.fast.values()):
+                self._retire(pending)
+            self.fast.clear()
+            step = self.tiers[0].step
+            self.fast_start = math.floor(now / step) * step
+            self.fast_end = self.fast_start + step
+        self.fast_now = now
 
     def add_partial(self, series, fields, ts, now):
+        """
+        Merge a client's partial aggregate (after the series' pending points:
+        they came first).
+        """
+        pending = self.active.get(series)
+        if pending is not None:
+            self._retire(pending)
+        self._changes(series)
         bucket, target = self._target(series, ts, now)
         target.merge_partial(fields, ts)
+        series.touched = now
         fam = series.family
         if fam == COUNTER:
-            self._note_value(series, bucket, fields["count"], 1.0, ts, target)
+            self._note(series, bucket, ts, ts, (fields["count"],))
         elif fam == GAUGE:
-            self._note_value(series, bucket, fields["last"], 1.0, ts, target)
+            series.gauge = fields["last"]
+            self._note(series, bucket, ts, ts, None)
         elif fam == SET:
-            self._note_value(series, bucket, None, 1.0, ts, target)
+            self._note(series, bucket, ts, ts, target)
         else:
-            self._note_value(series, bucket, fields.get("last", fields["max"]), 1.0, ts, target)
+            self._note(series, bucket, ts, ts, fields.get("last", fields["max"]))
+
+    def _activate(self, series, agg, bucket, rate, token):
+        old = self.active.get(series)
+        if old is not None:
+            self._retire(old)
+        pending = Pending()
+        pending.series = series
+        pending.agg = agg
+        pending.bucket = bucket
+        pending.rate = rate
+        pending.ts = -math.inf
+        pending.first_ts = math.inf
+        pending.token = token
+        pending.stamped = False
+        pending.arrived = -math.inf
+        self.active[series] = pending
+        return pending
+
+    def _retire(self, pending):
+        """
+        Fold C{pending} and end it: the series' next point starts a new one.
+        """
+        self._fold(pending)
+        series = pending.series
+        if self.active.get(series) is pending:
+            del self.active[series]
+        if pending.token is not None and self.fast.get(pending.token) is pending:
+            del self.fast[pending.token]
+
+    def _fold(self, pending):
+        if not pending:
+            return
+        series = pending.series
+        self._changes(series)
+        values = pending[:]
+        del pending[:]
+        agg = pending.agg
+        ts = pending.ts
+        fam = series.family
+        if fam == COUNTER:
+            info = agg.fold(values, pending.rate, ts)
+        elif fam == GAUGE:
+            series.gauge = agg.fold(values, 1.0, ts, series.gauge)
+            info = None
+        elif fam == SET:
+            agg.fold(values, 1.0, ts)
+            info = agg
+        else:
+            info = agg.fold(values, pending.rate, ts)
+        self._note(series, pending.bucket, pending.first_ts, ts, info)
+        pending.first_ts = math.inf
+        # Server time of the last point received (for idle expiry).
+        series.touched = ts if pending.stamped else pending.arrived
+
+    def _note(self, series, bucket, first_ts, last_ts, info):
+        """
+        What a series shows after points of C{bucket} between C{first_ts}
+        and C{last_ts}: first and last seen, and its current value (C{info}:
+        a counter's increments, a distribution's last value, a set's
+        aggregate; a gauge's is its running value).
+        """
+        if last_ts > series.last_seen:
+            series.last_seen = last_ts
+        if first_ts < series.first_seen:
+            series.first_seen = first_ts
+        fam = series.family
+        if fam == COUNTER:
+            if bucket == series.value_bucket:
+                series.value = reduce(add, info, series.value)
+            elif bucket > series.value_bucket:
+                series.value_bucket = bucket
+                series.value = reduce(add, info[1:], info[0])
+        elif fam == SET:
+            if bucket >= series.value_bucket:
+                series.value_bucket = bucket
+                series.value = info.row().count
+        elif fam == GAUGE:
+            series.value = series.gauge
+        else:
+            series.value = info
+
+    def fold_series(self, series):
+        """
+        Fold the pending run of one series: what reads it calls this first.
+        """
+        pending = self.active.get(series)
+        if pending:
+            self._fold(pending)
+
+    def settle(self):
+        """
+        Fold every pending run.  Whatever reads many series calls this first.
+        """
+        fold = self._fold
+        for pending in list(self.active.values()):
+            if pending:
+                fold(pending)
 
     def _target(self, series, ts, now):
         """
         The finest-tier bucket start of C{ts} and the open aggregate a point
         at C{ts} goes into (opened, or reopened for a late point).
         """
-        if self.before_change is not None:
-            self.before_change(series)
         step = self.tiers[0].step
         bucket = int(ts // step) * step
         agg = series.open[0].get(bucket)
         if agg is None:
+            self._changes(series)
             if bucket + step > self.watermarks[0]:
                 agg = self._open_bucket(series, 0, bucket)
             else:
                 agg = self._late_bucket(series, ts, now)
         return bucket, agg
-
-    def _note_value(self, series, bucket, value, rate, ts, agg):
-        if ts > series.last_seen:
-            series.last_seen = ts
-        if ts < series.first_seen:
-            series.first_seen = ts
-        fam = series.family
-        if fam == COUNTER:
-            if bucket == series.value_bucket:
-                series.value += value / rate
-            elif bucket > series.value_bucket:
-                series.value_bucket = bucket
-                series.value = value / rate
-        elif fam == SET:
-            if bucket >= series.value_bucket and agg is not None:
-                series.value_bucket = bucket
-                series.value = agg.row()[0]
-        elif fam == GAUGE:
-            series.value = series.gauge
-        else:
-            series.value = value
 
     def _open_bucket(self, series, i, bucket):
         agg = series.open[i][bucket] = new_aggregate(series.family, self.accuracy)
@@ -253,82 +446,16 @@ class Store:
             stored = series.stored[i] = StoredTier(len(STORED_FIELDS[series.family]))
         return stored
 
-    # -- the batch of learned lines ------------------------------------------
-
-    def learn(self, token, series, value):
-        """
-        Remember that C{token} (any hashable: the statsd fast path uses a raw
-        line such as C{b"hits:1|c"}) adds C{value} (rate 1) to C{series},
-        so that L{count} takes it.  A number must be an integer small enough
-        that adding it C{n} times and adding it once C{n} times over give the
-        same sums (the caller checks).
-        """
-        if len(self.learned) >= MAX_LEARNED:
-            self.settle()
-            self.learned.clear()
-        self.learned[token] = (series, value)
-
-    def count(self, tokens, now):
-        """
-        Take C{tokens} at C{now} if every one is learned, and say whether it
-        did.  Taking them only tallies each token (at C speed, however often
-        it repeats) and notes each series' last value; L{settle} applies the
-        tally, one L{Store.add_value}-like step per distinct token.  Within
-        one finest bucket, at one time, only a gauge's and a distribution's
-        last value depend on the order of the points, and that is noted: the
-        state after L{settle} is the one the points give one by one.
-        """
-        known = self.learned
-        if not tokens or not known or not all(map(known.__contains__, tokens)):
-            return False
-        if not self.batch_start <= now < self.batch_end:
-            self.settle()
-            step = self.tiers[0].step
-            self.batch_start = math.floor(now / step) * step
-            self.batch_end = self.batch_start + step
-        _count_elements(self.batch, tokens)
-        pairs = list(map(known.__getitem__, tokens))
-        self.batch_last.update(pairs)
-        self.batch_when.update(zip(map(_FIRST, pairs), repeat(now)))
-        return True
-
-    def settle(self):
-        """
-        Apply the batch.  Whatever reads series, rewrites them or adds
-        points by another way calls this first.
-        """
-        batch = self.batch
-        if not batch:
-            return
-        self.batch = {}
-        last, self.batch_last = self.batch_last, {}
-        when, self.batch_when = self.batch_when, {}
-        known = self.learned
-        for token, times in batch.items():
-            series, value = known[token]
-            # The time of the series' last point in the batch.
-            now = series.touched = when[series]
-            bucket, agg = self._target(series, now, now)
-            agg.add_times(value, times, now)
-            fam = series.family
-            if fam == COUNTER:
-                self._note_value(series, bucket, value * times, 1.0, now, agg)
-                continue
-            if fam != SET:
-                value = agg.last = last[series]
-                if fam == GAUGE:
-                    series.gauge = value
-            self._note_value(series, bucket, value, 1.0, now, agg)
-
     def delete(self, key):
         """
         Forget a series; its open buckets are skipped by the next tick.
         """
-        self.settle()
-        self.learned.clear()
         series = self.series.pop(key, None)
-        if series is not None and self.before_change is not None:
-            self.before_change(series)
+        if series is not None:
+            pending = self.active.pop(series, None)
+            if pending is not None and pending.token is not None:
+                self.fast.pop(pending.token, None)
+            self._changes(series)
         return series
 
     # -- rollup --------------------------------------------------------------
@@ -345,9 +472,9 @@ class Store:
 
         @return: C{(buckets closed, finished)}.
         """
-        self.settle()
         closed = 0
         ntiers = len(self.tiers)
+        active = self.active
         for i, tier in enumerate(self.tiers):
             step = tier.step
             # Never backwards; reopened (late) buckets are due at once.
@@ -360,13 +487,16 @@ class Store:
                     series = self.series.get(keys.pop())
                     if series is None:
                         continue
-                    if self.before_change is not None:
-                        # Before the pop: a snapshot under way must copy the
-                        # series with this bucket still open.
-                        self.before_change(series)
-                    agg = series.open[i].pop(bucket, None)
+                    agg = series.open[i].get(bucket)
                     if agg is None:
                         continue
+                    pending = active.get(series)
+                    if pending is not None and pending.agg is agg:
+                        self._retire(pending)
+                    # Before the pop: a snapshot under way must copy the
+                    # series with this bucket still open.
+                    self._changes(series)
+                    del series.open[i][bucket]
                     self._close(series, i, bucket, agg, now)
                     if i + 1 < ntiers:
                         self._roll_up(series, i + 1, bucket, agg, now)
@@ -386,13 +516,9 @@ class Store:
         # A late bucket is not among the last ones: appended, it would push
         # a bucket of the last minute out of the ring.
         if i == 0 and (not series.ring or bucket > series.ring[-1][0]):
-            fam = series.family
-            if fam == COUNTER:
-                series.ring.append((bucket, row[0], row[0]))
-            elif fam == SET:
-                series.ring.append((bucket, 1.0, row[0]))
-            else:
-                series.ring.append((bucket, row[0], row[1]))
+            series.ring.append((bucket, *_weight_total(series.family, row)))
+        for closed in self._closed:
+            closed(i, series, bucket, agg, row)
 
     def _roll_up(self, series, i, child_bucket, agg, now):
         """
@@ -403,6 +529,9 @@ class Store:
         step = self.tiers[i].step
         bucket = child_bucket - child_bucket % step
         target = series.open[i].get(bucket)
+        pending = self.active.get(series)
+        if pending is not None and pending.agg is target:
+            self._retire(pending)
         if target is None:
             series.open[i][bucket] = agg
             keys = self.open_index[i].get(bucket)
@@ -420,6 +549,7 @@ class Store:
         buckets: counters as a rate per second, sets as unique members per
         bucket, others as the mean of their values.
         """
+        self.fold_series(series)
         # The window runs from a bucket start about a minute ago to now, so a
         # counter's total is divided by the time it was gathered over (the
         # open buckets reach past the watermark, up to now).
@@ -432,15 +562,9 @@ class Store:
                 total += t
         fam = series.family
         for agg in series.open[0].values():
-            row = agg.row() if fam != "dist" else (agg.count, agg.sum)
-            if fam == COUNTER:
-                total += row[0]
-            elif fam == SET:
-                weight += 1.0
-                total += row[0]
-            else:
-                weight += row[0]
-                total += row[1]
+            w, t = _open_weight_total(fam, agg)
+            weight += w
+            total += t
         if fam == COUNTER:
             return total / (now - since)
         if weight:
@@ -454,6 +578,7 @@ class Store:
         Rows of the open buckets of tier C{i} numbered C{first}..C{last},
         as C{(number, row)} sorted by number.
         """
+        self.fold_series(series)
         step = self.tiers[i].step
         return sorted(
             (bucket // step, agg.row())

@@ -17,6 +17,7 @@ import math
 
 from twisted.internet import defer
 
+from server.aggregate import ROWS
 from server.model import COUNTER, GAUGE, SAMPLE, SET, ParseError
 from server.parse_tuple import parse_line, parse_tuple
 from server.query import bucket_rows
@@ -54,23 +55,22 @@ def export_value(series, row):
     The TCP-protocol value that rebuilds a stored bucket C{row}.
     """
     fam = series.family
+    row = ROWS[fam]._make(row)
     if fam == COUNTER:
-        return "%rc" % (_number(row[0]),)
+        return "%rc" % (_number(row.count),)
     if fam == GAUGE:
-        updates, total, low, high, last = row
-        if updates == 1:
-            return "%rg" % (_number(last),)
-        return _finite_fields({"type": "g", "last": last, "min": low, "max": high,
-                               "count": _number(updates), "sum": total})
+        if row.updates == 1:
+            return "%rg" % (_number(row.last),)
+        return _finite_fields({"type": "g", "last": row.last, "min": row.min, "max": row.max,
+                               "count": _number(row.updates), "sum": row.sum})
     if fam == SET:
-        return {"type": "s", "count": _number(row[0])}
-    count, total, sumsq, low, high, last = row[:6]
-    if count == 1 and low == high:
+        return {"type": "s", "count": _number(row.count)}
+    if row.count == 1 and row.min == row.max:
         if series.type == SAMPLE:
-            return _number(low)
-        return "%r%s" % (_number(low), series.type)
-    return _finite_fields({"type": series.type, "count": _number(count), "sum": total,
-                           "min": low, "max": high, "sumsq": sumsq, "last": last})
+            return _number(row.min)
+        return "%r%s" % (_number(row.min), series.type)
+    return _finite_fields({"type": series.type, "count": _number(row.count), "sum": row.sum,
+                           "min": row.min, "max": row.max, "sumsq": row.sumsq, "last": row.last})
 
 
 def export_rows(store, series, start, until, now):

@@ -9,7 +9,6 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from server.logutil import BoundedLog
-from server.parse_statsd import parse_packet, parse_simple
 
 # Write the journal early when this much is waiting, whatever the interval.
 JOURNAL_HIGH_WATER = 1 << 20
@@ -53,26 +52,13 @@ class StatsdProtocol(DatagramProtocol):
             self.bad_log.warn("statsd packet from {peer} is larger than {limit} bytes: dropped",
                               peer="%s:%s" % addr[:2], limit=self.max_packet_size)
             return
-        lines = data.split(b"\n")
-        if not lines[-1]:
-            lines.pop()
-        if core.submit_learned(lines, "udp", data):
-            refused = ()
-        elif (rows := parse_simple(data, self.limits)) is not None:
-            refused = core.submit_simple(rows, "udp", data)
-            if len(rows) == len(lines):
-                # The next packet of the same lines is only tallied.
-                core.learn(lines, rows)
-        else:
-            samples, errors = parse_packet(data, self.limits)
-            if errors:
-                counters["simplestats.udp.bad"] += len(errors)
-                self.bad_log.warn("bad statsd metric from {peer}: {reason}",
-                                  peer="%s:%s" % addr[:2], reason=errors[0])
-            refused = core.submit(samples, "udp", raw=(b"u", data)) if samples else ()
+        bad, refused = core.submit_statsd(data, "udp", self.limits)
+        if bad:
+            self.bad_log.warn("bad statsd metric from {peer}: {reason}",
+                              peer="%s:%s" % addr[:2], reason=bad[0])
         if refused:
             self.bad_log.warn("statsd metric from {peer} refused: {reason}",
-                              peer="%s:%s" % addr[:2], reason=refused[0][1])
+                              peer="%s:%s" % addr[:2], reason=refused[0])
         if core.journal.pending_bytes > JOURNAL_HIGH_WATER:
             try:
                 core.durable()

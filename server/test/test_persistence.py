@@ -394,7 +394,7 @@ class SnapshotRoundTripTests(SynchronousTestCase):
         status = self.successResultOf(d)
         self.assertEqual(status["series"], len(server.store.series))
         self.assertIsNone(status["error"])
-        self.assertIsNone(server.store.before_change)
+        self.assertEqual(server.store.observers, [])
 
         loaded = Store(server.settings.tiers, server.settings.sketch_accuracy,
                        server.settings.late_grace)
@@ -674,7 +674,7 @@ class FailedSnapshotTests(SynchronousTestCase):
         self.flushLoggedErrors()
         self.assertIn(reason, snapshotter.status["error"])
         self.assertTrue(snapshotter.status["error"].startswith("snapshot failed: "))
-        self.assertIsNone(self.server.store.before_change)
+        self.assertEqual(self.server.store.observers, [])
         self.assertIsNone(snapshotter.running)
         with open(self.path, "rb") as f:
             self.assertEqual(f.read(), previous)
@@ -729,10 +729,10 @@ def failing_then_ok(snapshotter):
     return snapshotter
 
 
-class CounterBatchSnapshotTests(SynchronousTestCase):
+class PendingSnapshotTests(SynchronousTestCase):
 
-    def test_tally_pending_when_a_snapshot_starts(self):
-        """statsd counter packets tallied but not yet applied when a snapshot starts are in it: after a restart each is counted once."""
+    def test_points_pending_when_a_snapshot_starts(self):
+        """statsd points taken but not yet folded when a snapshot starts are in it: after a restart each is counted once."""
         from server.protocols.statsd import StatsdProtocol
 
         clock = TurnClock()
@@ -742,13 +742,14 @@ class CounterBatchSnapshotTests(SynchronousTestCase):
         peer = ("127.0.0.1", 40000)
         for _ in range(10):
             proto.datagramReceived(b"hits:1|c\nbytes:512|c", peer)
-        self.assertEqual(server.store.batch, {b"hits:1|c": 9, b"bytes:512|c": 9})
+        self.assertEqual(sorted(len(p) for p in server.store.active.values()), [10, 10])
         self.successResultOf(run_snapshot(clock, server.snapshotter()))
         for _ in range(5):
             proto.datagramReceived(b"hits:1|c", peer)
         recovered = server.recovered(self)
         server.store.settle()
         server.store.tick(clock.seconds())
+        recovered.store.settle()
         self.assertEqual(recovered.store.series["hits"].value, 15.0)
         self.assertEqual(recovered.store.series["bytes"].value, 5120.0)
         self.assertEqual(reads(recovered.store), reads(server.store))

@@ -49,6 +49,7 @@ class TupleProtocolTests(SynchronousTestCase):
             b"--OK",
         ])
         self.assertIn("a", self.core.store.series)
+        self.core.store.settle()
         self.assertEqual(self.core.store.series["b"].value, 3.0)
 
     def test_ok_only_after_journal_write(self):
@@ -132,11 +133,13 @@ class StatsdProtocolTests(SynchronousTestCase):
     def test_sample_rate_scales_counters(self):
         """A counter sampled at 0.1 counts ten times its value."""
         self.proto.datagramReceived(b"a:1|c|@0.1", PEER)
+        self.core.store.settle()
         self.assertEqual(self.core.store.series["a"].value, 10.0)
 
     def test_gauge_deltas(self):
         """+N and -N move a gauge from its current value."""
         self.proto.datagramReceived(b"g:10|g\ng:+5|g\ng:-3|g", PEER)
+        self.core.store.settle()
         self.assertEqual(self.core.store.series["g"].gauge, 12.0)
 
     def test_type_conflict_counted(self):
@@ -157,6 +160,7 @@ class StatsdProtocolTests(SynchronousTestCase):
         self.proto.datagramReceived(b"a:1|c\nb:x|c", PEER)
         self.core.emit_own_metrics()
         store = self.core.store
+        store.settle()
         self.assertEqual(store.series["simplestats.udp.bad"].value, 1.0)
         self.assertEqual(store.series["simplestats.udp.points"].value, 1.0)
         self.assertEqual(store.series["simplestats.series.count"].gauge, 1.0)
@@ -233,155 +237,3 @@ class StatsdFastPathTests(SynchronousTestCase):
         fresh.clock = core.clock
         self.assertEqual(replay(fresh, records), 8)
         self.assertEqual(self.state(fresh), self.state(core))
-
-
-class StatsdBatchTests(SynchronousTestCase):
-    """
-    A packet whose every line was seen before is only tallied; the tally is
-    applied by the next rollup tick, or before anything reads the store or
-    takes points by another way, and gives the state the general parser
-    gives point by point.
-    """
-
-    def setUp(self):
-        self.core = make_core(self)
-        self.proto = StatsdProtocol(self.core, self.core.settings.limits, self.core.clock)
-        self.general = make_core(self)
-
-    def send(self, data):
-        from server.parse_statsd import parse_packet
-
-        self.proto.datagramReceived(data, PEER)
-        samples, _ = parse_packet(data, self.general.settings.limits)
-        self.general.submit(samples, "udp")
-
-    def advance(self, seconds):
-        self.core.clock.advance(seconds)
-        self.general.clock.advance(seconds)
-
-    def settle(self):
-        """
-        What the server's rollup timer does every second, first of all.
-        """
-        self.core.store.settle()
-
-    def same_state(self):
-        self.assertEqual(StatsdFastPathTests.state(self.core),
-                         StatsdFastPathTests.state(self.general))
-
-    def test_repeated_counter_packets_are_tallied(self):
-        """The first packet is parsed and learned; the next ones only counted, then applied at once."""
-        for _ in range(50):
-            self.send(b"a:1|c\nb:3|c\na:1|c\n")
-        self.assertEqual(self.core.store.batch, {b"a:1|c": 98, b"b:3|c": 49})
-        self.assertEqual(self.core.counters["simplestats.udp.points"], 150)
-        self.assertEqual(len(self.core.journal.pending), 50)
-        self.settle()
-        self.assertEqual(self.core.store.batch, {})
-        self.assertEqual(self.core.store.series["a"].value, 100.0)
-        self.assertEqual(self.core.store.series["b"].value, 150.0)
-        self.same_state()
-
-    def test_every_type_is_tallied_and_last_values_keep_their_order(self):
-        """Timers, gauges and sets are tallied too; a gauge's and a timer's last value is the last one sent."""
-        first = b"t:5|ms\nt:7|ms\ng:3|g\ng:9|g\ns:u1|s\ns:u2|s\nc:2|c\nh:4|h\nd:6|d"
-        second = b"g:4|g\nt:5|ms\ns:u1|s"
-        for _ in range(3):
-            self.send(first)
-            self.send(second)
-        self.assertEqual(sum(self.core.store.batch.values()), 2 * 12)
-        self.settle()
-        store = self.core.store
-        self.assertEqual(store.series["g"].gauge, 4.0)
-        self.assertEqual(store.series["t"].value, 5.0)
-        self.same_state()
-        self.send(first)
-        self.settle()
-        self.assertEqual(store.series["g"].gauge, 9.0)
-        self.assertEqual(store.series["t"].value, 7.0)
-        self.same_state()
-
-    def test_unlearnable_lines_take_the_parser(self):
-        """Fractions, sample rates, large timer values, gauge deltas, bad and unknown lines are parsed every time."""
-        packets = [b"f:0.1|c", b"r:1|c|@0.5", b"t:100000|ms", b"t2:2.5|ms", b"g:+1|g",
-                   b"x:1|c\ng:+1|g", b"x:1|c\nbad", b"x:1|c\r"]
-        for _ in range(3):
-            for packet in packets:
-                self.send(packet)
-                self.assertEqual(self.core.store.batch, {}, packet)
-            self.advance(1)
-        self.assertEqual(self.core.counters["simplestats.udp.bad"], 3)
-        self.same_state()
-
-    def test_points_by_another_way_come_after_the_tally(self):
-        """A gauge delta after tallied gauge values moves the last of them."""
-        for _ in range(3):
-            self.send(b"g:5|g")
-        self.assertEqual(self.core.store.batch, {b"g:5|g": 2})
-        self.send(b"g:+1|g")
-        self.assertEqual(self.core.store.series["g"].gauge, 6.0)
-        self.same_state()
-
-    @given(st.lists(st.tuples(st.lists(st.sampled_from(
-        ["a:1|c", "a:3|c", "g:5|g", "g:7|g", "g:+1|g", "g:-2|g", "t:5|ms", "t:9|ms", "t:1.5|ms",
-         "s:x|s", "s:y|s", "h:3|h", "d:2|d", "b:x|c"]), min_size=1, max_size=5),
-        st.sampled_from([0, 0, 0, 1, 4])), min_size=1, max_size=30))
-    @settings(max_examples=80, deadline=None)
-    def test_same_state_as_point_by_point(self, sends):
-        """Any sequence of packets from a few lines, sent now and then, gives the state of the general parser."""
-        self.setUp()
-        for lines, pause in sends:
-            self.send("\n".join(lines).encode())
-            if pause:
-                self.advance(pause)
-                if pause > 1:
-                    self.settle()
-        self.settle()
-        self.same_state()
-
-    def test_batch_never_spans_buckets(self):
-        """A tally in one 5 s bucket is applied there before the next bucket's starts."""
-        from server.model import COUNTER
-        from server.query import bucket_rows
-
-        store = self.core.store
-        series = store.get_or_create("hits", COUNTER)
-        step = store.tiers[0].step
-        start = (T0 // step + 1) * step
-        store.learn(b"hits:1|c", series, 1.0)
-        self.assertTrue(store.count([b"hits:1|c"] * 3, start + step - 0.5))
-        self.assertTrue(store.count([b"hits:1|c"] * 4, start + step))
-        self.assertEqual(store.batch, {b"hits:1|c": 4})
-        store.settle()
-        rows = bucket_rows(store, series, 0, 0, 2 ** 32)
-        self.assertEqual(rows, {start // step: (3.0,), start // step + 1: (4.0,)})
-
-    def test_reads_ticks_and_deletes_settle_first(self):
-        """A tick and a delete see every tallied point; a deleted series' lines are learned again."""
-        for _ in range(5):
-            self.send(b"a:1|c")
-        store = self.core.store
-        store.tick(self.core.clock.seconds())
-        self.assertEqual(store.batch, {})
-        self.assertEqual(store.series["a"].value, 5.0)
-        self.send(b"a:1|c")
-        self.assertEqual(self.core.delete(["a"]), ["a"])
-        self.assertEqual(store.batch, {})
-        self.assertEqual(store.learned, {})
-        self.send(b"a:1|c")
-        self.send(b"a:1|c")
-        self.assertEqual(store.batch, {b"a:1|c": 1})
-        self.settle()
-        self.assertEqual(store.series["a"].value, 2.0)
-
-    def test_learned_lines_are_bounded(self):
-        """The learned lines are forgotten (after applying the tally) at a bound."""
-        from server import store as store_module
-
-        self.patch(store_module, "MAX_LEARNED", 3)
-        for n in range(5):
-            self.send(b"c%d:1|c" % (n,))
-            self.send(b"c%d:1|c" % (n,))
-        self.assertLessEqual(len(self.core.store.learned), 3)
-        self.settle()
-        self.same_state()

@@ -529,6 +529,7 @@ class RefusedPointTests(SynchronousTestCase):
                                    Sample("x", (), COUNTER, 1.0, self.now + 599)], "test")
         self.assertEqual([p for p, _ in errors], [0])
         self.assertIn("in the future (limit 600 s)", errors[0][1])
+        self.feed.store.settle()
         self.assertEqual(self.feed.store.series["x"].last_seen, self.now + 599)
 
     def test_not_a_time(self):
@@ -563,6 +564,7 @@ class RefusedPointTests(SynchronousTestCase):
         errors = self.core.submit([Sample("y", (), TIMER, 1.0), Sample("y", (), SET, "a"),
                                    Sample("y", (), TIMER, 2.0)], "test")
         self.assertEqual(errors, [(1, "series 'y' is a timer; a set value cannot join it")])
+        self.feed.store.settle()
         self.assertEqual(self.feed.store.series["y"].open[0].popitem()[1].count, 2.0)
 
     def test_atomic_batch(self):

@@ -283,6 +283,7 @@ class CSVFormulaTests(SynchronousTestCase):
         self.assertIn("sec.plus;host=+1+1", fresh.store.series)
         self.assertIn("sec.minus;host=-2+3", fresh.store.series)
         self.assertIn("sec.at;cmd=@SUM:1", fresh.store.series)
+        fresh.store.settle()
         self.assertEqual(fresh.store.series["sec.gauge"].gauge, -2.0)
         # The same export from the copy: nothing was lost or changed.
         self.api, self.core, self.stub = api, fresh, stub
