@@ -9,9 +9,13 @@ schedule, so a late chunk is caught up and the offered rate holds on average.
 
 Sub-commands, each printing one JSON object on the last line of stdout::
 
-    udp      --port N --rate METRICS_PER_S --duration S --per-packet K [--mix] --prefix P
-    maxrate  --duration S --per-packet K [--mix]    (unpaced, into a socket nobody reads)
-    tcp      --port N --format carbon|tuples --metrics M --points P --first-ts T
+    udp      --port N --rate METRICS_PER_S --duration S --per-packet K --kind KIND --prefix P
+    maxrate  --duration S --per-packet K --kind KIND   (unpaced, into a socket nobody reads)
+    tcp      --port N --format carbon|tuples [--real] --metrics M --points P --first-ts T
+
+C{KIND} is C{real} (what clients send: see L{shapes.build_real_lines}), or one of
+the best-case pools C{counters} and C{mix} (200 lines that repeat byte for
+byte, which a server can learn).
 
 The C{tcp} command prints a line C{start <epoch>} the moment it connects, so
 the harness can start its clock and its storage polling.
@@ -23,86 +27,15 @@ import socket
 import sys
 import time
 
-# Types of the "mix" shape, in the order they repeat: mostly counters and
-# timers, as statsd traffic usually is.
-MIX_CYCLE = ("c", "c", "c", "c", "ms", "ms", "ms", "g", "g", "s")
-COUNTER_CYCLE = ("c",)
-# Distinct names per type and per step.
-NAMES_PER_TYPE = 20
-# Lines in the pool before it repeats (a multiple of both cycles above).
-POOL_LINES = 200
+if __package__:
+    from bench import shapes
+else:
+    # Run as a script: bench/ itself is on sys.path.
+    import shapes
+
 # Packets sent between two looks at the clock: small, because the default
 # socket buffer of a receiver holds only a couple of hundred small datagrams.
 CHUNK = 8
-TYPE_LETTER = {"c": "c", "ms": "t", "g": "g", "s": "s"}
-
-
-def metric_name(prefix, kind, index):
-    """
-    The name of one load metric, e.g. C{bench.s3.app.requests.c7}.
-    """
-    return "bench.%s.app.requests.%s%d" % (prefix, TYPE_LETTER[kind], index)
-
-
-def build_lines(prefix, mix, count=POOL_LINES):
-    """
-    Build C{count} statsd lines for one step.
-
-    @return: a list of C{(line bytes, kind)} where kind is C{c}, C{ms}, C{g}
-        or C{s}.
-    """
-    cycle = MIX_CYCLE if mix else COUNTER_CYCLE
-    lines = []
-    seen = {}
-    for j in range(count):
-        kind = cycle[j % len(cycle)]
-        index = seen.get(kind, 0)
-        seen[kind] = index + 1
-        name = metric_name(prefix, kind, index % NAMES_PER_TYPE)
-        if kind == "c":
-            value = "1"
-        elif kind == "ms":
-            value = "%d" % (3 + (j * 37) % 997)
-        elif kind == "g":
-            value = "%d" % (j * 13 % 500)
-        else:
-            value = "u%d" % j
-        lines.append((("%s:%s|%s" % (name, value, kind)).encode("ascii"), kind))
-    return lines
-
-
-def build_packets(prefix, per_packet, mix):
-    """
-    Build the pool of datagrams for one step.
-
-    @return: C{(packets, kinds)}: the datagrams, and for each the count of
-        lines of each kind it holds (a dict).
-    """
-    lines = build_lines(prefix, mix, POOL_LINES * per_packet)
-    packets = []
-    kinds = []
-    for start in range(0, len(lines), per_packet):
-        group = lines[start:start + per_packet]
-        packets.append(b"\n".join(line for line, _ in group))
-        counts = {}
-        for _, kind in group:
-            counts[kind] = counts.get(kind, 0) + 1
-        kinds.append(counts)
-    return packets, kinds
-
-
-def lines_sent(kinds, packets_sent):
-    """
-    How many lines of each kind went out when the pool of packets described
-    by C{kinds} was cycled through C{packets_sent} times in order.
-    """
-    full, rest = divmod(packets_sent, len(kinds))
-    totals = {}
-    for index, counts in enumerate(kinds):
-        times = full + (1 if index < rest else 0)
-        for kind, n in counts.items():
-            totals[kind] = totals.get(kind, 0) + n * times
-    return totals
 
 
 def paced_send(send, packets, packets_per_second, duration,
@@ -114,8 +47,8 @@ def paced_send(send, packets, packets_per_second, duration,
     @return: C{(attempted, errors, elapsed)}
     """
     # A pool of whole chunks, so each chunk is one slice and the inner loop
-    # does nothing but send.
-    cycle = list(packets) * chunk
+    # does nothing but send (the real pools already are).
+    cycle = list(packets) * (1 if len(packets) % chunk == 0 else chunk)
     cycle_size = len(cycle)
     # One more chunk at the end, so a slice starting anywhere in the
     # cycle is whole.
@@ -167,7 +100,9 @@ def run_udp(args, port=None):
     """
     One paced step, or the unpaced maximum when C{port} is None.
     """
-    packets, kinds = build_packets(args.prefix, args.per_packet, args.mix)
+    began = time.perf_counter()
+    packets, kinds = shapes.build_packets(args.prefix, args.per_packet, args.kind)
+    build_seconds = time.perf_counter() - began
     sink = None
     if port is None:
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -181,7 +116,7 @@ def run_udp(args, port=None):
     sock.close()
     if sink is not None:
         sink.close()
-    by_kind = lines_sent(kinds, sent)
+    by_kind = shapes.lines_sent(kinds, sent)
     metrics = sum(by_kind.values())
     return {
         "packets": sent,
@@ -192,45 +127,19 @@ def run_udp(args, port=None):
         "offered_rate": None if args.rate is None else args.rate,
         "achieved_rate": metrics / elapsed,
         "achieved_pps": sent / elapsed,
+        "pool_packets": len(packets),
+        "build_seconds": build_seconds,
     }
-
-
-def tcp_payload(fmt, metrics, points, first_ts, batch=500):
-    """
-    The whole TCP load as bytes: C{points} timestamps one second apart, each
-    with one value per metric, in time order (as agents report).
-
-    C{carbon}: Graphite plaintext C{name value ts} lines.  C{tuples}: our
-    JSON tuples, C{batch} to a line, after C{--quiet}.
-    """
-    names = ["bench.tcp.m%05d" % i for i in range(metrics)]
-    if fmt == "carbon":
-        out = []
-        for p in range(points):
-            ts = first_ts + p
-            value = float(p % 1000)
-            out.extend("%s %s %d\n" % (name, value, ts) for name in names)
-        return "".join(out).encode("ascii")
-    out = ["--quiet\n"]
-    pending = []
-    for p in range(points):
-        ts = first_ts + p
-        value = float(p % 1000)
-        for name in names:
-            pending.append('["%s",%d,%s]' % (name, ts, value))
-            if len(pending) == batch:
-                out.append("[" + ",".join(pending) + "]\n")
-                pending = []
-    if pending:
-        out.append("[" + ",".join(pending) + "]\n")
-    return "".join(out).encode("ascii")
 
 
 def run_tcp(args):
     """
     Send the whole TCP load as fast as the receiver takes it.
     """
-    payload = tcp_payload(args.format, args.metrics, args.points, args.first_ts)
+    began = time.perf_counter()
+    payload = shapes.tcp_payload(args.format, args.metrics, args.points, args.first_ts,
+                                 real=args.real)
+    build_seconds = time.perf_counter() - began
     sock = socket.create_connection(("127.0.0.1", args.port))
     started = time.time()
     print("start %.6f" % started, flush=True)
@@ -257,6 +166,7 @@ def run_tcp(args):
         "started": started,
         "sent_at": sent_at,
         "send_seconds": sent_at - started,
+        "build_seconds": build_seconds,
         "answer": answer.decode("ascii", "replace")[:1000],
     }
 
@@ -270,11 +180,13 @@ def main(argv=None):
         p.add_argument("--rate", type=float, help="metrics per second")
         p.add_argument("--duration", type=float, default=5.0)
         p.add_argument("--per-packet", type=int, default=1)
-        p.add_argument("--mix", action="store_true")
+        p.add_argument("--kind", choices=shapes.KINDS, default="counters")
         p.add_argument("--prefix", default="max")
     p = sub.add_parser("tcp")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--format", choices=("carbon", "tuples"), required=True)
+    p.add_argument("--real", action="store_true",
+                   help="typed values, tags and varying numbers (see shapes.tcp_payload)")
     p.add_argument("--metrics", type=int, default=100)
     p.add_argument("--points", type=int, default=1000)
     p.add_argument("--first-ts", type=int, required=True)

@@ -138,13 +138,14 @@ class Process:
 
 class Step:
     """
-    What one load step sends: its distinct name prefix and its shape.
+    What one load step sends: its distinct name prefix and its shape (a kind
+    of L{bench.shapes}: C{real}, C{counters} or C{mix}).
     """
 
-    def __init__(self, prefix, per_packet, mix, started=None):
+    def __init__(self, prefix, per_packet, kind, started=None):
         self.prefix = prefix
         self.per_packet = per_packet
-        self.mix = mix
+        self.kind = kind
         self.started = time.time() if started is None else started
 
     @property
@@ -156,15 +157,13 @@ class System:
     """
     A server under test.
 
-    @cvar countable: the statsd kinds (C{c}, C{ms}, C{g}, C{s}) whose lines
-        the system can count back; loss is measured over these.
     @cvar settle: seconds the count may stay still before a step is judged.
     """
 
     name = "system"
-    countable = frozenset({"c", "ms", "g", "s"})
     settle = 0.5
     settle_timeout = 30.0
+    ALL_KINDS = frozenset({"c", "ms", "g", "s"})
 
     def __init__(self, workdir, core, realtime=False):
         self.workdir = workdir
@@ -191,6 +190,29 @@ class System:
         (a running total: the harness reads it before and after the step).
         """
         raise NotImplementedError
+
+    def countable(self, step):
+        """
+        The statsd kinds (C{c}, C{ms}, C{g}, C{s}) whose lines L{count}
+        counts for C{step}; loss is measured over these.
+        """
+        return self.ALL_KINDS
+
+    def counted_as(self, step):
+        """
+        What L{count} reads for C{step}, in words (for the results).
+        """
+        return "lines"
+
+    def settle_seconds(self, step):
+        return self.settle
+
+    def diagnostics(self):
+        """
+        Running totals worth keeping per step (their change is recorded),
+        e.g. lines the server found bad.
+        """
+        return {}
 
     def forget(self, step):
         """
@@ -265,10 +287,20 @@ class Statsd(System):
 
     def count(self, step):
         counters = counting.statsd_counters(self.mgmt_port)
-        if step.mix:
-            # Timers, gauges and sets are not counters: count every line.
+        if step.kind != "counters":
+            # Timers, gauges and sets are not counters, and a sampled
+            # counter counts ten: count every line.
             return counters["statsd.metrics_received"]
         return counting.sum_prefixed(counters, step.name_prefix)
+
+    def counted_as(self, step):
+        if step.kind != "counters":
+            return "statsd.metrics_received (lines)"
+        return "sum of the step's counters"
+
+    def diagnostics(self):
+        counters = counting.statsd_counters(self.mgmt_port)
+        return {"bad_lines_seen": counters.get("statsd.bad_lines_seen", 0)}
 
     def forget(self, step):
         # Statsd keeps every timer value until a flush, and this config never
@@ -302,18 +334,26 @@ class SimpleStats(System):
     """
     The server under test, started as its contract says.
 
-    It counts counters by their C{count}, timers by their C{count} and
-    gauges by their C{updates}; a set's points say only how many distinct
-    members it saw, so set lines are sent but not counted.
+    Real steps are counted by the lines the server says it received over
+    UDP (L{received_lines}), as statsd's C{metrics_received} and the
+    ceiling count them.  Best-case steps are counted from the step's own
+    series: counters by their C{count}, timers by their C{count} and gauges
+    by their C{updates}; a set's points say only how many distinct members
+    it saw, so set lines are sent but not counted there.
     """
 
     name = "simplestats"
-    countable = frozenset({"c", "ms", "g"})
     # /api/series includes the open 5 s bucket, so counts show at once;
     # give a backlog in the socket and the reactor time to drain.
     settle = 1.0
+    # The server emits its own counters every 5 s (after the 1 s tick that
+    # finds 5 s passed): the received count can stay still that long.
+    emitted_settle = 7.0
     settle_timeout = 40.0
     FIELDS = {"counter": "count", "timer": "count", "gauge": "updates"}
+    SERIES_KINDS = frozenset({"c", "ms", "g"})
+    # The server's own counters whose sum is every statsd line it read.
+    RECEIVED = ("simplestats.udp.points", "simplestats.udp.bad")
 
     def __init__(self, workdir, core, python, extra_args=(), realtime=False):
         System.__init__(self, workdir, core, realtime)
@@ -334,24 +374,67 @@ class SimpleStats(System):
             os.path.join(self.workdir, "simplestats.log"), self.core, cwd=REPO_ROOT,
             realtime=self.realtime)
         self.process.start()
+        self.started_wall = time.time()
         self.process.wait_ready(self.healthy, 120, "simplestats")
         self.ready_seconds = time.monotonic() - self.started_at
+        self.live_received = _health_received(self.api("/api/health")) is not None
 
     def healthy(self):
         return self.api("/api/health").get("status") == "ok"
 
+    def received_lines(self):
+        """
+        Every statsd line the server read since it started, good or bad.
+
+        From C{/api/health}'s C{received.udp_lines} when the server has it
+        (at once); else the sum of its own series C{simplestats.udp.points}
+        (lines accepted) and C{simplestats.udp.bad} (lines refused), which it
+        emits every 5 s from its counters, so a count lags up to 6 s.
+        """
+        if self.live_received:
+            return _health_received(self.api("/api/health"))
+        total = 0
+        for name in self.RECEIVED:
+            try:
+                total += self.series_count(name, self.started_wall, "count")
+            except urllib.error.HTTPError as e:
+                # No bad line yet: no series.
+                if e.code != 404:
+                    raise
+        return int(total)
+
     def api(self, path, **params):
         return counting.http_json(self.http_port, path, params)
 
-    def series_count(self, name, since, field):
+    def series_count(self, name, since, field, tags=None):
         """
-        The sum of C{field} over every 5 s point of one series since C{since}.
+        The sum of C{field} over every 5 s point of one series (C{tags}: a
+        dict, or None) since C{since}.
         """
-        answer = self.api("/api/series", name=name, resolution="5s", fields=field,
-                          **{"from": "%d" % (since - 30), "until": "now"})
+        params = {"from": "%d" % (since - 30), "until": "now"}
+        if tags:
+            params["tags"] = ",".join("%s:%s" % kv for kv in sorted(tags.items()))
+        answer = self.api("/api/series", name=name, resolution="5s", fields=field, **params)
         return counting.series_total(answer, field)
 
+    def countable(self, step):
+        return self.ALL_KINDS if step.kind == "real" else self.SERIES_KINDS
+
+    def counted_as(self, step):
+        if step.kind != "real":
+            return "the step's series: counters' and timers' count, gauges' updates"
+        if self.live_received:
+            return "/api/health received.udp_lines"
+        return "simplestats.udp.points + simplestats.udp.bad (emitted every 5 s)"
+
+    def settle_seconds(self, step):
+        if step.kind == "real" and not self.live_received:
+            return self.emitted_settle
+        return self.settle
+
     def count(self, step):
+        if step.kind == "real":
+            return self.received_lines()
         try:
             listing = self.api("/api/metrics", filter=step.name_prefix + "*", limit="100000")
         except urllib.error.HTTPError:
@@ -372,6 +455,17 @@ class SimpleStats(System):
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
                               capture_output=True, text=True)
         return dict(_python_version(self.python), git=head.stdout.strip() or None)
+
+
+def _health_received(health):
+    """
+    C{received.udp_lines} of an C{/api/health} answer, or None when the
+    server does not report it.
+    """
+    received = health.get("received")
+    if isinstance(received, dict) and isinstance(received.get("udp_lines"), (int, float)):
+        return int(received["udp_lines"])
+    return None
 
 
 class Carbon(System):

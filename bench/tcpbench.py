@@ -5,7 +5,8 @@ until every point can be read back from storage.
 Carbon gets Graphite plaintext lines (C{name value ts}) and is read back from
 its whisper files; SimpleStats gets JSON tuple batches after C{--quiet} and
 is read back from C{/api/series}.  M metrics x P timestamps one second
-apart, in time order, as agents report.
+apart, in time order, as agents report: plain numbers, or real ones (typed
+values with varying numbers and some tags, see L{bench.shapes.tcp_payload}).
 """
 
 import json
@@ -15,13 +16,9 @@ import sys
 import time
 import urllib.error
 
-from bench import counting
+from bench import counting, shapes
 from bench.procstat import pinned
 from bench.systems import BENCH_DIR
-
-
-def metric_names(metrics):
-    return ["bench.tcp.m%05d" % i for i in range(metrics)]
 
 
 class CarbonStorage:
@@ -35,8 +32,11 @@ class CarbonStorage:
         self.whisper = whisper
         self.whisper_dir = whisper_dir
 
-    def stored(self, name, first_ts, points):
-        path = os.path.join(self.whisper_dir, *name.split(".")) + ".wsp"
+    def wanted(self, metric, points):
+        return points
+
+    def stored(self, metric, first_ts, points):
+        path = os.path.join(self.whisper_dir, *metric.carbon_name.split(".")) + ".wsp"
         try:
             _, values = self.whisper.fetch(path, first_ts - 1, first_ts + points)
         except (OSError, self.whisper.WhisperException):
@@ -57,10 +57,14 @@ class SimpleStatsStorage:
         # Server CPU spent answering these requests: not the load's.
         self.counting_cpu = 0.0
 
-    def stored(self, name, first_ts, points):
+    def wanted(self, metric, points):
+        # A counter's count is the sum of its increments.
+        return metric.total
+
+    def stored(self, metric, first_ts, points):
         began = self.system.process.cpu_seconds()
         try:
-            return self.system.series_count(name, first_ts, "count")
+            return self.system.series_count(metric.name, first_ts, metric.field, metric.tags)
         except urllib.error.HTTPError as e:
             if e.code == 404:
                 return 0
@@ -69,31 +73,32 @@ class SimpleStatsStorage:
             self.counting_cpu += self.system.process.cpu_seconds() - began
 
 
-def wait_stored(storage, names, first_ts, points, timeout, interval=0.25,
+def wait_stored(storage, metrics, first_ts, points, timeout, interval=0.25,
                 clock=time.monotonic, sleep=time.sleep):
     """
-    Poll until every metric holds C{points} points.
+    Poll until every metric (a L{bench.shapes.TcpMetric}) holds its
+    C{points} points (what C{storage.wanted} says that reads as).
 
     For an ordered store only the first incomplete metric (in send order,
     checked from the last one sent) is looked at each round, so polling
     costs the server almost nothing.
 
-    @return: C{(complete, stored points)}
+    @return: C{(complete, stored: the sum of what was read back)}
     """
-    pending = list(names)
+    pending = list(metrics)
     done_points = 0
     deadline = clock() + timeout
     if storage.ordered:
         # The last metric sent completes last: wait for it first.
-        pending = [names[-1]] + list(names[:-1])
+        pending = [metrics[-1]] + list(metrics[:-1])
     while pending:
         still = []
-        for index, name in enumerate(pending):
-            got = storage.stored(name, first_ts, points)
-            if got >= points:
+        for index, metric in enumerate(pending):
+            got = storage.stored(metric, first_ts, points)
+            if got >= storage.wanted(metric, points):
                 done_points += got
                 continue
-            still.append(name)
+            still.append(metric)
             if storage.ordered:
                 still.extend(pending[index + 1:])
                 break
@@ -101,22 +106,22 @@ def wait_stored(storage, names, first_ts, points, timeout, interval=0.25,
         if not pending:
             return True, done_points
         if clock() >= deadline:
-            partial = sum(storage.stored(n, first_ts, points) for n in pending)
+            partial = sum(storage.stored(m, first_ts, points) for m in pending)
             return False, done_points + partial
         sleep(interval)
     return True, done_points
 
 
-def run_tcp_load(system, port, fmt, storage, metrics, points, load_core, timeout):
+def run_tcp_load(system, port, fmt, storage, metrics, points, load_core, timeout, real=False):
     """
     Send the load to C{port} and time it until stored.
     """
     first_ts = int(time.time()) - points - 120
     first_ts -= first_ts % 5
-    names = metric_names(metrics)
+    described = shapes.tcp_metrics(metrics, points, real)
     argv = [sys.executable, os.path.join(BENCH_DIR, "loadgen.py"), "tcp", "--port", str(port),
             "--format", fmt, "--metrics", str(metrics), "--points", str(points),
-            "--first-ts", str(first_ts)]
+            "--first-ts", str(first_ts)] + (["--real"] if real else [])
     cpu_before = system.process.cpu_seconds()
     sender = subprocess.Popen(pinned(argv, load_core), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
@@ -125,7 +130,7 @@ def run_tcp_load(system, port, fmt, storage, metrics, points, load_core, timeout
         if len(first) != 2 or first[0] != "start":
             raise RuntimeError("TCP sender did not start: %r %s" % (first, sender.stderr.read()[-2000:]))
         started = float(first[1])
-        complete, stored = wait_stored(storage, names, first_ts, points, timeout)
+        complete, stored = wait_stored(storage, described, first_ts, points, timeout)
         stored_at = time.time()
         out, err = sender.communicate(timeout=120)
     finally:
@@ -141,6 +146,7 @@ def run_tcp_load(system, port, fmt, storage, metrics, points, load_core, timeout
     seconds = stored_at - started
     return {
         "format": fmt,
+        "real": real,
         "points": total,
         "bytes": sent["bytes"],
         "complete": complete,

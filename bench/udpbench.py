@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from bench import counting, search
+from bench import counting, search, shapes
 from bench.procstat import core_busy_seconds, pinned
 from bench.systems import BENCH_DIR, Step
 
@@ -24,22 +24,34 @@ DISTURBED = 0.05
 
 class Shape:
     """
-    One kind of UDP load: metrics per packet, and counters only or a mix.
+    One kind of UDP load: what the lines are (a kind of L{bench.shapes}:
+    C{real}, or the best-case C{counters} and C{mix}) and how many go in a
+    packet.
     """
 
-    def __init__(self, per_packet, mix):
+    def __init__(self, kind, per_packet):
+        if kind not in shapes.KINDS:
+            raise ValueError("unknown shape kind %r" % (kind,))
+        self.kind = kind
         self.per_packet = per_packet
-        self.mix = mix
 
     @property
     def key(self):
-        return "%s_%d" % ("mix" if self.mix else "counters", self.per_packet)
+        return "%s_%d" % (self.kind, self.per_packet)
+
+    @property
+    def best_case(self):
+        """
+        Whether this is a repetitive pool a server can learn: reported,
+        but not what the targets are judged on.
+        """
+        return self.kind != "real"
 
     def __repr__(self):
-        return "Shape(%d, %s)" % (self.per_packet, "mix" if self.mix else "counters")
+        return "Shape(%r, %d)" % (self.kind, self.per_packet)
 
 
-SHAPES = (Shape(1, False), Shape(20, False), Shape(1, True), Shape(20, True))
+SHAPES = tuple(Shape(kind, n) for kind in shapes.KINDS for n in (1, 20))
 
 
 def run_loadgen(args, core, python=None, timeout=600):
@@ -58,10 +70,8 @@ def generator_max(shape, duration, core):
     The generator's own unpaced send rate for C{shape}, into a socket
     nobody reads, pinned like every step.
     """
-    args = ["maxrate", "--duration", duration, "--per-packet", shape.per_packet]
-    if shape.mix:
-        args.append("--mix")
-    return run_loadgen(args, core)
+    return run_loadgen(["maxrate", "--duration", duration, "--per-packet", shape.per_packet,
+                        "--kind", shape.kind], core)
 
 
 class Stepper:
@@ -84,17 +94,17 @@ class Stepper:
         """
         self.number += 1
         system = self.system
-        step = Step("%s%d" % (self.label, self.number), self.shape.per_packet, self.shape.mix)
+        step = Step("%s%d" % (self.label, self.number), self.shape.per_packet, self.shape.kind)
+        notes_before = system.diagnostics()
         before = system.count(step)
         cpu_before = system.process.cpu_seconds()
         core_before = core_busy_seconds(system.core)
         args = ["udp", "--port", system.udp_port, "--rate", "%.1f" % rate,
                 "--duration", duration or self.duration, "--per-packet", self.shape.per_packet,
-                "--prefix", step.prefix]
-        if self.shape.mix:
-            args.append("--mix")
+                "--prefix", step.prefix, "--kind", self.shape.kind]
         sent = run_loadgen(args, self.load_core)
-        countable = sum(n for kind, n in sent["by_kind"].items() if kind in system.countable)
+        countable_kinds = system.countable(step)
+        countable = sum(n for kind, n in sent["by_kind"].items() if kind in countable_kinds)
         counting_cpu = [0.0]
 
         def read():
@@ -106,7 +116,7 @@ class Stepper:
             finally:
                 counting_cpu[0] += system.process.cpu_seconds() - began
 
-        total, waited = counting.wait_settled(read, countable, system.settle,
+        total, waited = counting.wait_settled(read, countable, system.settle_seconds(step),
                                               system.settle_timeout)
         all_cpu = system.process.cpu_seconds() - cpu_before
         cpu = max(0.0, all_cpu - counting_cpu[0])
@@ -115,6 +125,8 @@ class Stepper:
             # Whatever else ran on the server's core: other programs on a
             # shared machine make a figure worth less.
             foreign = max(0.0, core_busy_seconds(system.core) - core_before - all_cpu)
+        # Read after the CPU figures: answering is not the load's work.
+        notes_after = system.diagnostics()
         if not system.process.alive():
             raise RuntimeError("%s died during a step:\n%s" % (system.name, system.process.log_tail()))
         system.forget(step)
@@ -140,6 +152,9 @@ class Stepper:
             "cpu_per_million": cpu / max(total, 1) * 1e6 * (countable / max(sent["metrics"], 1)),
             "foreign_cpu_seconds": foreign,
             "disturbed": foreign is not None and foreign > DISTURBED * (sent["elapsed"] + waited),
+            "pool_packets": sent.get("pool_packets"),
+            "build_seconds": sent.get("build_seconds"),
+            "diagnostics": {k: v - notes_before.get(k, 0) for k, v in notes_after.items()},
         }
 
 
@@ -155,7 +170,7 @@ def measure_system(make_system, shape, settings, load_core, probe_rate, cpu_rate
     system = make_system()
     system.start()
     try:
-        label = "%s%s%d" % (system.name[:2], "m" if shape.mix else "c", shape.per_packet)
+        label = "%s%s%d" % (system.name[:2], shape.kind[0], shape.per_packet)
         stepper = Stepper(system, shape, settings["step_seconds"], load_core, label)
         # A first, unmeasured second of load: JIT compilers, caches and
         # allocators warm up, so the CPU step compares steady states.
@@ -190,7 +205,8 @@ def measure_system(make_system, shape, settings, load_core, probe_rate, cpu_rate
         "cpu_step_loss": cpu_step["loss"],
         "cpu_per_million_at_loss_free": best[0]["cpu_per_million"] if best else None,
         "peak_rss": memory["peak_rss"],
-        "countable": sorted(system.countable),
+        "countable": sorted(system.countable(Step("", shape.per_packet, shape.kind))),
+        "counted_as": system.counted_as(Step("", shape.per_packet, shape.kind)),
         "steps": [warmup, cpu_step] + found["steps"],
     }
 

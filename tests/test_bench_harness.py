@@ -4,8 +4,10 @@ counting, run on a tiny load against the ceiling server in a subprocess on
 free loopback ports.  No npm, no carbon, no reactor in this process.
 """
 
+import collections
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,8 +18,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from bench import counting, loadgen, procstat, report, search, systems  # noqa: E402
-from bench.udpbench import Shape, Stepper  # noqa: E402
+from bench import (counting, loadgen, procstat, report, search, shapes,  # noqa: E402
+                   simplestats_inprocess, systems, tcpbench)
+from bench.udpbench import SHAPES, Shape, Stepper  # noqa: E402
 
 
 @pytest.fixture
@@ -97,21 +100,124 @@ def test_pinning():
     assert procstat.pinned(["x"], 1) == ["taskset", "-c", "1", "x"]
 
 
-# -- load generator --------------------------------------------------------------
+# -- load shapes ------------------------------------------------------------------
 
-def test_packets_and_sent_accounting():
-    """Packets hold the asked number of lines; the kinds sent are known from the packet count."""
-    packets, kinds = loadgen.build_packets("s1", 20, True)
+def test_best_case_packets_and_sent_accounting():
+    """Best-case packets hold the asked number of lines; the kinds sent are known from the packet count."""
+    packets, kinds = shapes.build_packets("s1", 20, "mix")
     assert all(p.count(b"\n") == 19 for p in packets)
     assert all(sum(k.values()) == 20 for k in kinds)
     lines = b"\n".join(packets).split(b"\n")
-    assert len({line.split(b":")[0] for line in lines}) == 4 * loadgen.NAMES_PER_TYPE
-    sent = loadgen.lines_sent(kinds, len(packets) * 2 + 3)
+    assert len({line.split(b":")[0] for line in lines}) == 4 * shapes.NAMES_PER_TYPE
+    sent = shapes.lines_sent(kinds, len(packets) * 2 + 3)
     assert sum(sent.values()) == 20 * (len(packets) * 2 + 3)
     assert set(sent) == {"c", "ms", "g", "s"}
-    single, single_kinds = loadgen.build_packets("s1", 1, False)
+    single, single_kinds = shapes.build_packets("s1", 1, "counters")
     assert single[0] == b"bench.s1.app.requests.c0:1|c"
-    assert loadgen.lines_sent(single_kinds, 5) == {"c": 5}
+    assert shapes.lines_sent(single_kinds, 5) == {"c": 5}
+
+
+@pytest.fixture(scope="module")
+def real_20():
+    """
+    One step's pool of the real shape at 20 per packet, and its lines.
+    """
+    packets, kinds = shapes.build_packets("r1", 20, "real")
+    lines = b"\n".join(packets).decode("ascii").split("\n")
+    return packets, kinds, lines
+
+
+def _line_kind(line):
+    return line.split("|")[1]
+
+
+def test_real_pool_is_large_and_distinct(real_20):
+    """The real pool holds 20k distinct packets of 20 lines, and values almost never repeat."""
+    packets, kinds, lines = real_20
+    assert len(packets) == 20000
+    assert len(set(packets)) == len(packets)
+    assert all(p.count(b"\n") == 19 for p in packets)
+    assert len(lines) == 400000
+    assert len(set(lines)) > 0.97 * len(lines)
+
+
+def test_real_names(real_20):
+    """1000 dotted names under the step's prefix, each with one type, every type present."""
+    _, _, lines = real_20
+    types = {}
+    for line in lines:
+        types.setdefault(line.split(":", 1)[0], set()).add(_line_kind(line))
+    assert len(types) == shapes.REAL_NAMES == 1000
+    assert all(re.fullmatch(r"bench\.r1\.api\.[a-z]+_[a-z]+\.[a-z_]+", n) for n in types)
+    assert all(len(kinds) == 1 for kinds in types.values())
+    assert collections.Counter(k for kinds in types.values() for k in kinds) == {
+        "c": 400, "ms": 300, "g": 200, "s": 100}
+    other = {line.split(b":", 1)[0].decode() for line, _ in shapes.build_real_lines("r2", 2000)}
+    assert not other & set(types), "two steps share names"
+
+
+def test_real_line_properties(real_20):
+    """Timers %0.6f, a third tagged; a fifth of counters at @0.1; float gauges; random set members."""
+    _, _, lines = real_20
+    by_kind = collections.defaultdict(list)
+    for line in lines:
+        by_kind[_line_kind(line)].append(line)
+    assert {k: len(v) for k, v in by_kind.items()} == {
+        "c": 160000, "ms": 120000, "g": 80000, "s": 40000}
+    timers = by_kind["ms"]
+    assert all(re.fullmatch(r"[a-z0-9_.]+:\d+\.\d{6}\|ms(\|#route:/[a-z0-9/]+,status:\d{3})?", t)
+               for t in timers)
+    tagged = [t for t in timers if "|#" in t]
+    assert len(tagged) * 3 == len(timers)
+    # A name's tags are fixed, and only a few values occur.
+    tags = {}
+    for t in tagged:
+        tags.setdefault(t.split(":", 1)[0], set()).add(t.split("|#")[1])
+    assert all(len(v) == 1 for v in tags.values())
+    assert 1 < len({v for vs in tags.values() for v in vs}) <= 12
+    counters = by_kind["c"]
+    assert all(re.fullmatch(r"[a-z0-9_.]+:\d+\|c(\|@0\.1)?", c) for c in counters)
+    assert sum(1 for c in counters if c.endswith("|@0.1")) * 5 == len(counters)
+    gauges = [g.split(":", 1)[1].split("|")[0] for g in by_kind["g"]]
+    assert all(float(v) >= 0 for v in gauges)
+    assert sum(1 for v in gauges if "." in v) > 0.9 * len(gauges)
+    # Both %g (six significant digits) and repr (full precision) are there.
+    assert any(len(v.replace(".", "")) > 10 for v in gauges)
+    assert any(len(v.replace(".", "")) <= 6 for v in gauges)
+    members = [s.split(":", 1)[1].split("|")[0] for s in by_kind["s"]]
+    assert all(re.fullmatch(r"u\d+", m) for m in members)
+    assert len(set(members)) > 0.9 * len(members)
+
+
+def test_real_lines_counted_by_kind(real_20):
+    """The kinds sent, from the packet count, match the lines of the packets sent."""
+    packets, kinds, _ = real_20
+    sent = len(packets) + 7
+    expected = collections.Counter()
+    for i in range(sent):
+        for line in packets[i % len(packets)].decode().split("\n"):
+            expected[_line_kind(line)] += 1
+    assert shapes.lines_sent(kinds, sent) == dict(expected)
+
+
+def test_real_pool_at_one_per_packet():
+    """At 1 per packet the real pool is 400k packets, almost all distinct."""
+    packets, kinds = shapes.build_packets("r1", 1, "real")
+    assert len(packets) == shapes.REAL_POOL_LINES
+    assert len(set(packets)) > 0.95 * len(packets)
+    assert all(b"\n" not in p for p in packets[:1000])
+    assert shapes.lines_sent(kinds, 1000) == shapes.lines_sent(kinds[:1000], 1000)
+
+
+def test_shapes_of_the_harness():
+    """Every kind comes at 1 and 20 per packet; only the real ones are judged."""
+    assert {s.key for s in SHAPES} == {"real_1", "real_20", "counters_1", "counters_20",
+                                       "mix_1", "mix_20"}
+    assert [s.key for s in SHAPES if not s.best_case] == ["real_1", "real_20"]
+    with pytest.raises(ValueError):
+        Shape("nonsense", 1)
+    with pytest.raises(ValueError):
+        shapes.build_packets("x", 1, "nonsense")
 
 
 def test_paced_send_holds_the_rate():
@@ -136,14 +242,73 @@ def test_paced_send_holds_the_rate():
 
 def test_tcp_payloads():
     """Carbon gets plaintext lines; SimpleStats gets --quiet then JSON batches."""
-    carbon = loadgen.tcp_payload("carbon", 2, 3, 1000).decode().splitlines()
+    carbon = shapes.tcp_payload("carbon", 2, 3, 1000).decode().splitlines()
     assert carbon[:2] == ["bench.tcp.m00000 0.0 1000", "bench.tcp.m00001 0.0 1000"]
     assert len(carbon) == 6
-    tuples = loadgen.tcp_payload("tuples", 2, 3, 1000, batch=4).decode().splitlines()
+    tuples = shapes.tcp_payload("tuples", 2, 3, 1000, batch=4).decode().splitlines()
     assert tuples[0] == "--quiet"
     batches = [json.loads(line) for line in tuples[1:]]
     assert [len(b) for b in batches] == [4, 2]
     assert batches[0][0] == ["bench.tcp.m00000", 1000, 0.0]
+
+
+def test_tcp_real_payload():
+    """Real tuples: typed varying values, tags on some, time order; carbon gets the same numbers."""
+    metrics, points = 20, 30
+    described = shapes.tcp_metrics(metrics, points, real=True)
+    carbon = [line.split() for line in
+              shapes.tcp_payload("carbon", metrics, points, 5000, real=True).decode().splitlines()]
+    lines = shapes.tcp_payload("tuples", metrics, points, 5000, batch=7,
+                               real=True).decode().splitlines()
+    assert lines[0] == "--quiet"
+    rows = [row for line in lines[1:] for row in json.loads(line)]
+    assert len(rows) == len(carbon) == metrics * points
+    assert [r[1] for r in rows] == sorted(r[1] for r in rows)
+    assert [r[1] for r in rows] == [int(c[2]) for c in carbon]
+    assert {r[1] for r in rows} == set(range(5000, 5000 + points))
+    suffix = {"c": "c", "ms": "ms", "g": "g"}
+    values = collections.defaultdict(list)
+    for i, (row, line) in enumerate(zip(rows, carbon)):
+        m = described[i % metrics]
+        assert row[0] == m.name and line[0] == m.carbon_name
+        assert row[2] == line[1] + suffix[m.kind]
+        assert (row[3] if len(row) == 4 else None) == m.tags
+        values[m.carbon_name].append(float(line[1]))
+    assert {m.kind for m in described} == {"c", "ms", "g"}
+    assert 0 < sum(1 for m in described if m.tags) < metrics
+    assert len({m.carbon_name for m in described}) == metrics
+    assert len({(m.name, tuple(sorted((m.tags or {}).items()))) for m in described}) == metrics
+    for m in described:
+        numbers = values[m.carbon_name]
+        assert len(set(numbers)) > points / 3, "numbers do not vary"
+        if m.kind == "c":
+            assert sum(numbers) == m.total and m.field == "count"
+        else:
+            assert m.total == points and m.field == ("updates" if m.kind == "g" else "count")
+
+
+def test_wait_stored_reads_each_metric_until_its_total():
+    """Storage is polled until every metric reads what it should (a counter: its sum)."""
+    described = shapes.tcp_metrics(10, 4, real=True)
+
+    class Storage:
+        ordered = False
+        rounds = 0
+
+        def wanted(self, metric, points):
+            return metric.total
+
+        def stored(self, metric, first_ts, points):
+            return metric.total if self.rounds >= 2 else 0
+
+    storage = Storage()
+
+    def sleep(seconds):
+        storage.rounds += 1
+
+    complete, stored = tcpbench.wait_stored(storage, described, 0, 4, 60, sleep=sleep)
+    assert complete and stored == sum(m.total for m in described)
+    assert storage.rounds == 2
 
 
 # -- the search --------------------------------------------------------------------
@@ -207,7 +372,7 @@ def test_search_with_no_loss_free_step():
 
 # -- against the ceiling server -------------------------------------------------------
 
-@pytest.mark.parametrize("shape", [Shape(1, False), Shape(20, True)])
+@pytest.mark.parametrize("shape", [Shape("counters", 1), Shape("mix", 20), Shape("real", 20)])
 def test_ceiling_counts_a_tiny_load(ceiling, shape):
     """Every line of a slow paced step is counted back: no loss, CPU measured."""
     stepper = Stepper(ceiling, shape, 0.5, None, "t")
@@ -221,8 +386,8 @@ def test_ceiling_counts_a_tiny_load(ceiling, shape):
 
 def test_dropped_packets_are_counted_as_loss(ceiling):
     """Packets dropped while the server is stopped show up as loss."""
-    packets, kinds = loadgen.build_packets("drop", 1, False)
-    step = systems.Step("drop", 1, False)
+    packets, kinds = shapes.build_packets("drop", 1, "counters")
+    step = systems.Step("drop", 1, "counters")
     before = ceiling.count(step)
     os.kill(ceiling.pid, signal.SIGSTOP)
     try:
@@ -241,7 +406,7 @@ def test_run_writes_results_and_table(tmp_path):
     """bench/run.py on the ceiling alone writes its JSON and prints the table."""
     done = subprocess.run(
         [sys.executable, os.path.join(REPO_ROOT, "bench", "run.py"), "--quick", "--no-pin", "--no-realtime",
-         "--systems", "ceiling", "--shapes", "counters_20", "--step-seconds", "0.3",
+         "--systems", "ceiling", "--shapes", "real_20", "--step-seconds", "0.3",
          "--background-seconds", "0.1",
          "--max-steps", "1", "--generator-seconds", "0.3", "--python", sys.executable,
          "--cache", str(tmp_path / "cache"), "--results", str(tmp_path / "results")],
@@ -251,44 +416,95 @@ def test_run_writes_results_and_table(tmp_path):
     written = list((tmp_path / "results").glob("*-quick.json"))
     assert len(written) == 1
     results = json.loads(written[0].read_text())
-    ceiling = results["udp"]["ceiling"]["counters_20"]
+    ceiling = results["udp"]["ceiling"]["real_20"]
     assert "error" not in ceiling, ceiling.get("traceback")
     assert [s["role"] for s in ceiling["steps"][:3]] == ["warmup", "cpu", "probe"]
     assert ceiling["peak_rss"] > 0
     assert results["meta"]["machine"]["cpu_count"] >= 1
     assert {row["name"] for row in results["targets"]} >= {
-        "UDP counters, 20/packet vs the Twisted ceiling"}
+        "UDP real, 20/packet vs the Twisted ceiling"}
+    assert results["generator"]["real_20"]["pool_packets"] == 20000
     assert not list((tmp_path / "results").glob("*.tmp"))
 
 
 def test_report_on_a_small_result():
-    """Targets compare the right figures and the table prints with gaps in the data."""
+    """Targets judge the real shapes; best cases are shown, labelled, and judge nothing."""
+    def udp(rate, cpu, disturbed=False):
+        return {"loss_free_rate": rate, "bound": "server", "confirmed": True,
+                "cpu_per_million": cpu, "cpu_rate": 50000.0, "peak_rss": 5e7,
+                "steps": [{"disturbed": disturbed}]}
+
     results = {
         "meta": {"mode": "full", "machine": {"cpu_count": 2, "cpu_model": "x"}},
         "udp": {
-            "statsd": {"counters_20": {"loss_free_rate": 100000.0, "bound": "server",
-                                       "cpu_per_million": 4.0, "cpu_rate": 50000.0,
-                                       "peak_rss": 5e7, "steps": []}},
-            "simplestats": {"counters_20": {"loss_free_rate": 250000.0, "bound": "server",
-                                            "cpu_per_million": 1.5, "cpu_rate": 50000.0,
-                                            "peak_rss": 6e7, "steps": [{"disturbed": True}]}},
+            "statsd": {"real_20": udp(100000.0, 4.0), "counters_20": udp(100000.0, 4.0)},
+            "simplestats": {"real_20": udp(250000.0, 1.5, disturbed=True),
+                            "counters_20": udp(900000.0, 0.5)},
         },
         "tcp": {"carbon": {"format": "carbon", "points": 10, "stored_rate": 100.0},
-                "simplestats": {"format": "tuples", "points": 10, "stored_rate": 90.0}},
+                "simplestats": {"format": "tuples", "points": 10, "stored_rate": 90.0},
+                "carbon_real": {"format": "carbon", "points": 10, "stored_rate": 100.0},
+                "simplestats_real": {"format": "tuples", "points": 10, "stored_rate": 150.0}},
         "simplestats": {"inprocess": {"100000": {"tick_seconds_median": 0.5,
                                                  "tick_seconds_max": 0.7,
+                                                 "longest_slice_seconds": 0.15,
+                                                 "slice_seconds": 0.02,
                                                  "rss_per_series": 1000.0,
                                                  "bytes_per_value_accounted": 9.0,
                                                  "bytes_per_value_rss": 20.0}}},
     }
     rows = {row["name"]: row for row in report.targets(results)}
-    assert rows["UDP counters, 20/packet loss-free rate vs statsd"]["value"] == 2.5
-    assert rows["UDP counters, 20/packet loss-free rate vs statsd"]["met"] is True
-    assert rows["UDP counters, 20/packet CPU per million vs statsd"]["met"] is True
-    assert rows["TCP quiet batches vs carbon plaintext (points/s stored)"]["met"] is False
+    assert rows["UDP real, 20/packet loss-free rate vs statsd"]["value"] == 2.5
+    assert rows["UDP real, 20/packet loss-free rate vs statsd"]["met"] is True
+    assert rows["UDP real, 20/packet CPU per million vs statsd"]["met"] is True
+    assert rows["UDP real, 1/packet loss-free rate vs statsd"]["met"] is None
+    assert rows["UDP real, 1/packet CPU per million vs statsd"]["met"] is None
+    assert not any("best case" in name or "counters" in name for name in rows)
+    assert rows["TCP plain quiet batches vs carbon plaintext"]["met"] is False
+    assert rows["TCP real tuples vs carbon plaintext (points/s stored)"]["met"] is True
     assert rows["rollup tick, 100k active series (median, s)"]["met"] is True
-    assert rows["UDP mix, 1/packet loss-free rate vs statsd"]["met"] is None
+    assert rows["rollup tick, 100k series: longest reactor stall (s)"]["met"] is False
     results["targets"] = list(rows.values())
     text = report.table(results)
-    assert "1 of 1 steps ran while other programs" in text
+    assert "1 of 4 steps ran while other programs" in text
     assert "NOT MET" in text and "not measured" in text
+    body = text.splitlines()
+    first = next(i for i, line in enumerate(body) if line.startswith("UDP loss-free rate"))
+    assert body[first + 1].strip().startswith("real, 20/packet")
+    assert "best case: counters, 20/pkt" in body[first + 2]
+    assert "best case, SimpleStats (not judged)" in text
+    assert "9.00x" in text
+    assert report.best_case(results) == [("best case: counters, 20/pkt", 9.0, 0.125, None)]
+
+
+def test_simplestats_received_lines_from_health():
+    """A server that reports received.udp_lines in /api/health is counted from it, else not."""
+    assert systems._health_received({"received": {"udp_lines": 12}}) == 12
+    assert systems._health_received({"status": "ok"}) is None
+    assert systems._health_received({"received": {"udp_lines": "x"}}) is None
+
+
+def test_sliced_tick_sums_its_slices():
+    """The in-process tick runs until the store says finished, summing slices and closed buckets."""
+    answers = [(64, False), (64, False), (10, True)]
+
+    class Store:
+        def tick(self, now, deadline=None, timer=None):
+            assert deadline is not None
+            return answers.pop(0)
+
+    times = iter(range(100))
+    result = simplestats_inprocess.sliced_tick(Store(), 0.0, timer=lambda: next(times))
+    assert result == {"seconds": 3, "longest_slice": 1, "slices": 3, "closed": 138}
+
+
+def test_gc_pauses_are_told_apart():
+    """Collections seen by the gc callback give the longest pause and the count of full ones."""
+    times = iter([0.0, 0.5, 1.0, 1.1, 2.0, 2.05])
+    pauses = simplestats_inprocess.GcPauses(timer=lambda: next(times))
+    for generation in (2, 0, 2):
+        pauses("start", {"generation": generation})
+        pauses("stop", {"generation": generation})
+    longest, full = pauses.take()
+    assert longest == 0.5 and full == 2
+    assert pauses.take() == (0.0, 0)
