@@ -15,9 +15,7 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import time
-import urllib.error
 
 from bench import counting
 from bench.systems import BENCH_DIR, REPO_ROOT

@@ -109,6 +109,14 @@ def measure(count, buckets, start=1_700_000_000.0):
               for i, k in enumerate(kinds(count))]
     pauses = GcPauses()
     gc.callbacks.append(pauses)
+    # The server process's collector settings, where it has them.
+    thresholds = gc.get_threshold()
+    try:
+        from server.main import GC_THRESHOLDS
+    except ImportError:
+        pass
+    else:
+        gc.set_threshold(*GC_THRESHOLDS)
     # Store.add since the one-apply-path rewrite; add_value before it.
     add = getattr(store, "add", None) or store.add_value
     ticks = []
@@ -131,15 +139,27 @@ def measure(count, buckets, start=1_700_000_000.0):
         # has passed), as the server's 1 s timer would run it.
         now = bucket_start + step + settings.late_grace + 0.5
         pauses.take()
+        # Values wait in their series' runs until the tick closes the bucket
+        # (or a read folds them): every other bucket, fold them first, so the
+        # fold and the closing are told apart.
+        fold = None
+        if b % 2 and hasattr(store, "settle"):
+            began = time.perf_counter()
+            store.settle()
+            fold = time.perf_counter() - began
         tick = sliced_tick(store, now)
+        tick["fold_before"] = fold
         tick["gc_longest"], tick["gc_full"] = pauses.take()
         ticks.append(tick)
         if b in (1, buckets - 1):
             gc.collect()
             rss_marks.append((rss_bytes(), store.stored_bytes()))
     gc.callbacks.remove(pauses)
+    gc.set_threshold(*thresholds)
     closing = [t for t in ticks[1:] if t["closed"] >= count]
-    seconds = [t["seconds"] for t in closing]
+    whole = [t for t in closing if t["fold_before"] is None]
+    folded = [t for t in closing if t["fold_before"] is not None]
+    seconds = [t["seconds"] for t in whole] or [t["seconds"] for t in closing]
     (rss_a, (bytes_a, values_a)), (rss_b, (bytes_b, values_b)) = rss_marks
     added = values_b - values_a
     return {
@@ -150,6 +170,12 @@ def measure(count, buckets, start=1_700_000_000.0):
         "values_added": added_values,
         "slice_seconds": SLICE_SECONDS,
         "tick_seconds_median": statistics.median(seconds) if seconds else None,
+        # The same tick split in two: folding the bucket's pending values,
+        # then closing the buckets.
+        "fold_seconds_median": (statistics.median(t["fold_before"] for t in folded)
+                                if folded else None),
+        "close_seconds_median": (statistics.median(t["seconds"] for t in folded)
+                                 if folded else None),
         "tick_seconds_max": max(seconds) if seconds else None,
         "longest_slice_seconds": max((t["longest_slice"] for t in closing), default=None),
         "sliced": any(t["slices"] > 1 for t in closing),

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 
-from bench import counting, shapes
+from bench import shapes
 from bench.procstat import pinned
 from bench.systems import BENCH_DIR
 

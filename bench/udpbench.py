@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from bench import counting, search, shapes
 from bench.procstat import core_busy_seconds, pinned

@@ -16,8 +16,9 @@ one.
 """
 
 import math
+import sys
 from collections import namedtuple
-from functools import reduce
+from functools import partial, reduce
 from itertools import repeat
 from operator import add, mul, truediv
 
@@ -28,6 +29,15 @@ NAN = math.nan
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 # Above this an integer-valued float sum is no longer exact.
 _EXACT = 2.0 ** 53
+
+# left_sum(values, start): ((start + a) + b) + ..., one IEEE addition at a
+# time, whatever way the values are cut into runs.  CPython's sum() does
+# exactly that for floats before 3.12 (a C loop, three times faster than
+# reduce); from 3.12 it compensates rounding, which depends on the cut.
+if sys.version_info < (3, 12):
+    left_sum = sum
+else:
+    left_sum = partial(reduce, add)  # pragma: no cover
 
 # A closed bucket's row, per family: the only place that names positions.
 CounterRow = namedtuple("CounterRow", "count")
@@ -102,7 +112,7 @@ class CounterAgg:
         vals = _floats(values)
         if rate != 1.0:
             vals = list(map(truediv, vals, repeat(rate)))
-        self.count = reduce(add, vals, self.count)
+        self.count = left_sum(vals, self.count)
         return vals
 
     def merge_partial(self, fields, ts):
@@ -160,7 +170,7 @@ class GaugeAgg:
                 gauge = float(v)
             append(gauge)
         self.updates = add_count(self.updates, len(vals), 1.0)
-        self.sum = reduce(add, vals, self.sum)
+        self.sum = left_sum(vals, self.sum)
         lo = min(vals)
         if lo < self.min:
             self.min = lo
@@ -240,8 +250,8 @@ class DistAgg:
         vals = _floats(values)
         weight = 1.0 / rate
         self.count = add_count(self.count, len(vals), weight)
-        self.sum = reduce(add, _weighted(vals, weight), self.sum)
-        self.sumsq = reduce(add, _weighted(list(map(mul, vals, vals)), weight), self.sumsq)
+        self.sum = left_sum(_weighted(vals, weight), self.sum)
+        self.sumsq = left_sum(_weighted(list(map(mul, vals, vals)), weight), self.sumsq)
         lo = min(vals)
         if lo < self.min:
             self.min = lo

@@ -15,6 +15,7 @@ own series alike.
 
 import math
 from collections import Counter
+from operator import itemgetter
 
 from twisted.logger import Logger
 
@@ -22,6 +23,10 @@ from server.model import (COUNTER, GAUGE, TYPE_NAMES, Partial, Sample, series_ke
                           split_series_key)
 from server.parse_statsd import BadMetric, fast_rows, parse_metric, split_packet
 from server.sketch import Sketch
+
+
+# A fast row is (name, value, rest); its run is found by (name, rest).
+_TOKEN = itemgetter(0, 2)
 
 
 class _Names(dict):
@@ -57,6 +62,8 @@ class IngestCore:
         self.store = store
         self.journal = journal
         self.counters = Counter()
+        # Lines read per transport since the start (good, bad or refused).
+        self.received = Counter()
         self.gauges = {}
         self.started = clock.seconds()
 
@@ -173,12 +180,12 @@ class IngestCore:
             taken = len(rows)
             get = store.fast.get
             for name, value, rest in rows:
-                pending = get(name + rest)
-                if pending is None:
+                run = get((name, rest))
+                if run is None:
                     self._start_fast(name, value, rest, transport, limits, now, failed, refused)
                 else:
-                    pending.append(value)
-                    pending.ts = now
+                    run.append(value)
+                    run.ts = now
         else:
             # Line by line: the common shape still takes the shortcut.
             parts, bad = split_packet(data, limits)
@@ -186,7 +193,7 @@ class IngestCore:
             for part in parts:
                 if part.__class__ is tuple:
                     taken += 1
-                    pending = store.fast.get(part[0] + part[2])
+                    pending = store.fast.get(_TOKEN(part))
                     if pending is None:
                         self._start_fast(*part, transport, limits, now, failed, refused)
                     else:
@@ -200,6 +207,7 @@ class IngestCore:
         applied = taken - len(refused) - len(failed)
         if failed:
             bad = list(bad) + failed
+        self.received[transport] += taken + len(bad) - len(failed)
         if applied:
             if journal:
                 self.journal.append_raw(b"u", now, data)
@@ -210,11 +218,17 @@ class IngestCore:
 
     def _start_fast(self, name, value, rest, transport, limits, now, bad, refused):
         """
-        A line of the common shape whose token is not known yet: parsed in
-        full (the same checks as any line), then its series' run is found by
-        the token from now on.  Why it is not taken goes to C{bad} (it does
+        A line of the common shape whose token is not known in this bucket:
+        the run it had in an earlier bucket is started again, or the line is
+        parsed in full (the same checks as any line) and its series' run is
+        found by the token from now on.  Why it is not taken goes to C{bad} (it does
         not parse) or C{refused} (the server's state refuses it).
         """
+        token = (name, rest)
+        pending = self.store.restart_fast(token, now)
+        if pending is not None:
+            pending.append(value)
+            return
         line = name + ":" + value + rest
         try:
             sample, = parse_metric(line, limits)
@@ -229,7 +243,7 @@ class IngestCore:
                 refused.append(problem)
                 return
             series = self.store.get_or_create(key, sample.type)
-        self.store.start_fast(name + rest, series, sample.rate, now).append(value)
+        self.store.start_fast(token, series, sample.rate, now).append(value)
 
     def _time_problem(self, ts, now):
         if not math.isfinite(ts) or ts < 0:

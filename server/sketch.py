@@ -12,9 +12,10 @@ bucket with a handful of values costs a handful of entries.
 """
 
 import math
+from bisect import bisect_right
 from collections import _count_elements
 from functools import reduce
-from itertools import repeat
+from itertools import accumulate, repeat
 from math import ceil as _ceil
 from math import log as _log
 from operator import add, mul
@@ -97,13 +98,15 @@ class Sketch:
         if weight.is_integer():
             tally = {}
             _count_elements(tally, keys)
-            for key, times in tally.items():
-                old = get(key, 0.0)
-                new = old + times * weight
-                if old.is_integer() and new < _EXACT:
-                    pos[key] = new
-                else:
-                    pos[key] = reduce(add, repeat(weight, times), old)
+            keys = list(tally)
+            olds = list(map(get, keys, repeat(0.0)))
+            news = list(map(add, olds, map(mul, tally.values(), repeat(weight))))
+            # Integers below 2**53 add exactly: once n * w is n times w.
+            if all(map(float.is_integer, olds)) and max(news) < _EXACT:
+                pos.update(zip(keys, news))
+            else:
+                for key, times in tally.items():
+                    pos[key] = reduce(add, repeat(weight, times), get(key, 0.0))
         else:
             for key in keys:
                 pos[key] = get(key, 0.0) + weight
@@ -124,8 +127,12 @@ class Sketch:
                 % (self.accuracy, other.accuracy)
             )
         for mine, theirs in ((self.pos, other.pos), (self.neg, other.neg)):
-            for key, weight in theirs.items():
-                mine[key] = mine.get(key, 0.0) + weight
+            if not mine:
+                mine.update(theirs)
+            elif theirs:
+                # mine[key] = mine.get(key, 0.0) + weight, in C loops.
+                keys = list(theirs)
+                mine.update(zip(keys, map(add, map(mine.get, keys, repeat(0.0)), theirs.values())))
         self.zero += other.zero
         self.count += other.count
 
@@ -196,6 +203,15 @@ class Sketch:
             for key in pos:
                 return [mapping.value(key)] * len(qs)
         last = self.count - 1
+        if not neg and not zero:
+            # The usual case, positive values only: cumulative weights by a
+            # C loop, each rank found by bisection (the first bin whose
+            # running total passes it), the same bins the loop below finds.
+            keys = sorted(pos)
+            totals = list(accumulate(map(pos.__getitem__, keys)))
+            end = len(keys) - 1
+            value = mapping.value
+            return [value(keys[min(bisect_right(totals, q * last), end)]) for q in qs]
         ranks = sorted((q * last, i) for i, q in enumerate(qs))
         result = [None] * len(qs)
         bins = [(-1.0, k, neg[k]) for k in sorted(neg, reverse=True)]

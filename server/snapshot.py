@@ -184,7 +184,7 @@ def load(path, store):
         store.series[series.key] = series
         for i, buckets in enumerate(series.open):
             for bucket in buckets:
-                store.open_index[i].setdefault(bucket, set()).add(series.key)
+                store.open_index[i].setdefault(bucket, set()).add(series)
     store.watermarks = list(watermarks)
     return header
 

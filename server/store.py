@@ -12,20 +12,24 @@ covers it, up to the first tier whose bucket is still open.
 
 The tick only visits buckets that received data: an index per tier maps an
 open bucket's start to the series that have it open.
+
+Points wait in their series' pending run (L{Pending}) until a read, the
+close of their bucket or a point by another way folds them in (see
+L{server.aggregate}).
 """
 
 import math
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
-from functools import reduce
-from operator import add
 
-from server.aggregate import AGGREGATES, STORED_FIELDS, family, new_aggregate
+from server.aggregate import AGGREGATES, STORED_FIELDS, family, left_sum, new_aggregate
 from server.model import COUNTER, GAUGE, SET, split_series_key
 
 MOVING_AVERAGE_WINDOW = 60.0
 _APPEND = array.append
+# Tokens of earlier buckets remembered at most (see Store.restart_fast).
+MAX_ROUTES = 1_000_000
 
 
 def _weight_total(fam, row):
@@ -118,7 +122,7 @@ class Series:
 
     __slots__ = ("key", "name", "tags", "type", "family", "stored", "open",
                  "gauge", "value", "value_bucket", "first_seen", "last_seen", "ring",
-                 "touched")
+                 "touched", "run")
 
     def __init__(self, key, metric_type, ntiers):
         self.key = key
@@ -135,6 +139,8 @@ class Series:
         self.ring = deque(maxlen=12)
         # Server time of the last point received (for idle expiry).
         self.touched = 0.0
+        # The pending run of its points (Store.add), if any.
+        self.run = None
 
 
 class Pending(list):
@@ -179,13 +185,16 @@ class Store:
         self.observers = []
         self._changing = ()
         self._closed = ()
-        # The one pending run of values of each series that has one.
-        self.active = {}
+        # The series that have a pending run (Series.run).
+        self.running = set()
         # The statsd fast path: token -> the active Pending it appends to,
         # all of them in the finest bucket [fast_start, fast_end) of "now".
         self.fast = {}
         self.fast_start = self.fast_end = 0.0
         self.fast_now = -math.inf
+        # Runs of earlier buckets by token, so that a series' first line in a
+        # new bucket is found again without parsing it (L{restart_fast}).
+        self.routes = {}
 
     def _watermark(self, i, now):
         step = self.tiers[i].step
@@ -239,7 +248,7 @@ class Store:
         bucket.
         """
         bucket, agg = self._target(series, ts, now)
-        pending = self.active.get(series)
+        pending = series.run
         if (pending is None or pending.agg is not agg or pending.bucket != bucket
                 or pending.rate != rate or ts < pending.ts or pending.token is not None):
             pending = self._activate(series, agg, bucket, rate, None)
@@ -263,6 +272,30 @@ class Store:
         self.fast[token] = pending
         return pending
 
+    def restart_fast(self, token, now):
+        """
+        The run found by C{token} in an earlier bucket, started again in the
+        finest bucket of C{now} (as L{start_fast} would, without parsing the
+        line again), or L{None} when there is none or its series is gone.
+        """
+        pending = self.routes.pop(token, None)
+        if pending is None:
+            return None
+        series = pending.series
+        if self.series.get(series.key) is not series:
+            return None
+        bucket, agg = self._target(series, now, now)
+        old = series.run
+        if old is not None:
+            self._retire(old)
+        pending.agg = agg
+        pending.bucket = bucket
+        pending.first_ts = pending.ts = now
+        series.run = pending
+        self.running.add(series)
+        self.fast[token] = pending
+        return pending
+
     def fast_window(self, now):
         """
         Before points at C{now} take the fast path: when C{now} left the
@@ -270,9 +303,14 @@ class Store:
         them and forget their tokens.
         """
         if not (self.fast_start <= now < self.fast_end) or now < self.fast_now:
-            for pending in list(self.fast.values()):
+            fast = self.fast
+            for pending in list(fast.values()):
                 self._retire(pending)
-            self.fast.clear()
+            routes = self.routes
+            if len(routes) + len(fast) > MAX_ROUTES:
+                routes.clear()
+            routes.update(fast)
+            fast.clear()
             step = self.tiers[0].step
             self.fast_start = math.floor(now / step) * step
             self.fast_end = self.fast_start + step
@@ -283,9 +321,8 @@ class Store:
         Merge a client's partial aggregate (after the series' pending points:
         they came first).
         """
-        pending = self.active.get(series)
-        if pending is not None:
-            self._retire(pending)
+        if series.run is not None:
+            self._retire(series.run)
         self._changes(series)
         bucket, target = self._target(series, ts, now)
         target.merge_partial(fields, ts)
@@ -302,7 +339,7 @@ class Store:
             self._note(series, bucket, ts, ts, fields.get("last", fields["max"]))
 
     def _activate(self, series, agg, bucket, rate, token):
-        old = self.active.get(series)
+        old = series.run
         if old is not None:
             self._retire(old)
         pending = Pending()
@@ -315,7 +352,8 @@ class Store:
         pending.token = token
         pending.stamped = False
         pending.arrived = -math.inf
-        self.active[series] = pending
+        series.run = pending
+        self.running.add(series)
         return pending
 
     def _retire(self, pending):
@@ -323,9 +361,12 @@ class Store:
         Fold C{pending} and end it: the series' next point starts a new one.
         """
         self._fold(pending)
+        # A closed bucket's aggregate is not kept alive by a remembered run.
+        pending.agg = None
         series = pending.series
-        if self.active.get(series) is pending:
-            del self.active[series]
+        if series.run is pending:
+            series.run = None
+            self.running.discard(series)
         if pending.token is not None and self.fast.get(pending.token) is pending:
             del self.fast[pending.token]
 
@@ -368,10 +409,10 @@ class Store:
         fam = series.family
         if fam == COUNTER:
             if bucket == series.value_bucket:
-                series.value = reduce(add, info, series.value)
+                series.value = left_sum(info, series.value)
             elif bucket > series.value_bucket:
                 series.value_bucket = bucket
-                series.value = reduce(add, info[1:], info[0])
+                series.value = left_sum(info[1:], info[0])
         elif fam == SET:
             if bucket >= series.value_bucket:
                 series.value_bucket = bucket
@@ -385,7 +426,7 @@ class Store:
         """
         Fold the pending run of one series: what reads it calls this first.
         """
-        pending = self.active.get(series)
+        pending = series.run
         if pending:
             self._fold(pending)
 
@@ -394,7 +435,8 @@ class Store:
         Fold every pending run.  Whatever reads many series calls this first.
         """
         fold = self._fold
-        for pending in list(self.active.values()):
+        for series in list(self.running):
+            pending = series.run
             if pending:
                 fold(pending)
 
@@ -416,10 +458,10 @@ class Store:
 
     def _open_bucket(self, series, i, bucket):
         agg = series.open[i][bucket] = new_aggregate(series.family, self.accuracy)
-        keys = self.open_index[i].get(bucket)
-        if keys is None:
-            keys = self.open_index[i][bucket] = set()
-        keys.add(series.key)
+        members = self.open_index[i].get(bucket)
+        if members is None:
+            members = self.open_index[i][bucket] = set()
+        members.add(series)
         return agg
 
     def _late_bucket(self, series, ts, now):
@@ -452,10 +494,18 @@ class Store:
         """
         series = self.series.pop(key, None)
         if series is not None:
-            pending = self.active.pop(series, None)
-            if pending is not None and pending.token is not None:
-                self.fast.pop(pending.token, None)
+            pending = series.run
+            if pending is not None:
+                series.run = None
+                self.running.discard(series)
+                if pending.token is not None and self.fast.get(pending.token) is pending:
+                    del self.fast[pending.token]
             self._changes(series)
+            for index, buckets in zip(self.open_index, series.open):
+                for bucket in buckets:
+                    members = index.get(bucket)
+                    if members is not None:
+                        members.discard(series)
         return series
 
     # -- rollup --------------------------------------------------------------
@@ -474,7 +524,6 @@ class Store:
         """
         closed = 0
         ntiers = len(self.tiers)
-        active = self.active
         for i, tier in enumerate(self.tiers):
             step = tier.step
             # Never backwards; reopened (late) buckets are due at once.
@@ -482,15 +531,13 @@ class Store:
             self.watermarks[i] = watermark
             index = self.open_index[i]
             for bucket in sorted(b for b in index if b + step <= watermark):
-                keys = index[bucket]
-                while keys:
-                    series = self.series.get(keys.pop())
-                    if series is None:
-                        continue
+                members = index[bucket]
+                while members:
+                    series = members.pop()
                     agg = series.open[i].get(bucket)
                     if agg is None:
                         continue
-                    pending = active.get(series)
+                    pending = series.run
                     if pending is not None and pending.agg is agg:
                         self._retire(pending)
                     # Before the pop: a snapshot under way must copy the
@@ -529,15 +576,15 @@ class Store:
         step = self.tiers[i].step
         bucket = child_bucket - child_bucket % step
         target = series.open[i].get(bucket)
-        pending = self.active.get(series)
+        pending = series.run
         if pending is not None and pending.agg is target:
             self._retire(pending)
         if target is None:
             series.open[i][bucket] = agg
-            keys = self.open_index[i].get(bucket)
-            if keys is None:
-                keys = self.open_index[i][bucket] = set()
-            keys.add(series.key)
+            members = self.open_index[i].get(bucket)
+            if members is None:
+                members = self.open_index[i][bucket] = set()
+            members.add(series)
         else:
             target.merge(agg)
 

@@ -174,10 +174,10 @@ class ShortcutTests(SynchronousTestCase):
     def test_second_packet_only_appends(self):
         """The first line of a kind is parsed in full; the next ones append their text to the run."""
         self.send(b"t:1.500000|ms|#a:b\nc:1|c|@0.1")
-        self.assertEqual(sorted(self.store.fast), ["c|c|@0.1", "t|ms|#a:b"])
-        run = self.store.fast["t|ms|#a:b"]
+        self.assertEqual(sorted(self.store.fast), [("c", "|c|@0.1"), ("t", "|ms|#a:b")])
+        run = self.store.fast["t", "|ms|#a:b"]
         self.send(b"t:2.250000|ms|#a:b\nc:1|c|@0.1")
-        self.assertIs(self.store.fast["t|ms|#a:b"], run)
+        self.assertIs(self.store.fast["t", "|ms|#a:b"], run)
         self.assertEqual(list(run), ["1.500000", "2.250000"])
         self.assertEqual(self.core.counters["simplestats.udp.points"], 4)
         self.store.settle()
@@ -191,6 +191,12 @@ class ShortcutTests(SynchronousTestCase):
         self.store.settle()
         self.assertEqual(list(self.store.series), ["g;x=1;y=2"])
         self.assertEqual(self.store.series["g;x=1;y=2"].gauge, 6.0)
+        # A known token after a new one that ended its run, in one packet.
+        self.send(b"g:2|g|#x:1,y:2")
+        self.send(b"c:1|c|#x:1\ng:7|g|#y:2,x:1\ng:+2|g|#x:1,y:2")
+        self.store.settle()
+        self.assertEqual(self.store.series["g;x=1;y=2"].gauge, 9.0)
+        self.assertEqual(self.store.series["g;x=1;y=2"].open[0].popitem()[1].updates, 6.0)
 
     def test_a_new_bucket_folds_the_runs(self):
         """When now leaves the finest bucket, the runs are folded there and their tokens forgotten."""
@@ -206,7 +212,7 @@ class ShortcutTests(SynchronousTestCase):
         """A point by another way (a TCP tuple) comes after the run's points: a gauge change moves the last of them."""
         self.send(b"g:5|g\ng:7|g")
         self.core.submit([Sample("g", (), GAUGE, 1.0, None, 1.0, True)], "tcp")
-        self.assertNotIn("g|g", self.store.fast)
+        self.assertNotIn(("g", "|g"), self.store.fast)
         self.store.settle()
         self.assertEqual(self.store.series["g"].gauge, 8.0)
 
@@ -216,7 +222,7 @@ class ShortcutTests(SynchronousTestCase):
         proto = StatsdProtocol(limited, limited.settings.limits, limited.clock)
         for _ in range(3):
             proto.datagramReceived(b"ok:1|c\nlonger.name:1|c\nr:1|c|@0\nok:1|ms\nnew:1|c", PEER)
-        self.assertEqual(list(limited.store.fast), ["ok|c"])
+        self.assertEqual(list(limited.store.fast), [("ok", "|c")])
         self.assertEqual(limited.counters["simplestats.udp.points"], 3)
         self.assertEqual(limited.counters["simplestats.udp.bad"], 12)
         self.assertEqual(limited.counters["simplestats.series.refused"], 3)
@@ -225,7 +231,7 @@ class ShortcutTests(SynchronousTestCase):
         """A deleted series' run and token go with it; the next line starts a new series."""
         self.send(b"a:1|c")
         self.core.delete(["a"])
-        self.assertEqual((self.store.fast, self.store.active), ({}, {}))
+        self.assertEqual((self.store.fast, self.store.running), ({}, set()))
         self.send(b"a:2|c")
         self.store.settle()
         self.assertEqual(self.store.series["a"].value, 2.0)
@@ -239,8 +245,8 @@ class ShortcutTests(SynchronousTestCase):
         self.core.clock.advance(STEP)
         self.send(b"b:1|c")
         self.store.tick(self.core.clock.seconds())
-        self.assertEqual(list(self.store.fast), ["b|c"])
-        self.assertEqual(len(self.store.fast["b|c"]), 1)
+        self.assertEqual(list(self.store.fast), [("b", "|c")])
+        self.assertEqual(len(self.store.fast["b", "|c"]), 1)
 
 
 class RecordingObserver:

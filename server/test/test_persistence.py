@@ -111,8 +111,7 @@ def state(store, touched=True):
             # series touched at the restart.
             del obj["u"]
         series[key] = obj
-    index = [sorted((b, sorted(k for k in keys if k in store.series))
-                    for b, keys in tier.items() if keys & store.series.keys())
+    index = [sorted((b, sorted(s.key for s in members)) for b, members in tier.items() if members)
              for tier in store.open_index]
     return json.dumps({"series": series, "watermarks": store.watermarks, "index": index},
                       sort_keys=True)
@@ -742,7 +741,7 @@ class PendingSnapshotTests(SynchronousTestCase):
         peer = ("127.0.0.1", 40000)
         for _ in range(10):
             proto.datagramReceived(b"hits:1|c\nbytes:512|c", peer)
-        self.assertEqual(sorted(len(p) for p in server.store.active.values()), [10, 10])
+        self.assertEqual(sorted(len(s.run) for s in server.store.running), [10, 10])
         self.successResultOf(run_snapshot(clock, server.snapshotter()))
         for _ in range(5):
             proto.datagramReceived(b"hits:1|c", peer)

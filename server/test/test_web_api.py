@@ -57,6 +57,18 @@ class ReadAPITests(APITestCase):
         self.assertEqual(body["series"], 1)
         self.assertEqual([t["step"] for t in body["tiers"]], [5, 60, 3600])
 
+    def test_health_counts_udp_lines_received(self):
+        """/api/health counts every statsd line read since the start, good, bad or refused, never reset by the emission of the server's own series."""
+        from server.model import Limits
+
+        limits = Limits(max_name_length=12)
+        self.core.submit_statsd(b"a:1|c\nb:2.5|ms|#x:y\nnot a line", "udp", limits)
+        self.core.submit_statsd(b"c:1|c\nvery.long.name.here:1|c\nc:x|c\r\n", "udp", limits)
+        self.core.emit_own_metrics()
+        self.core.submit_statsd(b"a:2|c", "udp", limits)
+        body = self.get_json("/api/health")
+        self.assertEqual(body["received"], {"udp_lines": 7})
+
     def test_metrics_list_and_filter(self):
         """/api/metrics lists series with value and moving average, filtered."""
         self.submit(Sample("web.hits", (("host", "web1"),), COUNTER, 3.0),
