@@ -182,6 +182,10 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
     ]
     if settings.journal_fsync_interval > 0:
         timers.append(("journal-fsync", settings.journal_fsync_interval, journal.sync))
+    if settings.snapshot_journal_bytes:
+        # A restart replays the journal since the last snapshot: bound it.
+        timers.append(("snapshot-early", 1.0,
+                       lambda: snapshotter.take_if_journal_over(settings.snapshot_journal_bytes)))
     for name, interval, step in timers:
         service = TimerService(interval, guarded(name, step, core))
         service.clock = reactor

@@ -112,6 +112,13 @@ def _positive_int(text):
     return value
 
 
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be a whole number >= 0")
+    return value
+
+
 def _accuracy(text):
     value = float(text)
     if not 0 < value < 0.5:
@@ -162,6 +169,11 @@ class Settings:
         600.0, _non_negative_float, "how many seconds ahead of the server clock a timestamp may be"
     )
     snapshot_interval: float = _setting(60.0, _positive_float, "seconds between snapshots")
+    snapshot_journal_bytes: int = _setting(
+        256 * 1024 * 1024, _non_negative_int,
+        "journal bytes since the last snapshot that start the next one early, so that a restart"
+        " replays at most about this much (0: only every --snapshot-interval)"
+    )
     journal_flush_interval: float = _setting(
         0.1, _positive_float, "seconds UDP points may wait in memory before the journal write"
     )

@@ -210,6 +210,8 @@ class Snapshotter:
         self.pending = None
         self.chunks = None
         self.running = None
+        # The journal's bytes at the last rotation (see take_if_journal_over).
+        self.journal_mark = journal.written
         self.status = {"last": None, "duration": None, "bytes": None, "series": None,
                        "max_block": None, "error": None}
 
@@ -227,6 +229,7 @@ class Snapshotter:
         self.store.settle()
         try:
             seq = self.journal.rotate()
+            self.journal_mark = self.journal.written
         except OSError:
             # A full disk fails the journal before the snapshot is begun:
             # /api/health must say so all the same.
@@ -248,6 +251,17 @@ class Snapshotter:
         self.running = (done, started, seq, [self.timer() - began])
         self.clock.callLater(0, self._step)
         return done
+
+    def take_if_journal_over(self, limit):
+        """
+        Start a snapshot when more than C{limit} bytes were journaled since
+        the last one began (what a restart would replay); else L{None}.
+        """
+        if self.running is not None:
+            return None
+        if self.journal.written + self.journal.pending_bytes - self.journal_mark <= limit:
+            return None
+        return self.take()
 
     def series_changing(self, series):
         """

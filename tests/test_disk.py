@@ -259,6 +259,8 @@ class DiskFailureUnitTests(SynchronousTestCase):
         """A snapshot whose journal rotation fails (full disk) fails its Deferred and sets the status error."""
 
         class FullJournal:
+            written = pending_bytes = 0
+
             def rotate(self):
                 raise OSError(28, "No space left on device")
 

@@ -752,3 +752,29 @@ class PendingSnapshotTests(SynchronousTestCase):
         self.assertEqual(recovered.store.series["hits"].value, 15.0)
         self.assertEqual(recovered.store.series["bytes"].value, 5120.0)
         self.assertEqual(reads(recovered.store), reads(server.store))
+
+
+class EarlySnapshotTests(SynchronousTestCase):
+
+    def test_snapshot_starts_when_the_journal_passes_the_limit(self):
+        """A snapshot starts early once more than the limit was journaled since the last one; a restart then replays only what came after it."""
+        clock = TurnClock()
+        clock.advance(T0)
+        server = Server(self, clock)
+        snapshotter = server.snapshotter()
+        self.assertIsNone(snapshotter.take_if_journal_over(1000))
+        for n in range(40):
+            server.submit(self, [Sample("c%d" % (n % 4), (), COUNTER, 1.0)])
+        server.journal.flush()
+        self.assertGreater(server.journal.written, 1000)
+        d = snapshotter.take_if_journal_over(1000)
+        self.assertIsNotNone(d)
+        self.successResultOf(run_snapshot(clock, snapshotter))
+        self.assertEqual([seq for seq, _ in journal_files(server.directory)], [2])
+        self.assertIsNone(snapshotter.take_if_journal_over(1000))
+        server.submit(self, [Sample("c0", (), COUNTER, 1.0)])
+        self.assertIsNone(snapshotter.take_if_journal_over(1000))
+        recovered = server.recovered(self)
+        self.assertEqual(recovered.summary["records_replayed"], 1)
+        recovered.store.settle()
+        self.assertEqual(recovered.store.series["c0"].value, 11.0)
