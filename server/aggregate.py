@@ -95,6 +95,24 @@ def add_count(total, n, weight):
     return reduce(add, repeat(weight, n), total)
 
 
+def _range_and_last(agg, vals, ts):
+    """
+    Widen C{agg}'s min and max to C{vals}'s, and take the last of them as
+    its last value unless a later one is in already.  Returns C{(min, max)}
+    of C{vals}.
+    """
+    lo = min(vals)
+    if lo < agg.min:
+        agg.min = lo
+    hi = max(vals)
+    if hi > agg.max:
+        agg.max = hi
+    if ts >= agg.last_ts:
+        agg.last = vals[-1]
+        agg.last_ts = ts
+    return lo, hi
+
+
 def _weighted(vals, weight):
     return vals if weight == 1.0 else list(map(mul, vals, repeat(weight)))
 
@@ -171,15 +189,7 @@ class GaugeAgg:
             append(gauge)
         self.updates = add_count(self.updates, len(vals), 1.0)
         self.sum = left_sum(vals, self.sum)
-        lo = min(vals)
-        if lo < self.min:
-            self.min = lo
-        hi = max(vals)
-        if hi > self.max:
-            self.max = hi
-        if ts >= self.last_ts:
-            self.last = gauge
-            self.last_ts = ts
+        _range_and_last(self, vals, ts)
         return gauge
 
     def merge_partial(self, fields, ts):
@@ -252,18 +262,9 @@ class DistAgg:
         self.count = add_count(self.count, len(vals), weight)
         self.sum = left_sum(_weighted(vals, weight), self.sum)
         self.sumsq = left_sum(_weighted(list(map(mul, vals, vals)), weight), self.sumsq)
-        lo = min(vals)
-        if lo < self.min:
-            self.min = lo
-        hi = max(vals)
-        if hi > self.max:
-            self.max = hi
-        last = vals[-1]
-        if ts >= self.last_ts:
-            self.last = last
-            self.last_ts = ts
+        lo, hi = _range_and_last(self, vals, ts)
         self.sketch.add_many(vals, weight, lo, hi)
-        return last
+        return vals[-1]
 
     def merge_partial(self, fields, ts):
         count = fields["count"]

@@ -12,10 +12,10 @@ Names are sanitised exactly as Etsy statsd's C{keyNameSanitize} does, then
 Graphite-style tags written in the name (C{name;k=v;k2=v2}) are split off.
 
 L{parse_packet} never raises: a bad line becomes one error message and the
-packet's other lines still count.  This is the hot path of the statsd
-listener, so the common shape C{name:1|c} takes a fast path of str methods
-and one precompiled name check, and builds nothing per line but the
-L{Sample}; only the other shapes pay for sanitising and extensions.
+packet's other lines still count.  The statsd listener's hot path does not
+parse the common shape line by line: L{fast_rows} splits a whole packet
+into C{(name, value, rest)} rows in one C call, and only a line whose name,
+type, rate and tags were not seen yet is parsed in full (L{parse_metric}).
 """
 
 import re
@@ -36,8 +36,6 @@ __all__ = ["BadMetric", "fast_rows", "parse_metric", "parse_packet", "split_pack
 
 _TYPES = {"c": COUNTER, "ms": TIMER, "h": HISTOGRAM, "d": DISTRIBUTION, "g": GAUGE, "s": SET}
 _TYPE_HELP = "c, ms, h, d, g or s"
-# Sets keep their value as text, so they never take the numeric fast path.
-_FAST_TYPES = {text: kind for text, kind in _TYPES.items() if kind != SET}
 # Types whose samples carry a sample rate (statsd ignores it for the others).
 _RATED = frozenset({COUNTER, TIMER, HISTOGRAM, DISTRIBUTION})
 
@@ -68,7 +66,8 @@ _FAST_LINE = re.compile(
     r"(?=\|(?:c|ms|g|h|d)(?:\||$))"
     r"|[^|\n\r]+(?=\|s(?:\||$)))"
     r"(\|(?:c|ms|g|h|d|s)(?:\|@[0-9.]{1,24})?(?:\|#[A-Za-z0-9_.\-:/@+,]*)?)$",
-    re.MULTILINE,
+    # ASCII digits only, as the full parser takes them.
+    re.MULTILINE | re.ASCII,
 )
 fast_rows = _FAST_LINE.findall
 _fast_line = _FAST_LINE.fullmatch
@@ -93,37 +92,8 @@ def parse_packet(data: bytes, limits: Limits) -> Tuple[List[Sample], List[str]]:
     """
     samples = []
     errors = []
-    try:
-        lines = data.decode("utf-8").split("\n")
-    except UnicodeDecodeError:
-        lines = _decode_lines(data, errors)
-    append = samples.append
-    max_name = limits.max_name_length
-    for line in lines:
-        # Fast path: "name:value|type", a clean name, one number, no
-        # extensions.  Anything else (including empty lines and a trailing
-        # "\r") falls through to _parse_line.
-        name, _, rest = line.partition(":")
-        text, _, kind = rest.partition("|")
-        kind = _FAST_TYPES.get(kind)
-        if kind is not None and _NAME_OK(name) is not None and len(name) <= max_name:
-            try:
-                value = float(text)
-            except ValueError:
-                pass
-            else:
-                if value - value == 0.0 and text.isascii():
-                    delta = kind == GAUGE and text[0] in "+-"
-                    append(Sample(name, (), kind, value, None, 1.0, delta))
-                    continue
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line:
-            continue
-        try:
-            samples.extend(_parse_line(line, limits))
-        except BadMetric as e:
-            errors.append('%s in "%s"' % (e.args[0], _excerpt(line)))
+    for line in _each_line(data, errors):
+        _parse_into(line, limits, samples.extend, errors)
     return samples, errors
 
 
@@ -137,24 +107,36 @@ def split_packet(data: bytes, limits: Limits):
     """
     parts = []
     errors = []
+    for line in _each_line(data, errors):
+        match = _fast_line(line)
+        if match is not None:
+            parts.append(match.groups())
+        else:
+            _parse_into(line, limits, parts.append, errors)
+    return parts, errors
+
+
+def _each_line(data, errors):
+    """
+    The packet's lines, without a C{\r} before the C{\n}, empty ones left
+    out (a line that is not UTF-8 is an error in C{errors} instead).
+    """
     try:
         lines = data.decode("utf-8").split("\n")
     except UnicodeDecodeError:
         lines = _decode_lines(data, errors)
     for line in lines:
-        match = _fast_line(line)
-        if match is not None:
-            parts.append(match.groups())
-            continue
         if line.endswith("\r"):
             line = line[:-1]
-        if not line:
-            continue
-        try:
-            parts.append(_parse_line(line, limits))
-        except BadMetric as e:
-            errors.append('%s in "%s"' % (e.args[0], _excerpt(line)))
-    return parts, errors
+        if line:
+            yield line
+
+
+def _parse_into(line, limits, put, errors):
+    try:
+        put(_parse_line(line, limits))
+    except BadMetric as e:
+        errors.append('%s in "%s"' % (e.args[0], _excerpt(line)))
 
 
 def parse_metric(line: str, limits: Limits) -> List[Sample]:

@@ -227,6 +227,14 @@ class ShortcutTests(SynchronousTestCase):
         self.assertEqual(limited.counters["simplestats.udp.bad"], 12)
         self.assertEqual(limited.counters["simplestats.series.refused"], 3)
 
+    def test_only_ascii_digits(self):
+        """A value in other digits (Arabic-Indic three) is refused as the full parser refuses it, even after its name, type and tags were seen."""
+        self.send(b"a:1|c")
+        self.send("a:\u0663|c".encode())
+        self.assertEqual(self.core.counters["simplestats.udp.bad"], 1)
+        self.store.settle()
+        self.assertEqual(self.store.series["a"].value, 1.0)
+
     def test_delete_drops_the_run(self):
         """A deleted series' run and token go with it; the next line starts a new series."""
         self.send(b"a:1|c")
