@@ -20,7 +20,8 @@ import traceback
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
-from bench import procstat, references, report, simplestats_figures, systems, tcpbench, udpbench  # noqa: E402
+from bench import (procstat, recovery, references, report, simplestats_figures, systems,  # noqa: E402
+                   tcpbench, udpbench)
 
 # The common offered rate at which CPU per million metrics is compared, per
 # metrics per packet: low enough that every system is loss-free there.
@@ -54,6 +55,11 @@ def parse_args(argv):
                            ",".join(MODES["full"]["shapes"]), ",".join(MODES["quick"]["shapes"])))
     parser.add_argument("--skip-simplestats-only", action="store_true",
                         help="skip the SimpleStats-only figures")
+    parser.add_argument("--recovery-rate", type=float, default=None,
+                        help="statsd lines/s of the kill -9 recovery figure (full mode; default: "
+                             "SimpleStats' real_20 loss-free rate of this run)")
+    parser.add_argument("--recovery-seconds", type=float, default=60.0,
+                        help="seconds of load journaled before the kill -9 (default 60)")
     parser.add_argument("--step-seconds", type=float, default=None)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--generator-seconds", type=float, default=None)
@@ -241,6 +247,24 @@ def main(argv=None):
         guarded("simplestats in-process figures", lambda: simplestats_figures.inprocess(
             python, args.quick, server_core, log, realtime), results["simplestats"],
             "inprocess")
+        if not args.quick or args.recovery_rate:
+            rate = args.recovery_rate or _udp_loss_free(results, "simplestats", "real_20")
+            if rate:
+                log("SimpleStats restart after kill -9, %.0f s of real_20 journal at %.0f lines/s"
+                    % (args.recovery_seconds, rate))
+                guarded("simplestats recovery", lambda: recovery.measure(
+                    lambda extra: systems.SimpleStats(os.path.join(workdir, "simplestats-recovery"),
+                                                      server_core, python, extra,
+                                                      realtime=realtime),
+                    rate, args.recovery_seconds, load_core, log), results["simplestats"],
+                    "recovery")
+                results["simplestats"]["recovery"]["rate_from"] = (
+                    "--recovery-rate" if args.recovery_rate else "real_20 loss-free rate")
+            else:
+                log("SimpleStats recovery figure skipped: no real_20 loss-free rate in this run "
+                    "(give --recovery-rate)")
+                results["simplestats"]["recovery"] = {
+                    "skipped": "no real_20 loss-free rate in this run and no --recovery-rate"}
 
     for key, r in results["tcp"].items():
         if isinstance(r, dict) and r.get("stored_rate"):
@@ -284,6 +308,13 @@ def _tcp_simplestats(workdir, server_core, load_core, python, settings, realtime
             real)
     finally:
         server.stop()
+
+
+def _udp_loss_free(results, system, shape):
+    r = results["udp"].get(system, {}).get(shape) or {}
+    if r.get("bound") == "not found":
+        return None
+    return r.get("loss_free_rate")
 
 
 def _loadavg():

@@ -355,15 +355,30 @@ class SimpleStats(System):
     # The server's own counters whose sum is every statsd line it read.
     RECEIVED = ("simplestats.udp.points", "simplestats.udp.bad")
 
-    def __init__(self, workdir, core, python, extra_args=(), realtime=False):
+    def __init__(self, workdir, core, python, extra_args=(), realtime=False, repo=REPO_ROOT):
         System.__init__(self, workdir, core, realtime)
         self.python = python
         self.extra_args = list(extra_args)
+        # The checkout whose server/ runs (e.g. a copy of a commit, away
+        # from edits in progress).
+        self.repo = repo
 
-    def start(self, data_dir=None):
-        self.udp_port = free_port(socket.SOCK_DGRAM)
-        self.tcp_port = free_port()
-        self.http_port = free_port()
+    @property
+    def log_path(self):
+        return os.path.join(self.workdir, "simplestats.log")
+
+    def launch(self, data_dir=None, same_ports=False):
+        """
+        Start the server process and return at once (L{start} waits for it).
+
+        @param data_dir: the data directory (default: C{<workdir>/data}).
+        @param same_ports: listen on the ports of the previous start (a
+            restart), instead of new free ones.
+        """
+        if not same_ports:
+            self.udp_port = free_port(socket.SOCK_DGRAM)
+            self.tcp_port = free_port()
+            self.http_port = free_port()
         self.data_dir = data_dir or os.path.join(self.workdir, "data")
         os.makedirs(self.data_dir, exist_ok=True)
         self.started_at = time.monotonic()
@@ -371,11 +386,13 @@ class SimpleStats(System):
             [self.python, "-m", "server.main", "--tcp-port", str(self.tcp_port),
              "--udp-port", str(self.udp_port), "--http-port", str(self.http_port),
              "--bind", "127.0.0.1", "--data-dir", self.data_dir] + self.extra_args,
-            os.path.join(self.workdir, "simplestats.log"), self.core, cwd=REPO_ROOT,
-            realtime=self.realtime)
+            self.log_path, self.core, cwd=self.repo, realtime=self.realtime)
         self.process.start()
         self.started_wall = time.time()
-        self.process.wait_ready(self.healthy, 120, "simplestats")
+
+    def start(self, data_dir=None, timeout=120.0):
+        self.launch(data_dir)
+        self.process.wait_ready(self.healthy, timeout, "simplestats")
         self.ready_seconds = time.monotonic() - self.started_at
         self.live_received = _health_received(self.api("/api/health")) is not None
 
@@ -452,7 +469,7 @@ class SimpleStats(System):
         return int(total)
 
     def versions(self):
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=self.repo,
                               capture_output=True, text=True)
         return dict(_python_version(self.python), git=head.stdout.strip() or None)
 
