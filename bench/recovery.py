@@ -67,6 +67,8 @@ TARGET_SECONDS = 20.0
 QUIET_SECONDS = 1.0
 # Counter series whose totals (b) waits for, besides the count of series.
 CHECKED_COUNTERS = 2
+# Lines of warnings and errors from the restart's log kept in the result.
+LOG_PROBLEMS_KEPT = 20
 
 # The journal format (server/journal.py), read here independently of the
 # server's code: magic, then records of a 4-byte length, a CRC-32 of kind
@@ -180,9 +182,10 @@ def close_enough(a, b):
     return a == b or abs(a - b) <= 1e-9 * max(abs(a), abs(b))
 
 
-def log_problems(path, offset, limit=20):
+def log_problems(path, offset):
     """
-    Warnings, errors and tracebacks in the server log after C{offset}.
+    Warnings, errors and tracebacks in the server log after C{offset}: the
+    lines that say so (a traceback's first line).
     """
     try:
         with open(path, "rb") as f:
@@ -190,9 +193,8 @@ def log_problems(path, offset, limit=20):
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return []
-    found = [line for line in text.splitlines()
-             if re.search(r"#(warn|error|critical)\]|Traceback|Unhandled", line)]
-    return found[:limit]
+    return [line for line in text.splitlines()
+            if re.search(r"#(warn|error|critical)\]|Traceback|Unhandled", line)]
 
 
 def logged_recovery(path, offset):
@@ -398,7 +400,9 @@ def measure(make_system, rate, seconds, load_core, log=print, prefix="rcv",
     finally:
         out["stop_seconds"] = system.stop()
         out["server_recovery_log"] = logged_recovery(system.log_path, log_offset)
-        out["log_problems"] = log_problems(system.log_path, log_offset)
+        problems = log_problems(system.log_path, log_offset)
+        out["log_problem_count"] = len(problems)
+        out["log_problems"] = problems[:LOG_PROBLEMS_KEPT]
         out["loadavg_end"] = _loadavg()
         if not keep_data:
             shutil.rmtree(system.data_dir, ignore_errors=True)
@@ -442,7 +446,8 @@ def summary(r):
             r.get("server_tree") or {}).get("server_digest"):
         notes.append("server/ changed between the load and the restart")
     if r.get("log_problems"):
-        notes.append("%d warnings/errors in the restart log" % len(r["log_problems"]))
+        notes.append("%d warning/error lines in the server log after the restart"
+                     % r.get("log_problem_count", len(r["log_problems"])))
     return text + ("; " + "; ".join(notes) if notes else "")
 
 

@@ -570,6 +570,7 @@ def test_recovery_restarts_a_killed_server_with_its_series(tmp_path):
     assert result["server_recovery_log"]["points_replayed"] >= 4000
     # What the server logged at the restart is reported, not judged here.
     assert isinstance(result["log_problems"], list)
+    assert result["log_problem_count"] >= len(result["log_problems"])
     assert result["server_tree_at_restart"]["repo"] == systems.REPO_ROOT
     assert result["replay_lines_per_second"] == 4000 / restart["ready_seconds"]
     assert not os.path.exists(str(tmp_path / "rc" / "data"))
@@ -624,7 +625,9 @@ def test_recovery_with_a_snapshot_during_the_load(tmp_path):
     assert result["server_args"][-2:] == ["--snapshot-journal-bytes", "20000"]
     assert result["snapshots_during_load"] is True
     assert result["lines_lost_at_kill"] is None
-    assert 0 < result["lines_journaled"] < result["received_lines"] == 10000
+    # Snapshots start every second while over the size: the last may come
+    # after the load, leaving nothing in the journal.
+    assert 0 <= result["lines_journaled"] < result["received_lines"] == 10000
     assert result["server_recovery_log"]["series_loaded"] >= 1000
     assert result["compare"]["series"] == 1000 and result["compare"]["differing"] == 0
     assert "a snapshot during the load" in recovery.summary(result)
