@@ -146,9 +146,10 @@ class ServerProcess:
             raise self.error("server became ready, but it should have refused to start")
         return code
 
-    def stop(self, timeout=STOP_TIMEOUT):
+    def stop(self, timeout=STOP_TIMEOUT, tracebacks_expected=False):
         """
-        SIGTERM, wait for the exit, and assert it was clean (status 0).
+        SIGTERM, wait for the exit, and assert it was clean (status 0) and
+        that this run logged no traceback (unless the test provoked one).
         """
         if not self.running:
             raise self.error("stop(): server is not running (status %r)" % (self.returncode,))
@@ -156,6 +157,8 @@ class ServerProcess:
         code = self.wait(timeout)
         if code != 0:
             raise self.error("server exited with status %d after SIGTERM, expected 0" % (code,))
+        if not tracebacks_expected and "Traceback" in self.log:
+            raise self.error("the server logged a traceback")
         return code
 
     def kill(self):

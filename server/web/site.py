@@ -19,6 +19,15 @@ class LimitedRequest(Request):
             Request.requestReceived(self, command, path, version)
 
     def gotLength(self, length):
+        # Nagle's algorithm off for the answer: it goes out in several
+        # writes (headers, then the body in pieces), and with Nagle the last
+        # small segment waits for the client's delayed ACK (40 ms on Linux).
+        set_no_delay = getattr(self.channel.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass
         self._received = 0
         if length is not None and length > self.max_bytes:
             self._refuse(length)
@@ -58,32 +67,8 @@ class LimitedSite(Site):
                                    {"max_bytes": max_bytes, "core": core})
         self.noisy = False
 
-    def buildProtocol(self, addr):
-        channel = Site.buildProtocol(self, addr)
-        channel.connectionMade = _no_delay(channel.connectionMade, channel)
-        return channel
-
     def log(self, request):
         # No access log line per request: the dashboard polls every few
         # seconds; requests are counted in the server's own series instead.
         self.requestFactory.core.counters["simplestats.http.requests"] += 1
 
-
-def _no_delay(connection_made, channel):
-    """
-    C{connectionMade} that first turns Nagle's algorithm off: an answer goes
-    out in several writes (headers, then the body in pieces), and with Nagle
-    its last small segment waits for the client's delayed ACK (40 ms on
-    Linux) before it leaves.
-    """
-
-    def connectionMade():
-        set_no_delay = getattr(channel.transport, "setTcpNoDelay", None)
-        if set_no_delay is not None:
-            try:
-                set_no_delay(True)
-            except OSError:
-                pass
-        connection_made()
-
-    return connectionMade
