@@ -23,6 +23,7 @@ from server.model import (COUNTER, GAUGE, TYPE_NAMES, Partial, Sample, series_ke
                           split_series_key)
 from server.parse_statsd import BadMetric, fast_rows, parse_metric, split_packet
 from server.sketch import Sketch
+from server.store import FOLD_AT
 
 
 # A fast row is (name, value, rest); its run is found by (name, rest).
@@ -186,6 +187,8 @@ class IngestCore:
                 else:
                     run.append(value)
                     run.ts = now
+                    if len(run) >= FOLD_AT:
+                        store.fold_series(run.series)
         else:
             # Line by line: the common shape still takes the shortcut.
             parts, bad = split_packet(data, limits)
@@ -199,6 +202,8 @@ class IngestCore:
                     else:
                         pending.append(part[1])
                         pending.ts = now
+                        if len(pending) >= FOLD_AT:
+                            store.fold_series(pending.series)
                 else:
                     taken += len(part)
                     errors, accepted = self._check(part, transport, now)

@@ -222,20 +222,34 @@ class Snapshotter:
         """
         if self.running is not None:
             return self.running[0]
-        started = self.clock.seconds()
+        done = defer.Deferred()
+        self.running = (done, self.clock.seconds(), None, [])
+        self._settle()
+        return done
+
+    def _settle(self):
+        """
+        The journal is rotated once the store holds every point of the
+        current file: the pending runs are folded first, a few milliseconds
+        per reactor turn, then what came meanwhile and the rotation in one.
+        """
+        done, started, _, blocks = self.running
         began = self.timer()
-        # The journal rotated below holds the pending points' packets: the
-        # snapshot must hold their points.
-        self.store.settle()
+        if not self.store.settle(deadline=began + self.slice_seconds, timer=self.timer):
+            blocks.append(self.timer() - began)
+            self.clock.callLater(0, self._settle)
+            return
         try:
             seq = self.journal.rotate()
             self.journal_mark = self.journal.written
         except OSError:
             # A full disk fails the journal before the snapshot is begun:
             # /api/health must say so all the same.
+            self.running = None
             failure = Failure()
             self._report(failure)
-            return defer.fail(failure)
+            done.errback(failure)
+            return
         header = {
             "format": FORMAT,
             "version": VERSION,
@@ -247,10 +261,9 @@ class Snapshotter:
         self.chunks = [json.dumps(header).encode() + b"\n"]
         self.pending = dict(self.store.series)
         self.store.observe(self)
-        done = defer.Deferred()
-        self.running = (done, started, seq, [self.timer() - began])
+        blocks.append(self.timer() - began)
+        self.running = (done, started, seq, blocks)
         self.clock.callLater(0, self._step)
-        return done
 
     def take_if_journal_over(self, limit):
         """

@@ -28,6 +28,11 @@ from server.model import COUNTER, GAUGE, SET, split_series_key
 
 MOVING_AVERAGE_WINDOW = 60.0
 _APPEND = array.append
+# A run is folded once it holds this many values: the folding is spread over
+# the packets (a few microseconds per run), never a burst of a whole bucket's
+# values at its end, which would stop the reactor long enough for the UDP
+# receive buffer to overflow.
+FOLD_AT = 64
 # Tokens of earlier buckets remembered at most (see Store.restart_fast).
 MAX_ROUTES = 1_000_000
 
@@ -257,6 +262,8 @@ class Store:
         pending.arrived = now
         if ts < pending.first_ts:
             pending.first_ts = ts
+        if len(pending) >= FOLD_AT:
+            self._fold(pending)
 
     def start_fast(self, token, series, rate, now):
         """
@@ -430,15 +437,24 @@ class Store:
         if pending:
             self._fold(pending)
 
-    def settle(self):
+    def settle(self, deadline=None, timer=None):
         """
         Fold every pending run.  Whatever reads many series calls this first.
+
+        With a C{deadline} (a C{timer()} value) it stops once past it and
+        says whether it finished, so that a caller can go on in later
+        reactor turns (values that come meanwhile are folded too).
         """
         fold = self._fold
+        done = 0
         for series in list(self.running):
             pending = series.run
             if pending:
                 fold(pending)
+                done += 1
+                if deadline is not None and not done & 63 and timer() > deadline:
+                    return False
+        return True
 
     def _target(self, series, ts, now):
         """

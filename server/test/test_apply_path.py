@@ -227,6 +227,19 @@ class ShortcutTests(SynchronousTestCase):
         self.assertEqual(limited.counters["simplestats.udp.bad"], 12)
         self.assertEqual(limited.counters["simplestats.series.refused"], 3)
 
+    def test_runs_are_folded_as_they_fill(self):
+        """A run is folded once it holds FOLD_AT values, by either way in, so a bucket's end never folds a whole bucket at once."""
+        from server.store import FOLD_AT
+
+        for n in range(3 * FOLD_AT + 5):
+            self.send(b"t:%d.5|ms\nc:1|c" % (n,))
+        self.core.submit([Sample("tcp", (), TIMER, 1.0)] * (FOLD_AT + 3), "tcp")
+        self.assertEqual(sorted(len(s.run) for s in self.store.running), [3, 5, 5])
+        agg, = self.store.series["t"].open[0].values()
+        self.assertEqual(agg.count, 3 * FOLD_AT)
+        self.store.settle()
+        self.assertEqual(agg.count, 3 * FOLD_AT + 5)
+
     def test_only_ascii_digits(self):
         """A value in other digits (Arabic-Indic three) is refused as the full parser refuses it, even after its name, type and tags were seen."""
         self.send(b"a:1|c")
