@@ -177,3 +177,14 @@ def core_busy_seconds(core):
         return None
     with open("/proc/stat") as f:
         return parse_core_busy(f.read(), core)[0] / CLOCK_TICKS
+
+
+def loadavg():
+    """
+    The 1, 5 and 15 minute load averages as text, or None without /proc.
+    """
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[:3]
+    except OSError:
+        return None

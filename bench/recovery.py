@@ -270,7 +270,7 @@ def measure(make_system, rate, seconds, load_core, log=print, prefix="rcv",
     system = make_system(extra)
     out = {"rate": rate, "seconds": seconds, "shape": "%s_%d" % (KIND, PER_PACKET),
            "target_seconds": TARGET_SECONDS, "snapshot_interval": float(NO_SNAPSHOT),
-           "loadavg_start": _loadavg(), "server_tree": server_tree(system.repo),
+           "loadavg_start": procstat.loadavg(), "server_tree": server_tree(system.repo),
            "server_args": extra,
            "snapshot_journal_bytes": "server default" if journal_bytes is None else journal_bytes}
     system.start()
@@ -403,7 +403,7 @@ def measure(make_system, rate, seconds, load_core, log=print, prefix="rcv",
         problems = log_problems(system.log_path, log_offset)
         out["log_problem_count"] = len(problems)
         out["log_problems"] = problems[:LOG_PROBLEMS_KEPT]
-        out["loadavg_end"] = _loadavg()
+        out["loadavg_end"] = procstat.loadavg()
         if not keep_data:
             shutil.rmtree(system.data_dir, ignore_errors=True)
     if restart.get("ready_seconds"):
@@ -473,14 +473,6 @@ def server_tree(repo=systems.REPO_ROOT):
             "server_digest": "%08x" % digest}
 
 
-def _loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return f.read().split()[:3]
-    except OSError:
-        return None
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description="SimpleStats restart after kill -9 with a "
                                                  "journal of real_20 statsd load")
@@ -518,7 +510,7 @@ def main(argv=None):
     workdir = os.path.join(args.workdir, time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
     print("recovery figure: work files in %s; server on core %s%s; load average %s"
           % (workdir, server_core, " at real-time priority" if realtime else "",
-             " ".join(_loadavg() or [])), flush=True)
+             " ".join(procstat.loadavg() or [])), flush=True)
     result = measure(
         lambda extra: systems.SimpleStats(workdir, server_core, python, extra, realtime=realtime,
                                           repo=os.path.abspath(args.repo)),

@@ -140,7 +140,7 @@ def main(argv=None):
             "pinning": {"load_core": load_core, "server_core": server_core},
             "realtime": realtime,
             "background_load": background,
-            "loadavg_start": _loadavg(),
+            "loadavg_start": procstat.loadavg(),
             "settings": settings,
             "cpu_rates": CPU_RATES,
             "python": python,
@@ -271,7 +271,7 @@ def main(argv=None):
             log("  TCP %s: %.0f points/s stored" % (key, r["stored_rate"]))
     meta["finished"] = time.time()
     meta["seconds"] = meta["finished"] - started
-    meta["loadavg_end"] = _loadavg()
+    meta["loadavg_end"] = procstat.loadavg()
     results["targets"] = report.targets(results)
     path = report.write_json(results, args.results, "%s-%s" % (stamp, mode))
     log("")
@@ -315,14 +315,6 @@ def _udp_loss_free(results, system, shape):
     if r.get("bound") == "not found":
         return None
     return r.get("loss_free_rate")
-
-
-def _loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return f.read().split()[:3]
-    except OSError:
-        return None
 
 
 if __name__ == "__main__":
