@@ -281,9 +281,10 @@ class Store:
 
     def restart_fast(self, token, now):
         """
-        The run found by C{token} in an earlier bucket, started again in the
-        finest bucket of C{now} (as L{start_fast} would, without parsing the
-        line again), or L{None} when there is none or its series is gone.
+        The run found by C{token} in an earlier bucket started again in the
+        finest bucket of C{now}, as L{start_fast} starts it but without the
+        line being parsed again, or L{None} when there is none or its series
+        is gone.
         """
         pending = self.routes.pop(token, None)
         if pending is None:
@@ -291,33 +292,24 @@ class Store:
         series = pending.series
         if self.series.get(series.key) is not series:
             return None
-        bucket, agg = self._target(series, now, now)
-        old = series.run
-        if old is not None:
-            self._retire(old)
-        pending.agg = agg
-        pending.bucket = bucket
-        pending.first_ts = pending.ts = now
-        series.run = pending
-        self.running.add(series)
-        self.fast[token] = pending
-        return pending
+        return self.start_fast(token, series, pending.rate, now)
 
     def fast_window(self, now):
         """
         Before points at C{now} take the fast path: when C{now} left the
         finest bucket of the fast path's runs (or went back in time), fold
-        them and forget their tokens.
+        them and forget their tokens, keeping them as routes for
+        L{restart_fast}.
         """
         if not (self.fast_start <= now < self.fast_end) or now < self.fast_now:
-            fast = self.fast
-            for pending in list(fast.values()):
+            ended = self.fast
+            self.fast = {}
+            for pending in ended.values():
                 self._retire(pending)
             routes = self.routes
-            if len(routes) + len(fast) > MAX_ROUTES:
+            if len(routes) + len(ended) > MAX_ROUTES:
                 routes.clear()
-            routes.update(fast)
-            fast.clear()
+            routes.update(ended)
             step = self.tiers[0].step
             self.fast_start = math.floor(now / step) * step
             self.fast_end = self.fast_start + step
@@ -370,6 +362,12 @@ class Store:
         self._fold(pending)
         # A closed bucket's aggregate is not kept alive by a remembered run.
         pending.agg = None
+        self._detach(pending)
+
+    def _detach(self, pending):
+        """
+        C{pending} is no longer its series' run nor found by its token.
+        """
         series = pending.series
         if series.run is pending:
             series.run = None
@@ -510,12 +508,8 @@ class Store:
         """
         series = self.series.pop(key, None)
         if series is not None:
-            pending = series.run
-            if pending is not None:
-                series.run = None
-                self.running.discard(series)
-                if pending.token is not None and self.fast.get(pending.token) is pending:
-                    del self.fast[pending.token]
+            if series.run is not None:
+                self._detach(series.run)
             self._changes(series)
             for index, buckets in zip(self.open_index, series.open):
                 for bucket in buckets:

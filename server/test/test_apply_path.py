@@ -208,6 +208,31 @@ class ShortcutTests(SynchronousTestCase):
         self.assertEqual(bucket_rows(self.store, series, 0, 0, 2 ** 32),
                          {T0 // STEP: (1.0,), T0 // STEP + 1: (2.0,)})
 
+    def test_a_new_bucket_finds_the_earlier_run_without_parsing(self):
+        """A token seen in the previous bucket starts its series' run in the new one without the line being parsed again; a deleted series' token is parsed afresh."""
+        from server import ingest
+
+        self.send(b"t:1.5|ms|#a:b\nc:1|c|@0.5")
+        self.core.clock.advance(STEP)
+        parsed = []
+        real = ingest.parse_metric
+
+        def counting(line, limits):
+            parsed.append(line)
+            return real(line, limits)
+
+        self.patch(ingest, "parse_metric", counting)
+        self.send(b"t:2.5|ms|#a:b\nc:1|c|@0.5")
+        self.assertEqual(parsed, [])
+        self.assertEqual(sorted(self.store.fast), [("c", "|c|@0.5"), ("t", "|ms|#a:b")])
+        self.core.delete(["c"])
+        self.core.clock.advance(STEP)
+        self.send(b"t:3.5|ms|#a:b\nc:1|c|@0.5")
+        self.assertEqual(parsed, ["c:1|c|@0.5"])
+        self.store.settle()
+        self.assertEqual(self.store.series["c"].value, 2.0)
+        self.assertEqual(self.store.series["t;a=b"].value, 3.5)
+
     def test_another_way_folds_the_run_first(self):
         """A point by another way (a TCP tuple) comes after the run's points: a gauge change moves the last of them."""
         self.send(b"g:5|g\ng:7|g")
