@@ -15,7 +15,6 @@ own series alike.
 
 import math
 from collections import Counter
-from operator import itemgetter
 
 from twisted.logger import Logger
 
@@ -24,10 +23,6 @@ from server.model import (COUNTER, GAUGE, TYPE_NAMES, Partial, Sample, series_ke
 from server.parse_statsd import BadMetric, fast_rows, parse_metric, split_packet
 from server.sketch import Sketch
 from server.store import FOLD_AT
-
-
-# A fast row is (name, value, rest); its run is found by (name, rest).
-_TOKEN = itemgetter(0, 2)
 
 
 class _Names(dict):
@@ -165,10 +160,7 @@ class IngestCore:
         """
         if now is None:
             now = self.clock.seconds()
-        store = self.store
-        if not store.fast_start <= now < store.fast_end or now < store.fast_now:
-            store.fast_window(now)
-        store.fast_now = now
+        self.store.fast_window(now)
         refused = []
         failed = []
         try:
@@ -179,16 +171,7 @@ class IngestCore:
         if rows is not None and len(rows) == text.count("\n") + (text[-1:] != "\n"):
             bad = ()
             taken = len(rows)
-            get = store.fast.get
-            for name, value, rest in rows:
-                run = get((name, rest))
-                if run is None:
-                    self._start_fast(name, value, rest, transport, limits, now, failed, refused)
-                else:
-                    run.append(value)
-                    run.ts = now
-                    if len(run) >= FOLD_AT:
-                        store.fold_series(run.series)
+            self._take_rows(rows, transport, limits, now, failed, refused)
         else:
             # Line by line: the common shape still takes the shortcut.
             parts, bad = split_packet(data, limits)
@@ -196,14 +179,7 @@ class IngestCore:
             for part in parts:
                 if part.__class__ is tuple:
                     taken += 1
-                    pending = store.fast.get(_TOKEN(part))
-                    if pending is None:
-                        self._start_fast(*part, transport, limits, now, failed, refused)
-                    else:
-                        pending.append(part[1])
-                        pending.ts = now
-                        if len(pending) >= FOLD_AT:
-                            store.fold_series(pending.series)
+                    self._take_rows((part,), transport, limits, now, failed, refused)
                 else:
                     taken += len(part)
                     errors, accepted = self._check(part, transport, now)
@@ -220,6 +196,23 @@ class IngestCore:
         if bad or refused:
             self.counters[_BAD[transport]] += len(bad) + len(refused)
         return bad, refused
+
+    def _take_rows(self, rows, transport, limits, now, bad, refused):
+        """
+        Append each row's value to the run its token finds (the hot loop),
+        or start one (L{_start_fast}); a run that fills is folded.
+        """
+        store = self.store
+        get = store.fast.get
+        for name, value, rest in rows:
+            run = get((name, rest))
+            if run is None:
+                self._start_fast(name, value, rest, transport, limits, now, bad, refused)
+            else:
+                run.append(value)
+                run.ts = now
+                if len(run) >= FOLD_AT:
+                    store.fold_series(run.series)
 
     def _start_fast(self, name, value, rest, transport, limits, now, bad, refused):
         """

@@ -77,7 +77,9 @@ def encode_entries(entries):
 
 
 def encode_raw(kind, now, data):
-    return encode_record(kind, _TIME.pack(now) + data)
+    # encode_record with the kind's CRC computed once: once per statsd packet.
+    payload = _TIME.pack(now) + data
+    return _HEADER.pack(len(payload), _crc32(payload, _KIND_CRC[kind]), kind) + payload
 
 
 class Journal:
@@ -115,13 +117,9 @@ class Journal:
 
     def append_raw(self, kind, now, data):
         """
-        Queue input bytes as they arrived (C{kind} C{b"u"} or C{b"t"}):
-        L{encode_raw}, written out for the statsd path (once per packet).
+        Queue input bytes as they arrived (C{kind} C{b"u"} or C{b"t"}).
         """
-        payload = _TIME.pack(now) + data
-        record = _HEADER.pack(len(payload), _crc32(payload, _KIND_CRC[kind]), kind) + payload
-        self.pending.append(record)
-        self.pending_bytes += len(record)
+        self._queue(encode_raw(kind, now, data))
 
     def _queue(self, record):
         self.pending.append(record)

@@ -193,10 +193,9 @@ class WebAPI:
 
     @app.route("/api/series", methods=["GET"])
     def series(self, request):
-        # One series: the read folds its own pending run (query._pending).
+        # One series: the query folds its own pending run (query._pending).
         now = self.clock.seconds()
         series = self._series(request)
-        self.store.fold_series(series)
         start, until = self._range(request, now)
         tier = parse_resolution(self.store, self._arg(request, "resolution"))
         tier = choose_tier(self.store, start, until, now, tier, self.settings.max_points)
@@ -231,7 +230,6 @@ class WebAPI:
     def dayweek(self, request):
         now = self.clock.seconds()
         series = self._series(request)
-        self.store.fold_series(series)
         field = self._arg(request, "field")
         fields = fields_for(series, [field] if field else [])
         offset = self._arg(request, "tz_offset", "0")
