@@ -19,15 +19,6 @@ class LimitedRequest(Request):
             Request.requestReceived(self, command, path, version)
 
     def gotLength(self, length):
-        # Nagle's algorithm off for the answer: it goes out in several
-        # writes (headers, then the body in pieces), and with Nagle the last
-        # small segment waits for the client's delayed ACK (40 ms on Linux).
-        set_no_delay = getattr(self.channel.transport, "setTcpNoDelay", None)
-        if set_no_delay is not None:
-            try:
-                set_no_delay(True)
-            except OSError:
-                pass
         self._received = 0
         if length is not None and length > self.max_bytes:
             self._refuse(length)
@@ -71,4 +62,3 @@ class LimitedSite(Site):
         # No access log line per request: the dashboard polls every few
         # seconds; requests are counted in the server's own series instead.
         self.requestFactory.core.counters["simplestats.http.requests"] += 1
-
