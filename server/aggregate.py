@@ -23,13 +23,10 @@ from itertools import repeat
 from operator import add, mul, truediv
 
 from server.model import COUNTER, DISTRIBUTION_TYPES, GAUGE, SET
-from server.sketch import Sketch
+from server.sketch import Sketch, add_count
 
 NAN = math.nan
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
-# Above this an integer-valued float sum is no longer exact.
-_EXACT = 2.0 ** 53
-
 # left_sum(values, start): ((start + a) + b) + ..., one IEEE addition at a
 # time, whatever way the values are cut into runs.  CPython's sum() does
 # exactly that for floats before 3.12 (a C loop, three times faster than
@@ -81,18 +78,6 @@ def family(metric_type):
 def _floats(values):
     # Values arrive as the text a client sent (C{"12.5"}) or as floats.
     return list(map(float, values))
-
-
-def add_count(total, n, weight):
-    """
-    C{total + weight} C{n} times over, as a left fold would give it: one
-    multiplication where every step is exact (integers below 2**53).
-    """
-    if total.is_integer() and weight.is_integer():
-        result = total + n * weight
-        if abs(result) < _EXACT:
-            return result
-    return reduce(add, repeat(weight, n), total)
 
 
 def _range_and_last(agg, vals, ts):

@@ -45,6 +45,18 @@ def _mapping(accuracy):
     return mapping
 
 
+def add_count(total, n, weight):
+    """
+    C{total + weight} C{n} times over, as a left fold would give it: one
+    multiplication where every step is exact (integers below 2**53).
+    """
+    if total.is_integer() and weight.is_integer():
+        result = total + n * weight
+        if abs(result) < _EXACT:
+            return result
+    return reduce(add, repeat(weight, n), total)
+
+
 class Sketch:
     """
     Counts of values in logarithmic bins; positive and negative values in
@@ -110,12 +122,7 @@ class Sketch:
         else:
             for key in keys:
                 pos[key] = get(key, 0.0) + weight
-        count = self.count
-        total = count + n * weight
-        if count.is_integer() and weight.is_integer() and total < _EXACT:
-            self.count = total
-        else:
-            self.count = reduce(add, repeat(weight, n), count)
+        self.count = add_count(self.count, n, weight)
 
     def merge(self, other):
         """
