@@ -24,6 +24,7 @@ from twisted.web.server import Site
 
 from server.ingest import IngestCore
 from server.journal import Journal
+from server.lag import LagMonitor
 from server.protocols.statsd import StatsdProtocol
 from server.protocols.tcp import TupleFactory
 from server.recovery import StartupError, recover
@@ -56,6 +57,24 @@ class ListeningService(Service):
         if self.port is not None:
             port, self.port = self.port, None
             return defer.maybeDeferred(port.stopListening)
+
+
+class LagService(Service):
+    """
+    Runs the reactor lag monitor while the server runs.
+    """
+
+    def __init__(self, monitor):
+        self.setName("lag")
+        self.monitor = monitor
+
+    def startService(self):
+        Service.startService(self)
+        self.monitor.start()
+
+    def stopService(self):
+        Service.stopService(self)
+        self.monitor.stop()
 
 
 class PersistenceService(Service):
@@ -171,6 +190,9 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
     top.recovery = summary
     # Started first, stopped last.
     PersistenceService(core, snapshotter).setServiceParent(top)
+    lag = LagMonitor(reactor, timer, core.gauges)
+    top.lag = lag
+    LagService(lag).setServiceParent(top)
 
     tick = RollupTimer(store, core, snapshotter, reactor, timer,
                        emit_every=store.tiers[0].step)
@@ -194,7 +216,7 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
 
     factory = TupleFactory(core, settings, reactor)
     statsd = StatsdProtocol(core, settings.limits, reactor, settings.max_packet_size)
-    api = WebAPI(core, settings, reactor, snapshotter)
+    api = WebAPI(core, settings, reactor, snapshotter, lag)
     site = LimitedSite(api.app.resource(), settings.max_upload_bytes, core)
     top.api = api
     for name, listen in (

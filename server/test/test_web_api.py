@@ -57,6 +57,17 @@ class ReadAPITests(APITestCase):
         self.assertEqual(body["series"], 1)
         self.assertEqual([t["step"] for t in body["tiers"]], [5, 60, 3600])
 
+    def test_health_reports_reactor_lag(self):
+        """/api/health carries the lag monitor's status: the longest recent hold in ms."""
+        from server.lag import LagMonitor
+        lag = LagMonitor(self.clock, self.clock.seconds, self.core.gauges)
+        lag.note(123.0, self.clock.seconds())
+        self.api = WebAPI(self.core, self.core.settings, self.clock, lag=lag)
+        self.stub = StubTreq(self.api.app.resource())
+        body = self.get_json("/api/health")
+        self.assertEqual(body["reactor"]["max_lag_ms"], 123.0)
+        self.assertEqual(body["reactor"]["seconds"], [[int(self.clock.seconds()), 123.0]])
+
     def test_health_counts_udp_lines_received(self):
         """/api/health counts every statsd line read since the start, good, bad or refused, never reset by the emission of the server's own series."""
         from server.model import Limits

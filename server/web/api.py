@@ -38,12 +38,13 @@ class WebAPI:
     app = Klein()
     log = Logger()
 
-    def __init__(self, core, settings, clock, snapshotter=None):
+    def __init__(self, core, settings, clock, snapshotter=None, lag=None):
         self.core = core
         self.store = core.store
         self.settings = settings
         self.clock = clock
         self.snapshotter = snapshotter
+        self.lag = lag
 
     # -- helpers -------------------------------------------------------------
 
@@ -160,6 +161,9 @@ class WebAPI:
             "journal_pending_bytes": self.core.journal.pending_bytes,
             # Since the start, never reset: what a load test counts back.
             "received": {"udp_lines": self.core.received["udp"]},
+            # How long the reactor was held (server.lag): what a benchmark
+            # reads back for the time of one heavy operation.
+            "reactor": self.lag.status(now) if self.lag else None,
         })
 
     @app.route("/api/metrics", methods=["GET"])
