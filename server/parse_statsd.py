@@ -9,7 +9,8 @@ C{type} is C{c}, C{ms}, C{h}, C{d}, C{g} or C{s}; the extensions after it
 come in any order.  C{name:1:2:3|ms} packs three values in one line (not for
 sets, whose member is everything between the first C{:} and the C{|}).
 Names are sanitised exactly as Etsy statsd's C{keyNameSanitize} does, then
-Graphite-style tags written in the name (C{name;k=v;k2=v2}) are split off.
+Graphite-style tags written in the name (C{name;k=v;k2=v2}) are split off;
+Telegraf-style tags (C{name,k=v,k2=v2}) are split off before that.
 
 L{parse_packet} never raises: a bad line becomes one error message and the
 packet's other lines still count.  The statsd listener's hot path does not
@@ -267,11 +268,21 @@ def _sanitise_name(raw):
     """
     if _NAME_OK(raw) is not None:
         return raw, {}
+    tags = {}
+    if "," in raw:
+        # Telegraf's form (hot-shots with telegraf: true):
+        # name,key=value,key2=value2 -- tags, not characters to drop.
+        raw, *pairs = raw.split(",")
+        for pair in pairs:
+            tag, equals, value = pair.partition("=")
+            if not equals:
+                raise BadMetric('Telegraf-style tag "%s" after a "," has no "=" (write name,key=value)'
+                                % (_excerpt(pair, 30),))
+            _add_tag(tags, tag, value)
     key = _NOT_KEY_CHAR.sub("", _WHITESPACE.sub("_", raw).replace("/", "-"))
     name, *parts = key.split(";")
     # "=" survives keyNameSanitize but is no part of a name.
     name = name.replace("=", "")
-    tags = {}
     for part in parts:
         tag, _, value = part.partition("=")
         _add_tag(tags, tag, value)

@@ -91,6 +91,10 @@ GOOD_LINES = [
     (b"a;;h=w;:1|c", [Sample("a", (("h", "w"),), COUNTER, 1.0)]),
     (b"a;h=x=y:1|c", [Sample("a", (("h", "xy"),), COUNTER, 1.0)]),
     (b"a;h=w/v:1|c", [Sample("a", (("h", "w-v"),), COUNTER, 1.0)]),
+    # Telegraf tags in the name (hot-shots telegraf: true)
+    (b"req,host=a,env=ci:1|c", [Sample("req", (("env", "ci"), ("host", "a")), COUNTER, 1.0)]),
+    (b"req,host=a:1|c|#env:ci", [Sample("req", (("env", "ci"), ("host", "a")), COUNTER, 1.0)]),
+    (b"a b,h=w x:1|c", [Sample("a_b", (("h", "wx"),), COUNTER, 1.0)]),
 ]
 
 # (one metric line, limits, words its error must contain)
@@ -102,6 +106,8 @@ BAD_LINES = [
     (b":1|c", LIMITS, 'empty metric name in ":1|c"'),
     (b"!!!:1|c", LIMITS, "empty metric name"),
     (b";h=w:1|c", LIMITS, "empty metric name"),
+    (b"req,host:1|c", LIMITS, 'Telegraf-style tag "host" after a "," has no "="'),
+    (b",h=w:1|c", LIMITS, "empty metric name"),
     (b"a:1|x", LIMITS, 'unknown type "x" (expected c, ms, h, d, g or s) in "a:1|x"'),
     (b"a:1|", LIMITS, 'unknown type ""'),
     (b"a:1|C", LIMITS, 'unknown type "C"'),
