@@ -223,9 +223,14 @@ class DistAgg:
     """
     Timers, histograms, distributions and plain samples: exact count, sum,
     sum of squares, min, max and last, and a sketch for the percentiles.
+
+    C{unsketched} counts values merged in without their distribution (a
+    client partial of more than two values and no sketch): the bucket's
+    percentiles are then unknown (NaN, C{null} in answers), not invented.
     """
 
-    __slots__ = ("count", "sum", "sumsq", "min", "max", "last", "last_ts", "sketch")
+    __slots__ = ("count", "sum", "sumsq", "min", "max", "last", "last_ts", "sketch",
+                 "unsketched")
 
     def __init__(self, accuracy):
         self.count = 0.0
@@ -236,6 +241,7 @@ class DistAgg:
         self.last = NAN
         self.last_ts = -math.inf
         self.sketch = Sketch(accuracy)
+        self.unsketched = 0.0
 
     def fold(self, values, rate, ts):
         """
@@ -269,14 +275,13 @@ class DistAgg:
         sketch = fields.get("sketch")
         if sketch is not None and abs(sketch.count - count) <= 1e-9 * count:
             self.sketch.merge(sketch.rebinned(self.sketch.accuracy))
-        else:
-            # No sketch from the client: min and max are exact, the rest of
-            # the values sit at the mean that keeps the sum exact.
+        elif count <= 2:
+            # One or two values are their min and max: exact.
             self.sketch.add(lo, 1.0)
-            if count >= 2:
+            if count == 2:
                 self.sketch.add(hi, 1.0)
-            if count > 2:
-                self.sketch.add((total - lo - hi) / (count - 2), count - 2)
+        else:
+            self.unsketched += count
 
     def merge(self, other):
         self.count += other.count
@@ -288,21 +293,35 @@ class DistAgg:
             self.last = other.last
             self.last_ts = other.last_ts
         self.sketch.merge(other.sketch)
+        self.unsketched += other.unsketched
 
     def row(self):
+        if self.unsketched:
+            quantiles = [NAN] * len(QUANTILES)
+        else:
+            # The sketch's answer is within its relative error of a value
+            # seen; never outside what was seen.
+            lo, hi = self.min, self.max
+            quantiles = [lo if q < lo else hi if q > hi else q
+                         for q in self.sketch.quantiles(QUANTILES)]
         return DistRow(self.count, self.sum, self.sumsq, self.min, self.max, self.last,
-                       *self.sketch.quantiles(QUANTILES))
+                       *quantiles)
 
     def to_json(self):
-        return [self.count, self.sum, self.sumsq, self.min, self.max, self.last,
+        data = [self.count, self.sum, self.sumsq, self.min, self.max, self.last,
                 self.last_ts, self.sketch.to_json()]
+        if self.unsketched:
+            data.append(self.unsketched)
+        return data
 
     @classmethod
     def from_json(cls, data, accuracy):
         agg = cls(accuracy)
         (agg.count, agg.sum, agg.sumsq, agg.min, agg.max, agg.last, agg.last_ts,
-         sketch) = data
+         sketch) = data[:8]
         agg.sketch = Sketch.from_json(sketch)
+        if len(data) > 8:
+            agg.unsketched = float(data[8])
         return agg
 
     @staticmethod

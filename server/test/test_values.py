@@ -1,0 +1,63 @@
+"""
+Values that must not look wrong (#12): percentiles never outside what was
+seen, and never invented for a partial that came without its distribution.
+"""
+
+from server.model import TIMER, Partial, Sample
+from server.test.support import T0
+from server.test.test_web_api import APITestCase
+
+
+class PercentileTests(APITestCase):
+    def points(self, name, fields="median,p90,p99,min,max"):
+        self.clock.advance(20)
+        self.core.store.tick(self.clock.seconds())
+        body = self.get_json("/api/series?name=%s&from=%d&until=%d&resolution=5s&fields=%s"
+                             % (name, T0, T0, fields))
+        return {f: points[0][1] for f, points in body["fields"].items()}
+
+    def test_one_value_is_every_percentile(self):
+        """A bucket of one value answers that value for every percentile, not the sketch's bin."""
+        self.submit(Sample("one", (), TIMER, 50.095242, T0))
+        got = self.points("one")
+        self.assertEqual(got, {"median": 50.095242, "p90": 50.095242, "p99": 50.095242,
+                               "min": 50.095242, "max": 50.095242})
+
+    def test_percentiles_stay_within_min_and_max(self):
+        """Two close values: p99 is at most the larger one (the sketch's bin may be above it)."""
+        self.submit(Sample("two", (), TIMER, 20.089, T0), Sample("two", (), TIMER, 20.135, T0))
+        got = self.points("two")
+        for field in ("median", "p90", "p99"):
+            self.assertGreaterEqual(got[field], 20.089)
+            self.assertLessEqual(got[field], 20.135)
+
+    def test_partial_without_sketch_has_no_percentiles(self):
+        """A count/sum/min/max partial of 12 values answers null percentiles, its other fields exact."""
+        self.submit(Partial("agg", (), TIMER, {"count": 12, "sum": 1840.5, "min": 3.1, "max": 410.0},
+                            T0))
+        got = self.points("agg", "median,p90,p99,min,max,count,sum")
+        self.assertEqual(got, {"median": None, "p90": None, "p99": None, "min": 3.1,
+                               "max": 410.0, "count": 12.0, "sum": 1840.5})
+
+    def test_two_value_partial_is_exact(self):
+        """A partial of two values without a sketch is its min and max: percentiles known."""
+        self.submit(Partial("two", (), TIMER, {"count": 2, "sum": 13.0, "min": 3.0, "max": 10.0},
+                            T0))
+        got = self.points("two")
+        self.assertEqual(got["min"], 3.0)
+        self.assertLessEqual(got["p99"], 10.0)
+        self.assertGreaterEqual(got["median"], 3.0)
+
+    def test_sketchless_partial_survives_rollup_and_snapshot_form(self):
+        """The unknown percentiles stay unknown in the 1-minute tier and through to_json/from_json."""
+        from server.aggregate import DistAgg
+        agg = DistAgg(0.01)
+        agg.merge_partial({"count": 5, "sum": 10.0, "min": 1.0, "max": 3.0}, T0)
+        again = DistAgg.from_json(agg.to_json(), 0.01)
+        self.assertEqual(again.unsketched, 5.0)
+        self.submit(Partial("agg", (), TIMER, {"count": 5, "sum": 10.0, "min": 1.0, "max": 3.0}, T0))
+        self.clock.advance(120)
+        self.core.store.tick(self.clock.seconds())
+        body = self.get_json("/api/series?name=agg&from=%d&until=%d&resolution=1m&fields=p90,count"
+                             % (T0, T0))
+        self.assertEqual(body["fields"], {"p90": [[T0, None]], "count": [[T0, 5.0]]})
