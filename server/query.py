@@ -226,7 +226,9 @@ def series_points(store, series, fields, start, until, i, now):
     """
     step = store.tiers[i].step
     first = int(start // step)
-    last = int(min(until, now) // step)
+    # Up to now, or to the series' latest point when an accepted point is
+    # stamped in the (near) future.
+    last = int(min(until, max(now, series.last_seen)) // step)
     if last < first:
         return {name: [] for name in fields}
     numbers, columns = bucket_columns(store, series, i, first, last)

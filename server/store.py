@@ -600,6 +600,21 @@ class Store:
 
     # -- reads ---------------------------------------------------------------
 
+    def current_value(self, series, now):
+        """
+        What the metric list shows as a series' value at C{now}: a counter's
+        count and a set's unique members in their latest finest-tier bucket
+        -- the current one or the one before it (just closed) -- and 0 once
+        a whole bucket passed with nothing; a gauge's value; a
+        distribution's last value.
+        """
+        self.fold_series(series)
+        if series.family in (COUNTER, SET):
+            step = self.tiers[0].step
+            if series.value_bucket < (now // step - 1) * step:
+                return 0.0
+        return series.value
+
     def moving_average(self, series, now):
         """
         The 1-minute moving average over the closed and open finest-tier

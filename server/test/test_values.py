@@ -61,3 +61,46 @@ class PercentileTests(APITestCase):
         body = self.get_json("/api/series?name=agg&from=%d&until=%d&resolution=1m&fields=p90,count"
                              % (T0, T0))
         self.assertEqual(body["fields"], {"p90": [[T0, None]], "count": [[T0, 5.0]]})
+
+
+class CurrentValueTests(APITestCase):
+    def value(self, name):
+        rows = self.get_json("/api/metrics?filter=%s" % (name,))["metrics"]
+        return rows[0]["value"]
+
+    def test_counter_value_is_its_latest_bucket(self):
+        """A counter shows its latest 5 s bucket's count, then 0 once a bucket passed empty."""
+        from server.model import COUNTER
+        self.clock.advance(1)
+        self.submit(Sample("hits", (), COUNTER, 2000.0))
+        self.assertEqual(self.value("hits"), 2000.0)
+        self.clock.advance(5)  # the next bucket: the one just closed still shows
+        self.assertEqual(self.value("hits"), 2000.0)
+        self.clock.advance(5)
+        self.assertEqual(self.value("hits"), 0.0)
+        self.clock.advance(85)
+        self.core.store.tick(self.clock.seconds())
+        self.assertEqual(self.value("hits"), 0.0)
+        self.submit(Sample("hits", (), COUNTER, 3.0))
+        self.assertEqual(self.value("hits"), 3.0)
+
+    def test_gauge_value_stays(self):
+        """A gauge keeps its value however long nothing comes."""
+        from server.model import GAUGE
+        self.submit(Sample("temp", (), GAUGE, 21.5))
+        self.clock.advance(90)
+        self.core.store.tick(self.clock.seconds())
+        self.assertEqual(self.value("temp"), 21.5)
+
+
+class FuturePointTests(APITestCase):
+    def test_accepted_future_point_is_readable(self):
+        """A point stamped 590 s ahead is in /api/series at once, with the default until."""
+        from server.model import GAUGE
+        self.submit(Sample("soon", (), GAUGE, 7.0, T0 + 590))
+        body = self.get_json("/api/series?name=soon&from=-1h&resolution=5s&fields=last")
+        self.assertEqual(body["fields"]["last"][-1], [T0 + 590, 7.0])
+        self.assertGreaterEqual(body["until"], T0 + 590)
+        # An explicit until is honoured.
+        body = self.get_json("/api/series?name=soon&from=-1h&until=now&resolution=5s&fields=last")
+        self.assertLess(body["fields"]["last"][-1][0], T0 + 590)

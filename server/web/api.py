@@ -188,7 +188,7 @@ class WebAPI:
                 "name": s.name,
                 "tags": dict(s.tags),
                 "type": TYPE_NAMES[s.type],
-                "value": _finite(s.value),
+                "value": _finite(store.current_value(s, now)),
                 "avg_1m": _finite(store.moving_average(s, now)),
                 "last_seen": _finite(s.last_seen),
             })
@@ -201,6 +201,10 @@ class WebAPI:
         now = self.clock.seconds()
         series = self._series(request)
         start, until = self._range(request, now)
+        if self._arg(request, "until") is None:
+            # The default reaches accepted points stamped in the future.
+            self.store.fold_series(series)
+            until = max(until, series.last_seen)
         tier = parse_resolution(self.store, self._arg(request, "resolution"))
         tier = choose_tier(self.store, start, until, now, tier, self.settings.max_points)
         requested = [f for f in (self._arg(request, "fields", "") or "").split(",") if f]
