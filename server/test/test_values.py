@@ -104,3 +104,20 @@ class FuturePointTests(APITestCase):
         # An explicit until is honoured.
         body = self.get_json("/api/series?name=soon&from=-1h&until=now&resolution=5s&fields=last")
         self.assertLess(body["fields"]["last"][-1][0], T0 + 590)
+
+
+class TagSubsetTests(APITestCase):
+    def test_subset_of_tags_lists_the_tag_sets(self):
+        """Asking with some of a series' tags is a 404 naming tags and listing the tag sets that exist."""
+        from server.model import COUNTER
+        self.submit(Sample("t2.req", (("env", "ci"), ("host", "web2")), COUNTER, 1.0),
+                    Sample("t2.req", (("env", "ci"), ("host", "web1")), COUNTER, 1.0),
+                    Sample("t2.req", (), COUNTER, 1.0))
+        body = self.get_json("/api/series?name=t2.req&tags=host:web2", status=404)
+        self.assertEqual(body["parameter"], "tags")
+        self.assertIn("'env:ci,host:web2', ", body["error"])
+        self.assertTrue(body["error"].index("host:web2") < body["error"].index("host:web1"))
+        body = self.get_json("/api/series?name=nope", status=404)
+        self.assertEqual((body["parameter"], body["error"]), ("name", "no series named 'nope'"))
+        body = self.get_json("/api/series?name=t2.req&tags=env:ci,host:web1&fields=count")
+        self.assertEqual(body["key"], "t2.req;env=ci;host=web1")

@@ -145,7 +145,7 @@ class ReadAPITests(APITestCase):
     def test_series_errors(self):
         """Unknown series is 404; bad parameters are 400 naming the parameter."""
         self.submit(Sample("x", (), SAMPLE, 1.0))
-        self.assertEqual(self.get_json("/api/series?name=nope", 404)["parameter"], "key")
+        self.assertEqual(self.get_json("/api/series?name=nope", 404)["parameter"], "name")
         self.assertEqual(self.get_json("/api/series", 400)["parameter"], "name")
         for query, parameter in (("from=yesterday", "from"), ("until=abc", "until"),
                                  ("resolution=7s", "resolution"), ("fields=p42", "fields"),

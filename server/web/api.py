@@ -97,10 +97,38 @@ class WebAPI:
                                    % (part,), "tags")
                 pairs.append((k, v))
             key = series_key(name, normalize_tags(pairs))
+            series = self.store.series.get(key)
+            if series is None:
+                raise ApiError(404, self._no_such_series(name, pairs), "tags" if pairs else "name")
+            return series
         series = self.store.series.get(key)
         if series is None:
             raise ApiError(404, "no series %r" % (key,), "key")
         return series
+
+    def _no_such_series(self, name, pairs):
+        """
+        The 404 message for name + tags: the tag sets this name has (those
+        that contain the tags asked first), so a subset of tags is answered
+        with what to ask for.
+        """
+        prefix = name + ";"
+        keys = self.store.series
+        found = [k for k in keys if k.startswith(prefix)]
+        if name in keys:
+            found.append(name)
+        if not found:
+            return "no series named %r" % (name,)
+        wanted = {series_key("", normalize_tags([p])) for p in pairs}
+
+        def tag_set(k):
+            return k[len(name):].lstrip(";").replace(";", ",").replace("=", ":")
+
+        found.sort(key=lambda k: (not all(w + ";" in k + ";" for w in wanted), k))
+        shown = ", ".join(repr(tag_set(k)) for k in found[:20])
+        more = " and %d more" % (len(found) - 20,) if len(found) > 20 else ""
+        return ("no series %r with exactly those tags; give every tag of one series. Tag sets of "
+                "this name: %s%s" % (name, shown, more))
 
     def _range(self, request, now, default_from="-1h"):
         start = parse_time("from", self._arg(request, "from", default_from), now)
