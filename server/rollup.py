@@ -1,7 +1,8 @@
 """
 The rollup timer's step: close due buckets (in slices, so a tick over many
-series never holds the reactor for long), then emit the server's own series
-and expire idle series on their own intervals.
+series never holds the reactor for long), then emit the server's own series,
+apply retention to every series (in slices too) and expire idle series on
+their own intervals.
 """
 
 from twisted.logger import Logger
@@ -17,7 +18,7 @@ class RollupTimer:
     log = Logger()
 
     def __init__(self, store, core, snapshotter, clock, timer, slice_seconds=0.02,
-                 emit_every=5.0, expire_every=60.0):
+                 emit_every=5.0, expire_every=60.0, sweep_every=60.0):
         self.store = store
         self.core = core
         self.snapshotter = snapshotter
@@ -26,7 +27,9 @@ class RollupTimer:
         self.slice_seconds = slice_seconds
         self.emit_every = emit_every
         self.expire_every = expire_every
-        self.last_emit = self.last_expiry = clock.seconds()
+        self.sweep_every = sweep_every
+        self.last_emit = self.last_expiry = self.last_sweep = clock.seconds()
+        self.sweeping = False
         self.running = False
         self.work = self.longest = 0.0
         self.closed = self.slices = 0
@@ -80,3 +83,30 @@ class RollupTimer:
         if now - self.last_expiry >= self.expire_every:
             self.last_expiry = now
             self.core.expire_idle(now)
+        if now - self.last_sweep >= self.sweep_every and not self.sweeping:
+            self.last_sweep = now
+            self.sweeping = True
+            self._sweep()
+
+    def _sweep(self):
+        """
+        One slice of the retention sweep; the series it finds with nothing
+        left in any tier are deleted through the journal, as a deletion.
+        """
+        began = self.timer()
+        try:
+            empty, finished = self.store.sweep(self.clock.seconds(),
+                                               deadline=began + self.slice_seconds,
+                                               timer=self.timer)
+            if empty:
+                deleted = self.core.delete(empty, "retention")
+                self.core.counters["simplestats.series.expired_empty"] += len(deleted)
+        except Exception:
+            self.sweeping = False
+            self.core.counters["simplestats.errors.sweep"] += 1
+            self.log.failure("retention sweep failed; it will run again")
+            return
+        if finished:
+            self.sweeping = False
+        else:
+            self.clock.callLater(0, self._sweep)

@@ -188,6 +188,9 @@ class Store:
         self.open_index = [{} for _ in self.tiers]
         self.watermarks = [self._watermark(i, now) for i in range(len(self.tiers))]
         self.observers = []
+        # A retention sweep under way (see sweep): the series and how far.
+        self._sweeping = None
+        self._swept = 0
         self._changing = ()
         self._closed = ()
         # The series that have a pending run (Series.run).
@@ -517,6 +520,49 @@ class Store:
                     if members is not None:
                         members.discard(series)
         return series
+
+    def sweep(self, now, deadline=None, timer=None):
+        """
+        Apply retention to every series, not only to those that close a
+        bucket: a series that stopped sending loses its expired rows too.
+
+        Like L{tick}, with a C{deadline} it stops once past it and the next
+        call goes on where it stopped (over the series there were when the
+        sweep began; one deleted meanwhile is skipped).
+
+        @return: C{(keys, finished)}: the keys of the series left with
+            nothing at all -- no row within any tier's retention, no open
+            bucket, no pending point -- for the caller to delete (through
+            the journal); C{finished} once every series was seen.
+        """
+        if self._sweeping is None:
+            self._sweeping = list(self.series.values())
+            self._swept = 0
+        todo = self._sweeping
+        empty = []
+        tiers = self.tiers
+        position = self._swept
+        while position < len(todo):
+            series = todo[position]
+            position += 1
+            if self.series.get(series.key) is not series:
+                continue
+            for i, tier in enumerate(tiers):
+                stored = series.stored[i]
+                if stored is None or tier.retention is None or not stored.index:
+                    continue
+                first = math.ceil((now - tier.retention) / tier.step)
+                if stored.index[0] < first:
+                    self._changes(series)
+                    stored.trim_before(first)
+            if (series.run is None and not any(series.open)
+                    and not any(series.stored)):
+                empty.append(series.key)
+            if deadline is not None and not position & 255 and timer() > deadline:
+                self._swept = position
+                return empty, False
+        self._sweeping = None
+        return empty, True
 
     # -- rollup --------------------------------------------------------------
 

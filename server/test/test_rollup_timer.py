@@ -100,3 +100,74 @@ class RollupTimerTests(SynchronousTestCase):
         timer()
         self.assertIn("simplestats.rollup.tick_ms", core.store.series)
         self.assertIn("simplestats.series.count", core.store.series)
+
+
+class RetentionSweepTests(SynchronousTestCase):
+    def run_timer(self, timer, clock):
+        timer()
+        for _ in range(100000):
+            if not (timer.running or timer.sweeping):
+                return
+            clock.advance(0)
+        self.fail("the timer never finished")
+
+    def test_stopped_series_loses_expired_rows(self):
+        """A series that stopped sending loses rows past retention without closing a new bucket."""
+        core = make_core(self, "--retentions", "5s:1m,1m:10m")
+        fill(core, 1)
+        timer = RollupTimer(core.store, core, FakeSnapshotter(), core.clock, FakeTimer(0.001),
+                            sweep_every=60.0)
+        core.clock.advance(30)
+        self.run_timer(timer, core.clock)
+        series = core.store.series["s00000"]
+        self.assertEqual(len(series.stored[0]), 1)
+        core.clock.advance(120)
+        self.run_timer(timer, core.clock)
+        self.assertEqual(len(series.stored[0]), 0)
+        self.assertEqual(len(series.stored[1]), 1)
+        self.assertIn("s00000", core.store.series)
+
+    def test_series_with_nothing_left_is_deleted_through_the_journal(self):
+        """Once every tier's retention passed, the series goes, journaled as a deletion."""
+        core = make_core(self, "--retentions", "5s:1m,1m:10m")
+        fill(core, 300)
+        timer = RollupTimer(core.store, core, FakeSnapshotter(), core.clock, FakeTimer(0.001),
+                            sweep_every=60.0, slice_seconds=0.02)
+        for _ in range(14):
+            core.clock.advance(60)
+            self.run_timer(timer, core.clock)
+        left = [k for k in core.store.series if k.startswith("s0")]
+        self.assertEqual(left, [])
+        self.assertIn("simplestats.series.expired_empty", core.store.series)
+        core.durable()
+        from server.journal import journal_path, read_journal
+        records, _ = read_journal(journal_path(core.journal.directory, core.journal.seq))
+        deleted = [e[1] for r in records if isinstance(r, list) for e in r if e[0] == "d"]
+        self.assertEqual(sorted(k for k in deleted if k.startswith("s0")),
+                         ["s%05d" % i for i in range(300)])
+
+    def test_sliced_sweep_equals_whole(self):
+        """A sweep cut into slices trims exactly what one sweep does."""
+        whole, sliced = (make_core(self, "--retentions", "5s:1m,1m:10m") for _ in range(2))
+        for core in (whole, sliced):
+            fill(core, 2000)
+            core.clock.advance(20)
+            core.store.tick(core.clock.seconds())
+            core.clock.advance(100)
+            core.store.tick(core.clock.seconds())
+        empty, finished = whole.store.sweep(whole.clock.seconds())
+        self.assertTrue(finished)
+        timer = FakeTimer(0.01)
+        slices = 0
+        while True:
+            slices += 1
+            got, finished = sliced.store.sweep(sliced.clock.seconds(), deadline=timer() + 0.02,
+                                               timer=timer)
+            self.assertEqual(got, [])
+            if finished:
+                break
+        self.assertGreater(slices, 1)
+        for key, series in whole.store.series.items():
+            other = sliced.store.series[key]
+            self.assertEqual([len(t or ()) for t in series.stored],
+                             [len(t or ()) for t in other.stored])
