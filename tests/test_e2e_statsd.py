@@ -174,3 +174,17 @@ def test_bad_statsd_lines_are_counted_and_good_ones_kept(server):
                'line is not valid UTF-8 in "\\xff\\xfe:1|c"')
     found = server.wait_for_log(r"bad statsd metric from 127\.0\.0\.1:\d+: (.*)")
     assert found.group(1) in reasons, found.group(0)
+
+
+def test_telegraf_style_tags_are_tags(server):
+    """A datagram as hot-shots sends with telegraf: true (name,k=v,k2=v2) lands in a tagged series."""
+    server.send_udp(b"e2e.tg.req,host=a,env=ci:1|c\ne2e.tg.req,host=a,env=ci:2|c\n")
+
+    def arrived():
+        values, answer = series(server, "e2e.tg.req", ["count"], tags="env:ci,host:a")
+        assert sum(values["count"]) == 3
+        assert answer["tags"] == {"env": "ci", "host": "a"}
+
+    eventually(arrived)
+    status, _, _ = server.http("GET", "/api/series", {"name": "e2e.tg.reqhostaenvci"})
+    assert status == 404
