@@ -22,6 +22,9 @@ from functools import partial, reduce
 from itertools import repeat
 from operator import add, mul, truediv
 
+from server.cardinality import EXACT_LIMIT, add_all, merged, sketch_of
+from server.cardinality import decode as decode_hll
+from server.cardinality import encode as encode_hll
 from server.model import COUNTER, DISTRIBUTION_TYPES, GAUGE, SET
 from server.sketch import Sketch, add_count
 
@@ -344,40 +347,77 @@ class DistAgg:
 
 class SetAgg:
     """
-    The members seen in the bucket, plus C{extra}: unique counts merged in
-    without their members (an imported export of a closed bucket).
+    The members seen in the bucket, exactly up to C{limit} of them; past
+    that a HyperLogLog sketch of them (L{server.cardinality}) and no
+    members.  Plus C{extra}: unique counts merged in without their members
+    (an imported export of a closed bucket).
+
+    @ivar members: the members while exact, else L{None}.
+    @ivar hll: the sketch once past C{limit}, else L{None}.
     """
 
-    __slots__ = ("members", "extra")
+    __slots__ = ("members", "hll", "extra", "limit")
 
-    def __init__(self):
+    def __init__(self, limit=EXACT_LIMIT):
         self.members = set()
+        self.hll = None
         self.extra = 0.0
+        self.limit = limit
 
     def fold(self, values, rate, ts):
-        self.members.update(values)
+        members = self.members
+        if members is None:
+            add_all(self.hll, values)
+        else:
+            members.update(values)
+            if len(members) > self.limit:
+                self._to_sketch()
+
+    def _to_sketch(self):
+        self.hll = sketch_of(self.members)
+        self.members = None
 
     def merge_partial(self, fields, ts):
         if "members" in fields:
-            self.members.update(fields["members"])
+            self.fold(fields["members"], 1.0, ts)
         else:
             self.extra += fields["count"]
 
     def merge(self, other):
-        self.members |= other.members
+        if other.members is not None:
+            self.fold(other.members, 1.0, 0.0)
+        elif self.members is None:
+            self.hll = merged(self.hll, other.hll)
+        else:
+            hll = merged(other.hll)
+            add_all(hll, self.members)
+            self.hll = hll
+            self.members = None
         self.extra += other.extra
 
     def row(self):
+        if self.members is None:
+            return SetRow(self.hll.get_estimate() + self.extra)
         return SetRow(len(self.members) + self.extra)
 
     def to_json(self):
+        if self.members is None:
+            return {"hll": encode_hll(self.hll), "extra": self.extra}
         return {"members": sorted(self.members), "extra": self.extra}
 
     @classmethod
-    def from_json(cls, data, accuracy):
-        agg = cls()
-        agg.members = set(data["members"])
-        agg.extra = data["extra"]
+    def from_json(cls, data, accuracy, limit=EXACT_LIMIT):
+        """
+        Read L{to_json}'s form back, or the member list of a snapshot
+        written before sets had sketches (sketched if over C{limit}).
+        """
+        agg = cls(limit)
+        if "hll" in data:
+            agg.hll = decode_hll(data["hll"])
+            agg.members = None
+        else:
+            agg.fold(data["members"], 1.0, 0.0)
+        agg.extra = float(data["extra"])
         return agg
 
     @staticmethod
@@ -390,10 +430,21 @@ class SetAgg:
 AGGREGATES = {COUNTER: CounterAgg, GAUGE: GaugeAgg, SET: SetAgg, "dist": DistAgg}
 
 
-def new_aggregate(fam, accuracy):
+def new_aggregate(fam, accuracy, set_limit=EXACT_LIMIT):
     if fam == "dist":
         return DistAgg(accuracy)
+    if fam == SET:
+        return SetAgg(set_limit)
     return AGGREGATES[fam]()
+
+
+def aggregate_from_json(fam, data, accuracy, set_limit=EXACT_LIMIT):
+    """
+    An open aggregate read back from its L{to_json} form (a snapshot).
+    """
+    if fam == SET:
+        return SetAgg.from_json(data, accuracy, set_limit)
+    return AGGREGATES[fam].from_json(data, accuracy)
 
 
 def _clean_column(values):

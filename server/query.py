@@ -128,7 +128,8 @@ def _pending(store, series, i, first, last):
             if first <= number <= last:
                 merged = pending.get(number)
                 if merged is None:
-                    merged = pending[number] = new_aggregate(series.family, store.accuracy)
+                    merged = pending[number] = new_aggregate(series.family, store.accuracy,
+                                                          store.set_limit)
                 merged.merge(agg)
     return pending
 

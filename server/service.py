@@ -170,7 +170,7 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
         raise StartupError("data directory %s is not usable: %s" % (directory, e))
 
     store = Store(settings.tiers, settings.sketch_accuracy, settings.late_grace,
-                  now=reactor.seconds())
+                  now=reactor.seconds(), set_limit=settings.set_exact_limit)
     core = IngestCore(settings, reactor, store, journal)
     summary = recover(directory, store, core, settings.move_corrupt_aside, reactor.seconds())
     log.info("recovered {series} series from the snapshot and {records} points from the journal",

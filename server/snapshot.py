@@ -30,7 +30,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from server.aggregate import AGGREGATES, STORED_FIELDS
+from server.aggregate import STORED_FIELDS, aggregate_from_json
+from server.cardinality import EXACT_LIMIT
 from server.store import Series, StoredTier
 
 FORMAT = "simplestats-snapshot"
@@ -85,7 +86,7 @@ def encode_series(series):
     }, separators=(",", ":")).encode() + b"\n"
 
 
-def decode_series(obj, ntiers, accuracy):
+def decode_series(obj, ntiers, accuracy, set_limit=EXACT_LIMIT):
     series = Series(obj["k"], obj["t"], ntiers)
     series.gauge = obj["g"]
     series.value = obj["v"]
@@ -106,10 +107,10 @@ def decode_series(obj, ntiers, accuracy):
         if len(tier.columns) != width or any(len(c) != len(tier.index) for c in tier.columns):
             raise ValueError("series %r tier %d has columns of the wrong shape" % (series.key, i))
         series.stored[i] = tier
-    cls = AGGREGATES[series.family]
+    fam = series.family
     for i, buckets in enumerate(obj["o"]):
         for bucket, data in buckets:
-            series.open[i][bucket] = cls.from_json(data, accuracy)
+            series.open[i][bucket] = aggregate_from_json(fam, data, accuracy, set_limit)
     return series
 
 
@@ -178,7 +179,7 @@ def load(path, store):
     ntiers = len(store.tiers)
     for number, line in enumerate(body, 2):
         try:
-            series = decode_series(json.loads(line), ntiers, store.accuracy)
+            series = decode_series(json.loads(line), ntiers, store.accuracy, store.set_limit)
         except (ValueError, KeyError, TypeError, IndexError) as e:
             raise SnapshotCorrupt(path, "line %d: %s" % (number, e))
         store.series[series.key] = series

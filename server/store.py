@@ -24,6 +24,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 
 from server.aggregate import AGGREGATES, STORED_FIELDS, family, left_sum, new_aggregate
+from server.cardinality import EXACT_LIMIT, MIN_EXACT_LIMIT
 from server.model import COUNTER, GAUGE, SET, split_series_key
 
 MOVING_AVERAGE_WINDOW = 60.0
@@ -180,9 +181,13 @@ class Store:
     when a bucket closed (C{bucket_closed(tier, series, start, agg, row)}).
     """
 
-    def __init__(self, tiers, accuracy=0.01, late_grace=5.0, now=0.0):
+    def __init__(self, tiers, accuracy=0.01, late_grace=5.0, now=0.0, set_limit=EXACT_LIMIT):
+        if set_limit < MIN_EXACT_LIMIT:
+            raise ValueError("set_limit %r is below %d" % (set_limit, MIN_EXACT_LIMIT))
         self.tiers = tuple(tiers)
         self.accuracy = accuracy
+        # Members a set keeps exactly (see server.cardinality).
+        self.set_limit = set_limit
         self.late_grace = late_grace
         self.series = {}
         self.open_index = [{} for _ in self.tiers]
@@ -474,7 +479,7 @@ class Store:
         return bucket, agg
 
     def _open_bucket(self, series, i, bucket):
-        agg = series.open[i][bucket] = new_aggregate(series.family, self.accuracy)
+        agg = series.open[i][bucket] = new_aggregate(series.family, self.accuracy, self.set_limit)
         members = self.open_index[i].get(bucket)
         if members is None:
             members = self.open_index[i][bucket] = set()

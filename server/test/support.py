@@ -32,7 +32,8 @@ def make_core(testcase, *argv, now=T0):
     settings = settings_for(testcase, *argv)
     clock = Clock()
     clock.advance(now)
-    store = Store(settings.tiers, settings.sketch_accuracy, settings.late_grace, now=now)
+    store = Store(settings.tiers, settings.sketch_accuracy, settings.late_grace, now=now,
+                  set_limit=settings.set_exact_limit)
     journal = Journal(settings.data_dir, settings.journal_fsync_interval)
     testcase.addCleanup(journal.close)
     return IngestCore(settings, clock, store, journal)
