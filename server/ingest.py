@@ -20,7 +20,7 @@ from twisted.logger import Logger
 
 from server.model import (COUNTER, GAUGE, TYPE_NAMES, Partial, Sample, series_key,
                           split_series_key)
-from server.parse_statsd import BadMetric, fast_rows, parse_metric, split_packet
+from server.parse_statsd import BadMetric, fast_line, fast_rows, packet_lines, parse_metric
 from server.sketch import Sketch
 from server.store import FOLD_AT
 
@@ -105,6 +105,11 @@ class IngestCore:
         new_types = {}
         series_map = self.store.series
         newest = now + self.settings.future_limit
+        if transport == "replay":
+            # Accepted before the restart under the settings of its day: a
+            # lower --future-limit now refuses new points, not stored ones.
+            beyond = newest
+            newest = math.inf
         oldest_tier = self.store.tiers[-1]
         # Never before 1970: bucket numbers are unsigned.
         oldest = 0.0 if oldest_tier.retention is None else max(0.0, now - oldest_tier.retention)
@@ -115,6 +120,8 @@ class IngestCore:
             elif not (oldest <= ts <= newest):
                 errors.append((position, self._time_problem(ts, now)))
                 continue
+            elif transport == "replay" and ts > beyond:
+                self.counters["simplestats.replay.beyond_limits"] += 1
             key = item.name if not item.tags else series_key(item.name, item.tags)
             series = series_map.get(key)
             if series is None or series.type != item.type:
@@ -137,9 +144,15 @@ class IngestCore:
         if known is not None:
             return None if known == mtype else _type_conflict(key, known, mtype)
         # The server's own few series are exempt: a cardinality bomb must
-        # not hide simplestats.series.refused itself.
+        # not hide simplestats.series.refused itself.  So is the replay of
+        # the journal: those series were accepted (a lower --max-series at
+        # restart is reported, not applied to stored data).
         if len(self.store.series) + len(new_types) >= self.settings.max_series \
                 and transport != "internal":
+            if transport == "replay":
+                self.counters["simplestats.replay.beyond_limits"] += 1
+                new_types[key] = mtype
+                return None
             self.counters["simplestats.series.refused"] += 1
             return ("series limit of %d reached: new series %r refused"
                     % (self.settings.max_series, key))
@@ -148,12 +161,18 @@ class IngestCore:
 
     def submit_statsd(self, data, transport, limits, now=None, journal=True):
         """
-        Take one statsd datagram: apply its metrics in order and journal it
-        whole (when any is accepted).  A line of the common shape
+        Take one statsd datagram: apply its metrics in order and journal
+        what was accepted (when any is).  A line of the common shape
         (L{server.parse_statsd.fast_rows}) whose name, type, rate and tags
         were seen in this finest bucket costs a dict lookup and an append;
         any other line is parsed in full.  Replay calls this with the
         journaled time and C{journal=False}.
+
+        The journal gets the packet as it came when every line was taken
+        (the usual case), and otherwise only the lines that were taken: a
+        line refused live (a limit, the series cap, a line this parser
+        cannot read) is not in the journal, so a restart under other
+        settings or a later parser never takes it.
 
         @return: C{(bad, refused)}: messages for lines that do not parse, and
             for metrics refused by the server's state (series limit, type).
@@ -171,77 +190,104 @@ class IngestCore:
         if rows is not None and len(rows) == text.count("\n") + (text[-1:] != "\n"):
             bad = ()
             taken = len(rows)
-            self._take_rows(rows, transport, limits, now, failed, refused)
+            dropped = []
+            self._take_rows(rows, transport, limits, now, failed, refused, dropped)
+            if dropped:
+                dropped = set(dropped)
+                kept = [name + ":" + value + rest for name, value, rest in rows
+                        if (name, value, rest) not in dropped]
         else:
             # Line by line: the common shape still takes the shortcut.
-            parts, bad = split_packet(data, limits)
+            lines, bad = packet_lines(data)
             taken = 0
-            for part in parts:
-                if part.__class__ is tuple:
+            kept = []
+            for line in lines:
+                match = fast_line(line)
+                if match is not None:
                     taken += 1
-                    self._take_rows((part,), transport, limits, now, failed, refused)
-                else:
-                    taken += len(part)
-                    errors, accepted = self._check(part, transport, now)
-                    refused.extend(message for _, message in errors)
-                    self._apply_all(accepted, now)
+                    if self._take_rows((match.groups(),), transport, limits, now, failed,
+                                       refused, ()):
+                        kept.append(line)
+                    continue
+                try:
+                    samples = parse_metric(line, limits)
+                except BadMetric as e:
+                    bad.append(e.args[0])
+                    continue
+                taken += len(samples)
+                errors, accepted = self._check(samples, transport, now)
+                refused.extend(message for _, message in errors)
+                self._apply_all(accepted, now)
+                if not errors:
+                    kept.append(line)
         applied = taken - len(refused) - len(failed)
         if failed:
             bad = list(bad) + failed
         self.received[transport] += taken + len(bad) - len(failed)
         if applied:
             if journal:
+                if bad or refused:
+                    data = "\n".join(kept).encode("utf-8")
                 self.journal.append_raw(b"u", now, data)
             self.counters[_POINTS[transport]] += applied
         if bad or refused:
             self.counters[_BAD[transport]] += len(bad) + len(refused)
         return bad, refused
 
-    def _take_rows(self, rows, transport, limits, now, bad, refused):
+    def _take_rows(self, rows, transport, limits, now, bad, refused, dropped):
         """
         Append each row's value to the run its token finds (the hot loop),
-        or start one (L{_start_fast}); a run that fills is folded.
+        or start one (L{_start_fast}); a run that fills is folded.  A row
+        not taken goes to C{dropped}.  Returns whether every row was taken.
         """
         store = self.store
         get = store.fast.get
+        every = True
         for name, value, rest in rows:
             run = get((name, rest))
             if run is None:
-                self._start_fast(name, value, rest, transport, limits, now, bad, refused)
+                if not self._start_fast(name, value, rest, transport, limits, now, bad,
+                                        refused):
+                    every = False
+                    if dropped != ():
+                        dropped.append((name, value, rest))
             else:
                 run.append(value)
                 run.ts = now
                 if len(run) >= FOLD_AT:
                     store.fold_series(run.series)
+        return every
 
     def _start_fast(self, name, value, rest, transport, limits, now, bad, refused):
         """
         A line of the common shape whose token is not known in this bucket:
         the run it had in an earlier bucket is started again, or the line is
         parsed in full (the same checks as any line) and its series' run is
-        found by the token from now on.  Why it is not taken goes to C{bad} (it does
-        not parse) or C{refused} (the server's state refuses it).
+        found by the token from now on.  Why it is not taken goes to C{bad}
+        (it does not parse) or C{refused} (the server's state refuses it);
+        returns whether it was taken.
         """
         token = (name, rest)
         pending = self.store.restart_fast(token, now)
         if pending is not None:
             pending.append(value)
-            return
+            return True
         line = name + ":" + value + rest
         try:
             sample, = parse_metric(line, limits)
         except BadMetric as e:
             bad.append(e.args[0])
-            return
+            return False
         key = sample.name if not sample.tags else series_key(sample.name, sample.tags)
         series = self.store.series.get(key)
         if series is None or series.type != sample.type:
             problem = self._admit(key, sample.type, transport, series, {})
             if problem is not None:
                 refused.append(problem)
-                return
+                return False
             series = self.store.get_or_create(key, sample.type)
         self.store.start_fast(token, series, sample.rate, now).append(value)
+        return True
 
     def _time_problem(self, ts, now):
         if not math.isfinite(ts) or ts < 0:

@@ -33,7 +33,8 @@ from server.model import (
     Sample,
 )
 
-__all__ = ["BadMetric", "fast_rows", "parse_metric", "parse_packet", "split_packet"]
+__all__ = ["BadMetric", "fast_line", "fast_rows", "packet_lines", "parse_metric", "parse_packet",
+           "split_packet"]
 
 _TYPES = {"c": COUNTER, "ms": TIMER, "h": HISTOGRAM, "d": DISTRIBUTION, "g": GAUGE, "s": SET}
 _TYPE_HELP = "c, ms, h, d, g or s"
@@ -71,7 +72,7 @@ _FAST_LINE = re.compile(
     re.MULTILINE | re.ASCII,
 )
 fast_rows = _FAST_LINE.findall
-_fast_line = _FAST_LINE.fullmatch
+fast_line = _fast_line = _FAST_LINE.fullmatch
 
 
 class BadMetric(Exception):
@@ -115,6 +116,15 @@ def split_packet(data: bytes, limits: Limits):
         else:
             _parse_into(line, limits, parts.append, errors)
     return parts, errors
+
+
+def packet_lines(data: bytes) -> Tuple[List[str], List[str]]:
+    """
+    The packet's non-empty lines (without the C{\\r} of a C{\\r\\n}), and one
+    message per line that is not UTF-8 (left out of the lines).
+    """
+    errors = []
+    return list(_each_line(data, errors)), errors
 
 
 def _each_line(data, errors):

@@ -79,7 +79,26 @@ def recover(directory, store, core, move_corrupt_aside, now):
                      path=journal, number=number, problem=problem)
             summary["torn"].append("%s:%d" % (journal, number))
         summary["records_replayed"] += replay(core, records)
+    report_beyond_limits(core, summary)
     return summary
+
+
+def report_beyond_limits(core, summary):
+    """
+    Stored data is never refused by today's settings; say so when they
+    would have refused some of it (a lower --max-series or --future-limit
+    than when it was accepted).
+    """
+    beyond = core.counters["simplestats.replay.beyond_limits"]
+    summary["beyond_limits"] = beyond
+    if beyond:
+        log.warn("{count} journaled points or series are beyond today's --future-limit or "
+                 "--max-series; they were acknowledged before the restart and are kept",
+                 count=beyond)
+    series, limit = len(core.store.series), core.settings.max_series
+    if series > limit:
+        log.warn("{series} series are stored, more than --max-series {limit}: they are kept, "
+                 "and every new series is refused until fewer remain", series=series, limit=limit)
 
 
 def replay(core, records):
