@@ -364,6 +364,17 @@ def stall_over(health, began, ended):
     return (max(chosen) if chosen else None), covered
 
 
+def long_seconds(health, began, ended, at_least=TARGET_MS / 2):
+    """
+    C{[[second, ms], ...]}: the seconds from C{began} to the second after
+    C{ended} whose longest lateness was at least C{at_least} ms (where the
+    stalls were).
+    """
+    seconds = (health.get("reactor") or {}).get("seconds") or []
+    first, last = int(began), int(ended) + 1
+    return [[s, ms] for s, ms in seconds if first <= s <= last and ms >= at_least]
+
+
 class Run:
     def __init__(self, args, system, log):
         self.args = args
@@ -503,6 +514,7 @@ class Run:
         span = out.pop("span", None) or (began_wall, ended_wall)
         out["stall_span"] = list(span)
         out["longest_stall_ms"], out["stall_record_covers"] = stall_over(health, *span)
+        out["long_seconds"] = long_seconds(health, *span)
         out["series"] = health.get("series")
         snap = health.get("snapshot") or {}
         if key not in ("startup", "snapshot", "snapshot_set") and snap.get("last") and \
@@ -636,7 +648,7 @@ def _operations(run, system, sizes, args, phase_c, log):
         return detail
 
     run.op("import", "import of %.0f MB ndjson (%d rows, %d series)"
-           % (len(body) / 1e6, rows, IMPORT_SERIES), do_import)
+           % (len(body) / 1e6, rows, IMPORT_SERIES), do_import, timeout=args.import_timeout)
 
 
     def startup(deadline):
@@ -771,6 +783,9 @@ def parse_args(argv):
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds an operation may take before it is reported hung "
                              "(default 60)")
+    parser.add_argument("--import-timeout", type=float, default=None,
+                        help="the import's own deadline (default: --timeout), e.g. to see how "
+                             "long an import that passes 60 s holds the server")
     parser.add_argument("--rate", type=float, default=5000.0,
                         help="statsd lines/s sent the whole time (default 5000)")
     parser.add_argument("--per-packet", type=int, default=1,
