@@ -20,8 +20,8 @@ import traceback
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
-from bench import (procstat, recovery, references, report, simplestats_figures, systems,  # noqa: E402
-                   tcpbench, udpbench)
+from bench import (procstat, recovery, references, report, simplestats_figures, stalls,  # noqa: E402
+                   systems, tcpbench, udpbench)
 
 # The common offered rate at which CPU per million metrics is compared, per
 # metrics per packet: low enough that every system is loss-free there.
@@ -60,6 +60,10 @@ def parse_args(argv):
                              "SimpleStats' real_20 loss-free rate of this run)")
     parser.add_argument("--recovery-seconds", type=float, default=60.0,
                         help="seconds of load journaled before the kill -9 (default 60)")
+    parser.add_argument("--stalls", action="store_true",
+                        help="also run bench/stalls.py after the SimpleStats-only figures: the "
+                             "longest reactor stall per heavy operation (about 8 minutes; quick "
+                             "sizes with --quick)")
     parser.add_argument("--step-seconds", type=float, default=None)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--generator-seconds", type=float, default=None)
@@ -265,6 +269,16 @@ def main(argv=None):
                     "(give --recovery-rate)")
                 results["simplestats"]["recovery"] = {
                     "skipped": "no real_20 loss-free rate in this run and no --recovery-rate"}
+
+    if "simplestats" in wanted and args.stalls:
+        log("SimpleStats reactor stalls per heavy operation (bench/stalls.py)")
+        stall_args = stalls.parse_args(["--quick"] if args.quick else [])
+        stall_args.load_core = load_core
+        guarded("simplestats stalls", lambda: stalls.measure(
+            lambda extra: systems.SimpleStats(os.path.join(workdir, "simplestats-stalls"),
+                                              server_core, python, extra, realtime=realtime),
+            stall_args, log), results["simplestats"], "stalls")
+        log(results["simplestats"]["stalls"].get("table", ""))
 
     for key, r in results["tcp"].items():
         if isinstance(r, dict) and r.get("stored_rate"):
