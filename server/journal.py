@@ -71,7 +71,7 @@ class JournalCorrupt(Exception):
     """
 
     def __init__(self, path, record, problem):
-        Exception.__init__(self, "%s record %d: %s" % (path, record, problem))
+        Exception.__init__(self, "%s record %d %s" % (path, record, problem))
         self.path = path
         self.record = record
 
@@ -430,8 +430,8 @@ def read_journal(path):
     if scan.damage:
         number, offset, problem = scan.damage[0]
         more = len(scan.damage) - 1
-        raise JournalCorrupt(path, number, "%s (at byte %d)%s" % (
-            problem, offset, "; %d more damaged records after it" % (more,) if more else ""))
+        raise JournalCorrupt(path, number, "at byte %d: %s%s" % (
+            offset, problem, "; %d more damaged records after it" % (more,) if more else ""))
     return scan.records, scan.torn
 
 

@@ -72,9 +72,9 @@ def recover(directory, store, core, move_corrupt_aside, now):
             number, offset, problem = scan.damage[0]
             if not move_corrupt_aside:
                 raise StartupError(
-                    "corrupt journal %s record %d: %s (at byte %d)%s. Start with "
+                    "corrupt journal %s record %d at byte %d: %s%s. Start with "
                     "--move-corrupt-aside to replay every intact record of it and rename it."
-                    % (journal, number, problem, offset,
+                    % (journal, number, offset, problem,
                        "; %d more damaged records after it" % (len(scan.damage) - 1,)
                        if len(scan.damage) > 1 else ""))
             for number, offset, problem in scan.damage:

@@ -81,10 +81,11 @@ def test_flipped_length_bit_is_named_and_move_aside_keeps_the_rest(make_server):
         f.write(bytes([high[0] ^ 0x10]))
 
     assert server.start_expecting_failure() == 1
-    match = re.search(r"cannot start: corrupt journal %s record (\d+): (.*?) \(at byte (\d+)\)"
-                      % (re.escape(path),), server.log)
+    match = re.search(r"cannot start: corrupt journal %s record (\d+) at byte (\d+): (.*?)\. "
+                      r"Start with --move-corrupt-aside" % (re.escape(path),), server.log)
     assert match, server.log
-    assert (int(match.group(1)), int(match.group(3))) == (number, at)
+    assert (int(match.group(1)), int(match.group(2))) == (number, at)
+    assert "header checksum" in match.group(3)
     assert "torn" not in server.log
     assert "Traceback" not in server.log
 
