@@ -38,6 +38,7 @@ replayed in order.
 """
 
 import collections
+import errno
 import json
 import os
 import re
@@ -238,7 +239,10 @@ class Journal:
         kind = op[0]
         if kind == "write":
             data = op[1] = b"".join(op[1])
-            d = self.run_in_thread(_write_all, self._fd, data, self.fsync_interval == 0)
+            if self._fd is None:
+                d = defer.succeed((0, OSError(errno.EBADF, "the journal is closed")))
+            else:
+                d = self.run_in_thread(_write_all, self._fd, data, self.fsync_interval == 0)
             d.addBoth(self._wrote, op)
         elif kind == "switch":
             d = self.run_in_thread(_switch, self._open, self._fd, self.seq + 1)
@@ -324,6 +328,22 @@ class Journal:
         but for the first file.
         """
         return _open(self.directory, seq)
+
+    def skip_to(self, seq):
+        """
+        At start-up, before anything is written: go on at file C{seq} (a
+        snapshot covers every file before it, so a file numbered lower
+        would not be replayed).  The current file, empty, is removed.
+        """
+        if seq <= self.seq:
+            return
+        if self.pending or self._ops or self._current is not None:
+            raise RuntimeError("skip_to after records were queued")
+        fd = self._open(seq)
+        os.close(self._fd)
+        os.remove(journal_path(self.directory, self.seq))
+        self._fd = fd
+        self.seq = seq
 
     def remove_before(self, seq):
         """

@@ -60,6 +60,9 @@ def recover(directory, store, core, move_corrupt_aside, now):
         else:
             first_seq = header["journal_seq"]
             summary["series_loaded"] = len(store.series)
+            # Journal files removed by hand: what comes now must not go to a
+            # number the snapshot says it covers (it would never be replayed).
+            core.journal.skip_to(first_seq)
     for seq, journal in journal_files(directory):
         if seq < first_seq:
             continue

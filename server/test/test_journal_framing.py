@@ -239,3 +239,41 @@ class DataDirLockTests(SynchronousTestCase):
         top2.core.journal.close()
         with open(os.path.join(data, "simplestats.lock")) as f:
             self.assertEqual(json.loads(f.read()), os.getpid())
+
+
+class NumberingTests(SynchronousTestCase):
+
+    def test_journal_goes_on_after_the_snapshot_s_number(self):
+        """With the journal files removed by hand, the next records go to a number the snapshot does not cover, and a restart replays them."""
+        from server.model import COUNTER, Sample
+        from server.snapshot import Snapshotter
+        from server.test.support import make_core
+
+        core = make_core(self)
+        directory = core.settings.data_dir
+        core.submit([Sample("before", (), COUNTER, 1.0)], "test")
+        snapshotter = Snapshotter(core.store, core.journal, directory, core.clock, synchronous)
+        d = snapshotter.take()
+        for _ in range(10):
+            core.clock.advance(0)
+        self.successResultOf(d)
+        self.successResultOf(core.journal.close())
+        for name in os.listdir(directory):
+            if name.startswith("journal."):
+                os.remove(os.path.join(directory, name))
+
+        def restart():
+            store = Store(core.settings.tiers, now=core.clock.seconds())
+            journal = Journal(directory)
+            self.addCleanup(journal.close)
+            again = IngestCore(core.settings, core.clock, store, journal)
+            return again, recover(directory, store, again, False, core.clock.seconds())
+
+        again, _ = restart()
+        self.assertEqual(again.journal.seq, 2)
+        self.assertEqual(sorted(os.listdir(directory)).count("journal.000001.log"), 0)
+        again.submit([Sample("after", (), COUNTER, 1.0)], "test")
+        self.successResultOf(again.durable())
+        third, summary = restart()
+        self.assertEqual(summary["records_replayed"], 1)
+        self.assertEqual(sorted(third.store.series), ["after", "before"])

@@ -172,7 +172,7 @@ class WebAPI:
             "now": now,
             "tiers": [{"step": t.step, "retention": t.retention} for t in self.store.tiers],
             "snapshot": snapshot,
-            "journal_pending_bytes": self.core.journal.pending_bytes,
+            "journal_pending_bytes": self.core.journal.unwritten_bytes,
             # Since the start, never reset: what a load test counts back.
             "received": {"udp_lines": self.core.received["udp"]},
             # How long the reactor was held (server.lag): what a benchmark
