@@ -222,6 +222,9 @@ class Journal:
         """
         if self._fd is None:
             return defer.succeed(None)
+        closing = next((o for o in [self._current, *self._ops] if o and o[0] == "close"), None)
+        if closing is not None:
+            return _follow(closing[1])
         if self.pending:
             self._hand_over()
         return self._enqueue("close")
@@ -337,8 +340,10 @@ class Journal:
         """
         if seq <= self.seq:
             return
-        if self.pending or self._ops or self._current is not None:
-            raise RuntimeError("skip_to after records were queued")
+        if self.written or self._ops or self._current is not None:
+            # Queued records are fine (they go to the new file); written
+            # ones would be left in a file no start replays.
+            raise RuntimeError("skip_to after records were written")
         fd = self._open(seq)
         os.close(self._fd)
         os.remove(journal_path(self.directory, self.seq))
@@ -356,6 +361,20 @@ class Journal:
         for number, path in journal_files(self.directory):
             if number < seq:
                 os.remove(path)
+
+
+def _follow(d):
+    """
+    A new Deferred with C{d}'s result (C{d} keeps it too).
+    """
+    follower = defer.Deferred()
+
+    def fire(result):
+        _fire(follower, result)
+        return result
+
+    d.addBoth(fire)
+    return follower
 
 
 def _fire(d, result):

@@ -355,3 +355,27 @@ class AnswerTests(SynchronousTestCase):
         self.thread.run_all()
         self.assertEqual(self.transport.value(), b"--OK\r\n")
         self.assertTrue(self.transport.disconnecting)
+
+
+class CloseTests(SynchronousTestCase):
+
+    def test_close_twice_while_writing(self):
+        """A second close while the first waits for the writer joins it: the file is written and closed once."""
+        core, thread = manual_core(self)
+        core.submit(point("a"), "test")
+        first = core.journal.close()
+        second = core.journal.close()
+        thread.run_all()
+        self.successResultOf(first)
+        self.successResultOf(second)
+        self.assertIsNone(core.journal._fd)
+        self.assertEqual([r[0][1] for r in records_in(core.journal)], ["a"])
+
+    def test_write_after_close_fails_clearly(self):
+        """A record queued after the journal is closed fails its flush with EBADF, not a crash."""
+        core, thread = manual_core(self)
+        core.journal.close()
+        thread.run_all()
+        core.submit(point("a"), "test")
+        failure = self.failureResultOf(core.durable(), OSError)
+        self.assertIn("closed", failure.getErrorMessage())
