@@ -73,10 +73,52 @@ LOG_PROBLEMS_KEPT = 20
 # The journal format (server/journal.py), read here independently of the
 # server's code: magic, then records of a 4-byte length, a CRC-32 of kind
 # and payload, a 1-byte kind and the payload (u: 8-byte time + packet).
+# SSJ2 records are a 4-byte marker, the length, the kind, the payload's
+# CRC-32 and the header's, then the payload.
 JOURNAL_MAGIC = b"SSJ1\n"
+JOURNAL_MAGIC_2 = b"SSJ2\n"
 JOURNAL_NAME = re.compile(r"^journal\.(\d{6,})\.log$")
 _HEADER = struct.Struct(">IIc")
+_HEADER_2 = struct.Struct(">4sIcII")
 _TIME_SIZE = 8
+
+
+def _records_v1(f):
+    """
+    C{(kind, payload, checksum good)} of each SSJ1 record; C{(None, problem,
+    False)} for a cut end.
+    """
+    while True:
+        header = f.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            if header:
+                yield None, "header cut short", False
+            return
+        length, crc, kind = _HEADER.unpack(header)
+        payload = f.read(length)
+        if len(payload) < length:
+            yield None, "record cut short", False
+            return
+        yield kind, payload, zlib.crc32(payload, zlib.crc32(kind)) == crc
+
+
+def _records_v2(f):
+    while True:
+        header = f.read(_HEADER_2.size)
+        if len(header) < _HEADER_2.size:
+            if header:
+                yield None, "header cut short", False
+            return
+        _, length, kind, crc, header_crc = _HEADER_2.unpack(header)
+        if zlib.crc32(header[:13]) != header_crc:
+            # The length cannot be trusted: nothing after it is counted.
+            yield None, "damaged header", False
+            return
+        payload = f.read(length)
+        if len(payload) < length:
+            yield None, "record cut short", False
+            return
+        yield kind, payload, zlib.crc32(payload) == crc
 
 # The /api/series field summed per type to compare a series before and after.
 TOTAL_FIELDS = {"counter": "count", "timer": "count", "gauge": "updates", "set": "count"}
@@ -97,22 +139,15 @@ def journal_summary(directory):
         out["bytes"] += os.path.getsize(path)
         with open(path, "rb", buffering=1 << 20) as f:
             magic = f.read(len(JOURNAL_MAGIC))
-            if magic != JOURNAL_MAGIC:
+            if magic not in (JOURNAL_MAGIC, JOURNAL_MAGIC_2):
                 if magic:
                     out["torn"].append("%s: bad magic" % name)
                 continue
-            while True:
-                header = f.read(_HEADER.size)
-                if len(header) < _HEADER.size:
-                    if header:
-                        out["torn"].append("%s: header cut short" % name)
+            for kind, payload, good in (_records_v1 if magic == JOURNAL_MAGIC else _records_v2)(f):
+                if kind is None:
+                    out["torn"].append("%s: %s" % (name, payload))
                     break
-                length, crc, kind = _HEADER.unpack(header)
-                payload = f.read(length)
-                if len(payload) < length:
-                    out["torn"].append("%s: record cut short" % name)
-                    break
-                if zlib.crc32(payload, zlib.crc32(kind)) != crc:
+                if not good:
                     out["bad_crc"] += 1
                     continue
                 if kind == b"u":

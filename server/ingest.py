@@ -389,10 +389,11 @@ class IngestCore:
 
     def durable(self):
         """
-        Write what was accepted to the journal.  Raises C{OSError} when the
-        disk refuses.
+        Have what was accepted written to the journal (by its writer, off
+        the reactor).  Returns a Deferred that fires once it is, or fails
+        with C{OSError} when the disk refuses.
         """
-        self.journal.flush()
+        return self.journal.flush()
 
 
 def _type_conflict(key, existing, new):

@@ -7,7 +7,7 @@ import os
 from twisted.logger import Logger
 
 from server import snapshot as snapshots
-from server.journal import JournalCorrupt, journal_files, read_journal
+from server.journal import journal_files, scan_journal, write_journal_file
 from server.model import Limits, ParseError
 from server.parse_tuple import parse_line
 
@@ -38,9 +38,11 @@ def recover(directory, store, core, move_corrupt_aside, now):
     through C{core}.  Returns a summary dict.
 
     @raise StartupError: on a corrupt snapshot or journal, unless
-        C{move_corrupt_aside}: then the file is renamed and skipped.
+        C{move_corrupt_aside}: then a snapshot is renamed and skipped, a
+        journal renamed after every intact record in it is replayed.
     """
-    summary = {"series_loaded": 0, "records_replayed": 0, "torn": [], "moved_aside": []}
+    summary = {"series_loaded": 0, "records_replayed": 0, "torn": [], "moved_aside": [],
+               "damaged": []}
     path = os.path.join(directory, snapshots.SNAPSHOT_NAME)
     first_seq = 0
     if os.path.exists(path):
@@ -58,20 +60,41 @@ def recover(directory, store, core, move_corrupt_aside, now):
         else:
             first_seq = header["journal_seq"]
             summary["series_loaded"] = len(store.series)
+            # Journal files removed by hand: what comes now must not go to a
+            # number the snapshot says it covers (it would never be replayed).
+            core.journal.skip_to(first_seq)
     for seq, journal in journal_files(directory):
         if seq < first_seq:
             continue
         try:
-            records, torn = read_journal(journal)
-        except JournalCorrupt as e:
-            if not move_corrupt_aside:
-                raise StartupError(
-                    "corrupt journal %s. Start with --move-corrupt-aside to rename it "
-                    "and skip it." % (e,))
-            summary["moved_aside"].append(_move_aside(journal, now))
-            continue
+            scan = scan_journal(journal)
         except OSError as e:
             raise StartupError("cannot read journal %s: %s" % (journal, e))
+        records, torn = scan.records, scan.torn
+        if scan.damage:
+            number, offset, problem = scan.damage[0]
+            if not move_corrupt_aside:
+                raise StartupError(
+                    "corrupt journal %s record %d at byte %d: %s%s. Start with "
+                    "--move-corrupt-aside to replay every intact record of it and rename it."
+                    % (journal, number, offset, problem,
+                       "; %d more damaged records after it" % (len(scan.damage) - 1,)
+                       if len(scan.damage) > 1 else ""))
+            for number, offset, problem in scan.damage:
+                log.warn("journal {path} record {number} (byte {offset}) is damaged and "
+                         "skipped: {problem}", path=journal, number=number, offset=offset,
+                         problem=problem)
+                summary["damaged"].append("%s:%d" % (journal, number))
+            summary["moved_aside"].append(_move_aside(journal, now))
+            # The intact records go back under the file's own number, so a
+            # later start replays them in the same order until a snapshot
+            # covers them.
+            try:
+                write_journal_file(journal, records)
+            except OSError as e:
+                raise StartupError("cannot write the intact records of %s back: %s" % (journal, e))
+            log.warn("kept the {count} intact records of {path} in a new file of that name",
+                     count=len(records), path=journal)
         if torn is not None:
             number, problem = torn
             log.warn("dropped the torn last record of {path} (record {number}: {problem}): "

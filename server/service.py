@@ -4,7 +4,8 @@ Assembly: L{makeService} wires the whole server together.  Start reading here.
     transports (TCP tuples, statsd UDP, HTTP import)
         -> IngestCore (checks, journal, counts)
             -> Store (open buckets, rollup tiers)
-    timers: rollup tick, journal flush and fsync, snapshot
+    timers: rollup tick, journal flush and fsync (done by the journal's writer
+        thread), snapshot
     start-up: recovery (snapshot + journal replay) before anything listens
     shut-down: stop listening, write the journal, write a final snapshot
 """
@@ -20,8 +21,10 @@ from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
 
+from server.datadir import DataDirInUse, DataDirLock
 from server.ingest import IngestCore
 from server.journal import Journal
 from server.lag import LagMonitor
@@ -79,33 +82,58 @@ class LagService(Service):
 
 class PersistenceService(Service):
     """
-    Stops last: writes the journal and a final snapshot on shut-down.
+    Starts first and stops last: runs the journal's writer thread; on
+    shut-down writes the journal and a final snapshot, closes the journal,
+    then lets the data directory's lock go.
     """
 
-    def __init__(self, core, snapshotter):
+    def __init__(self, core, snapshotter, lock=None, writer=None):
         self.setName("persistence")
         self.core = core
         self.snapshotter = snapshotter
+        self.lock = lock
+        self.writer = writer
+
+    def startService(self):
+        Service.startService(self)
+        if self.writer is not None:
+            self.writer.start()
 
     def stopService(self):
         Service.stopService(self)
-        try:
-            self.core.durable()
-        except OSError as e:
-            log.error("could not write the journal at shut-down: {error}", error=e)
-        d = self.snapshotter.take()
+        d = self.core.durable()
 
-        def closed(result):
-            self.core.journal.close()
+        def unwritten(failure):
+            log.error("could not write the journal at shut-down: {error}",
+                      error=failure.getErrorMessage())
+
+        def snapshot(_):
+            return self.snapshotter.take()
+
+        def snapshotted(result):
             log.info("final snapshot written: {status}", status=self.snapshotter.status)
-            return None
 
         def failed(failure):
             log.error("final snapshot failed ({error}); the journal keeps every point",
                       error=failure.getErrorMessage())
-            self.core.journal.close()
 
-        return d.addCallbacks(closed, failed)
+        def close(_):
+            return self.core.journal.close()
+
+        def not_closed(failure):
+            log.error("could not close the journal: {error}", error=failure.getErrorMessage())
+
+        def done(_):
+            if self.writer is not None:
+                self.writer.stop()
+            if self.lock is not None:
+                self.lock.release()
+
+        d.addCallbacks(snapshot, lambda failure: snapshot(unwritten(failure)))
+        d.addCallbacks(snapshotted, failed)
+        d.addCallback(close)
+        d.addErrback(not_closed)
+        return d.addCallback(done)
 
 
 def guarded(name, step, core):
@@ -152,7 +180,8 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
     before anything listens.
 
     @param run_in_thread: runs snapshot file writes off the reactor thread
-        (default: the reactor's thread pool); tests pass a synchronous one.
+        (default: the reactor's thread pool) and journal writes (default:
+        one writer thread of their own); tests pass a synchronous one.
 
     @raise StartupError: when the data directory or its files are unusable.
     """
@@ -163,10 +192,25 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
                  "(header X-SimpleStats-Token); set --api-token to choose one",
                  bind=settings.bind, token=token)
     directory = os.path.abspath(settings.data_dir)
+    writer = None
+    journal_thread = run_in_thread
+    if journal_thread is None:
+        # One writer thread: journal writes and fsyncs never hold the reactor.
+        writer = ThreadPool(1, 1, "journal-writer")
+
+        def journal_thread(f, *args):
+            return deferToThreadPool(reactor, writer, f, *args)
     try:
         os.makedirs(directory, exist_ok=True)
-        journal = Journal(directory, settings.journal_fsync_interval)
+        lock = DataDirLock(directory)
+    except DataDirInUse as e:
+        raise StartupError(str(e))
     except OSError as e:
+        raise StartupError("data directory %s is not usable: %s" % (directory, e))
+    try:
+        journal = Journal(directory, settings.journal_fsync_interval, journal_thread)
+    except OSError as e:
+        lock.release()
         raise StartupError("data directory %s is not usable: %s" % (directory, e))
 
     store = Store(settings.tiers, settings.sketch_accuracy, settings.late_grace,
@@ -189,7 +233,7 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
     top.snapshotter = snapshotter
     top.recovery = summary
     # Started first, stopped last.
-    PersistenceService(core, snapshotter).setServiceParent(top)
+    PersistenceService(core, snapshotter, lock, writer).setServiceParent(top)
     lag = LagMonitor(reactor, timer, core.gauges)
     top.lag = lag
     LagService(lag).setServiceParent(top)

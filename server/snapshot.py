@@ -240,30 +240,35 @@ class Snapshotter:
             blocks.append(self.timer() - began)
             self.clock.callLater(0, self._settle)
             return
-        try:
-            seq = self.journal.rotate()
-            self.journal_mark = self.journal.written
-        except OSError:
+        # Records queued until now go to the current journal file, later
+        # ones to the next: the store as it is now plus the files from the
+        # next number on is the whole state.  The journal's writer finishes
+        # the rotation meanwhile; the file is written only once it has.
+        self.journal_mark = self.journal.written + self.journal.unwritten_bytes
+        rotation = defer.maybeDeferred(self.journal.rotate)
+        outcome = []
+        rotation.addBoth(lambda result: outcome.append(result) or result)
+        if outcome and isinstance(outcome[0], Failure):
             # A full disk fails the journal before the snapshot is begun:
             # /api/health must say so all the same.
+            rotation.addErrback(lambda failure: None)
             self.running = None
-            failure = Failure()
-            self._report(failure)
-            done.errback(failure)
+            self._report(outcome[0])
+            done.errback(outcome[0])
             return
         header = {
             "format": FORMAT,
             "version": VERSION,
             "created": started,
-            "journal_seq": seq,
+            "journal_seq": None,
             "steps": [t.step for t in self.store.tiers],
             "watermarks": list(self.store.watermarks),
         }
-        self.chunks = [json.dumps(header).encode() + b"\n"]
+        self.chunks = [header]
         self.pending = dict(self.store.series)
         self.store.observe(self)
         blocks.append(self.timer() - began)
-        self.running = (done, started, seq, blocks)
+        self.running = (done, started, rotation, blocks)
         self.clock.callLater(0, self._step)
 
     def take_if_journal_over(self, limit):
@@ -273,7 +278,7 @@ class Snapshotter:
         """
         if self.running is not None:
             return None
-        if self.journal.written + self.journal.pending_bytes - self.journal_mark <= limit:
+        if self.journal.written + self.journal.unwritten_bytes - self.journal_mark <= limit:
             return None
         return self.take()
 
@@ -309,11 +314,23 @@ class Snapshotter:
         count = len(chunks) - 1
         chunks.append(json.dumps({"end": True, "series": count}).encode() + b"\n")
         self.chunks = self.pending = None
-        d = self.run_in_thread(write_file, self.directory, chunks)
-        d.addCallbacks(self._written, self._failed, callbackArgs=(count,))
+        rotation = self.running[2]
+        rotation.addCallback(self._write, chunks)
+        rotation.addCallbacks(self._written, self._failed, callbackArgs=(count,))
 
-    def _written(self, nbytes, count):
-        done, started, seq, blocks = self.running
+    def _write(self, seq, chunks):
+        """
+        The journal is rotated to C{seq}: the snapshot covers every file
+        before it.  Write the file in a thread.
+        """
+        header = dict(chunks[0], journal_seq=seq)
+        chunks[0] = json.dumps(header).encode() + b"\n"
+        d = self.run_in_thread(write_file, self.directory, chunks)
+        return d.addCallback(lambda nbytes: (nbytes, seq))
+
+    def _written(self, result, count):
+        nbytes, seq = result
+        done, started, _, blocks = self.running
         self.running = None
         self.status = {
             "last": started,

@@ -538,6 +538,23 @@ def test_journal_summary_counts_lines_and_torn_records(tmp_path):
     assert summary["torn"] == ["journal.000002.log: record cut short"]
 
 
+def test_journal_summary_reads_the_server_s_current_format(tmp_path):
+    """The harness counts the records of a journal the server writes today (SSJ2) and its torn end."""
+    from bench import recovery
+    from server.journal import Journal
+    journal = Journal(str(tmp_path))
+    journal.append_raw(b"u", 1.0, b"a:1|c\nb:2|c")
+    journal.append([["d", "x"]])
+    journal.append_raw(b"t", 2.0, b'["a", null, 1]')
+    journal.close()
+    path = tmp_path / "journal.000001.log"
+    path.write_bytes(path.read_bytes()[:-3])
+    summary = recovery.journal_summary(str(tmp_path))
+    assert summary["udp_records"] == 1 and summary["udp_lines"] == 2
+    assert summary["json_records"] == 1 and summary["tcp_records"] == 0
+    assert summary["torn"] == ["journal.000001.log: record cut short"]
+
+
 def test_recovery_restarts_a_killed_server_with_its_series(tmp_path):
     """
     A tiny load on the real server, kill -9, restart on the same data

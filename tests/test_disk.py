@@ -242,15 +242,16 @@ class DiskFailureUnitTests(SynchronousTestCase):
         records = [encode_entries([["s", "k%d" % i, "c", 1.0, 1.0, 1.0, 0]]) for i in range(3000)]
         for i in range(3000):
             journal.append([["s", "k%d" % i, "c", 1.0, 1.0, 1.0, 0]])
-        self.assertRaises(OSError, journal.flush)
+        self.failureResultOf(journal.flush(), OSError)
         got = drain()
         self.assertTrue(0 < len(got) < len(b"".join(records)))
         for _ in range(100):  # the whole batch is a few pipefuls
-            try:
-                journal.flush()
+            outcome = []
+            journal.flush().addBoth(outcome.append)
+            if outcome == [None]:
                 break
-            except OSError:
-                got += drain()
+            outcome[0].trap(OSError)
+            got += drain()
         got += drain()
         self.assertEqual(got, b"".join(records))
         self.assertEqual(journal.pending, [])
@@ -260,7 +261,7 @@ class DiskFailureUnitTests(SynchronousTestCase):
         """A snapshot whose journal rotation fails (full disk) fails its Deferred and sets the status error."""
 
         class FullJournal:
-            written = pending_bytes = 0
+            written = pending_bytes = unwritten_bytes = 0
 
             def rotate(self):
                 raise OSError(28, "No space left on device")

@@ -60,7 +60,5 @@ class StatsdProtocol(DatagramProtocol):
             self.bad_log.warn("statsd metric from {peer} refused: {reason}",
                               peer="%s:%s" % addr[:2], reason=refused[0])
         if core.journal.pending_bytes > JOURNAL_HIGH_WATER:
-            try:
-                core.durable()
-            except OSError as e:
-                self.bad_log.warn("journal write failed: {error}", error=e)
+            core.durable().addErrback(lambda failure: self.bad_log.warn(
+                "journal write failed: {error}", error=failure.getErrorMessage()))

@@ -3,8 +3,9 @@ The TCP line protocol: one JSON tuple (or a batch of tuples) per line, every
 line answered in order with C{--OK} or C{--ERROR <what was wrong>}.
 
 C{--OK} goes out only after the accepted points are written to the journal:
-answers for everything that arrived in one read are held until one journal
-write covers them all.
+answers for everything that arrived in one read are held until the journal's
+writer has written everything queued so far (the reactor goes on meanwhile),
+and go out in order.  A connection whose answers pile up stops reading.
 """
 
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
@@ -16,6 +17,10 @@ from zope.interface import implementer
 from server.logutil import BoundedLog
 from server.model import ParseError
 from server.parse_tuple import parse_line
+
+# Reads whose answers may wait for the journal before the connection stops
+# reading (it reads again when half of them are out).
+MAX_HELD_READS = 16
 
 HINT = b"--Hint: send data of the form [name:str, timestamp:float, data:float]"
 HELP = (
@@ -45,6 +50,11 @@ class TupleProtocol(LineOnlyReceiver):
         self.quiet = False
         self.answers = []
         self.peer = "?"
+        # [answers, ready] for each read, in order, until written.
+        self._held = []
+        self._held_paused = False
+        self._write_paused = False
+        self._closing = False
 
     def connectionMade(self):
         factory = self.factory
@@ -68,7 +78,7 @@ class TupleProtocol(LineOnlyReceiver):
     # (printf ... | nc -N) still gets every answer: without this Twisted
     # closes at once on end-of-file and drops the answers not yet written.
     def readConnectionLost(self):
-        self.transport.loseConnection()
+        self._close_when_answered()
 
     def writeConnectionLost(self):
         self.transport.loseConnection()
@@ -76,10 +86,13 @@ class TupleProtocol(LineOnlyReceiver):
     # IPushProducer: reading pauses while our answers cannot be written.
     def pauseProducing(self):
         self.factory.core.counters["simplestats.tcp.paused"] += 1
+        self._write_paused = True
         self.transport.pauseProducing()
 
     def resumeProducing(self):
-        self.transport.resumeProducing()
+        self._write_paused = False
+        if not self._held_paused:
+            self.transport.resumeProducing()
 
     def stopProducing(self):
         self.transport.loseConnection()
@@ -94,15 +107,54 @@ class TupleProtocol(LineOnlyReceiver):
         self.answers = []
         if not answers:
             return
-        try:
-            self.factory.core.durable()
-        except OSError as e:
-            self.factory.core.counters["simplestats.journal.errors"] += 1
-            self.factory.bad_log.warn("journal write failed: {error}", error=e)
-            failed = b"--ERROR journal write failed (%s): not acknowledged" % (
-                str(e).encode("utf-8", "replace"),)
-            answers = [failed if a.startswith(b"--OK") else a for a in answers]
-        self.transport.writeSequence([a + b"\r\n" for a in answers])
+        batch = [answers, False]
+        self._held.append(batch)
+        d = self.factory.core.durable()
+        d.addCallbacks(self._written, self._not_written, callbackArgs=(batch,),
+                       errbackArgs=(batch,))
+        if len(self._held) > MAX_HELD_READS and not self._held_paused:
+            self.factory.core.counters["simplestats.tcp.paused_for_journal"] += 1
+            self._held_paused = True
+            self.transport.pauseProducing()
+
+    def _written(self, _, batch):
+        batch[1] = True
+        self._release()
+
+    def _not_written(self, failure, batch):
+        self.factory.core.counters["simplestats.journal.errors"] += 1
+        error = failure.getErrorMessage()
+        self.factory.bad_log.warn("journal write failed: {error}", error=error)
+        failed = b"--ERROR journal write failed (%s): not acknowledged" % (
+            error.encode("utf-8", "replace"),)
+        batch[0] = [failed if a.startswith(b"--OK") else a for a in batch[0]]
+        batch[1] = True
+        self._release()
+
+    def _release(self):
+        """
+        Write the answers that are ready, in the order their lines came.
+        """
+        held = self._held
+        lines = []
+        while held and held[0][1]:
+            lines.extend(a + b"\r\n" for a in held.pop(0)[0])
+        if lines:
+            self.transport.writeSequence(lines)
+        if self._held_paused and len(held) <= MAX_HELD_READS // 2 and not self._closing:
+            self._held_paused = False
+            if not self._write_paused:
+                self.transport.resumeProducing()
+        if self._closing and not held:
+            self.transport.loseConnection()
+
+    def _close_when_answered(self):
+        self._closing = True
+        if not self._held:
+            self.transport.loseConnection()
+        else:
+            # Nothing more is read; the answers still go out.
+            self.transport.pauseProducing()
 
     def lineReceived(self, line):
         core = self.factory.core
@@ -159,7 +211,7 @@ class TupleProtocol(LineOnlyReceiver):
         core.counters["simplestats.tcp.too_long"] += 1
         self._error("line longer than %d bytes; closing the connection" % (self.MAX_LENGTH,))
         self._answer()
-        self.transport.loseConnection()
+        self._close_when_answered()
 
 
 class TupleFactory(Factory):

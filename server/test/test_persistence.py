@@ -14,13 +14,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from server import snapshot as snapshots
 from server.ingest import IngestCore
-from server.journal import (MAGIC, Journal, JournalCorrupt, journal_files, journal_path,
-                            read_journal)
+from server.journal import (MAGIC, MARKER, Journal, JournalCorrupt, journal_files, journal_path,
+                            read_journal, scan_journal)
 from server.model import (COUNTER, DISTRIBUTION, GAUGE, HISTOGRAM, SAMPLE, SET, TIMER, Partial,
                           Sample)
 from server.parse_tuple import parse_line
 from server.query import bucket_rows
-from server.recovery import StartupError, recover
+from server.recovery import StartupError, recover, replay
 from server.sketch import Sketch
 from server.snapshot import SNAPSHOT_NAME, Snapshotter, encode_series
 from server.store import Store
@@ -256,23 +256,25 @@ class JournalTests(SynchronousTestCase):
         size = os.path.getsize(path)
         self.written(*self.RECORDS[:2])  # a second file; the first is ours
         with open(path, "ab") as f:
-            f.write(b"\x00\x00\x00")
+            f.write(MARKER[:3])
         records, torn = read_journal(path)
         self.assertEqual(records, self.expected()[:2])
         self.assertEqual(torn, (3, "record header cut short (3 bytes)"))
         self.assertEqual(os.path.getsize(path), size + 3)
 
     def test_bad_checksum_in_last_record(self):
-        """A last record whose checksum fails is torn, not corrupt."""
+        """A last record whole in length whose checksum fails is damage, not torn: a crash cuts a record short, it does not change its bytes."""
         path = self.written(*self.RECORDS[:2])
         with open(path, "r+b") as f:
             f.seek(-1, os.SEEK_END)
             last = f.read(1)
             f.seek(-1, os.SEEK_END)
             f.write(bytes([last[0] ^ 0xFF]))
-        records, torn = read_journal(path)
-        self.assertEqual(records, self.expected()[:1])
-        self.assertEqual(torn, (2, "checksum mismatch in the last record"))
+        error = self.assertRaises(JournalCorrupt, read_journal, path)
+        self.assertEqual(error.record, 2)
+        self.assertIn("checksum mismatch", str(error))
+        scan = scan_journal(path)
+        self.assertEqual((scan.records, scan.torn), (self.expected()[:1], None))
 
     def test_damage_in_the_middle(self):
         """A damaged record with records after it raises JournalCorrupt naming the file and record."""
@@ -280,8 +282,8 @@ class JournalTests(SynchronousTestCase):
         with open(path, "rb") as f:
             data = bytearray(f.read())
         # Flip a byte of the second record's payload.
-        first = len(MAGIC) + 9 + int.from_bytes(data[len(MAGIC):len(MAGIC) + 4], "big")
-        data[first + 9 + 10] ^= 0x01
+        first = len(MAGIC) + 17 + int.from_bytes(data[len(MAGIC) + 4:len(MAGIC) + 8], "big")
+        data[first + 17 + 10] ^= 0x01
         with open(path, "wb") as f:
             f.write(bytes(data))
         error = self.assertRaises(JournalCorrupt, read_journal, path)
@@ -312,9 +314,9 @@ class JournalTests(SynchronousTestCase):
         journal = Journal(self.directory)
         self.addCleanup(journal.close)
         journal.append([["d", "one"]])
-        self.assertEqual(journal.rotate(), 2)
+        self.assertEqual(self.successResultOf(journal.rotate()), 2)
         journal.append([["d", "two"]])
-        self.assertEqual(journal.rotate(), 3)
+        self.assertEqual(self.successResultOf(journal.rotate()), 3)
         self.assertEqual([seq for seq, _ in journal_files(self.directory)], [1, 2, 3])
         self.assertEqual(read_journal(journal_path(self.directory, 2)), ([[["d", "two"]]], None))
         journal.remove_before(3)
@@ -328,7 +330,7 @@ class JournalTests(SynchronousTestCase):
         self.addCleanup(journal.close)
         journal.append([["d", "before"]])
         journal.refuse = True
-        self.assertRaises(OSError, journal.rotate)
+        self.failureResultOf(journal.rotate(), OSError)
         self.assertEqual(journal.seq, 1)
         # Whatever is opened next may get the number of a closed descriptor.
         other = os.path.join(self.directory, "other")
@@ -339,7 +341,7 @@ class JournalTests(SynchronousTestCase):
         self.assertEqual(read_journal(journal_path(self.directory, 1)),
                          ([[["d", "before"]], [["d", "after"]]], None))
         journal.refuse = False
-        self.assertEqual(journal.rotate(), 2)
+        self.assertEqual(self.successResultOf(journal.rotate()), 2)
 
 
 class RefusingJournal(Journal):
@@ -613,10 +615,11 @@ class RecoveryTests(SynchronousTestCase):
         self.assertEqual(reads(recovered.store), reads(self.server.store))
 
     def test_corrupt_journal(self):
-        """A journal damaged in the middle stops the start naming it, or is moved aside."""
+        """A journal damaged in the middle stops the start naming it, or is moved aside keeping every other record."""
         self.fill(1)
         self.server.journal.flush()
         path = journal_path(self.server.directory, self.server.journal.seq)
+        records, _ = read_journal(path)
         with open(path, "r+b") as f:
             f.seek(len(MAGIC) + 12)
             f.write(b"\xff\xff")
@@ -626,7 +629,15 @@ class RecoveryTests(SynchronousTestCase):
         recovered = self.server.recovered(self, move_corrupt_aside=True)
         self.assertEqual(recovered.summary["moved_aside"],
                          ["%s.corrupt-%d" % (path, self.clock.seconds())])
-        self.assertEqual(recovered.store.series, {})
+        self.assertEqual(recovered.summary["damaged"], [path + ":1"])
+        # Every record but the damaged one is replayed, and kept under the
+        # file's name for the next start.
+        self.assertEqual(read_journal(path), (records[1:], None))
+        expected = Server(self, self.clock)
+        self.assertEqual(recovered.summary["records_replayed"], replay(expected.core, records[1:]))
+        expected.store.tick(self.clock.seconds())
+        self.assertEqual(reads(recovered.store), reads(expected.store))
+        self.assertNotEqual(reads(recovered.store), {})
 
     def test_torn_journal_reported(self):
         """A torn last journal record is dropped, reported, and the records before it replayed."""

@@ -7,6 +7,7 @@ import os
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet import defer
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -63,7 +64,7 @@ class TupleProtocolTests(SynchronousTestCase):
     def test_journal_failure_is_not_acknowledged(self):
         """When the journal write fails the client gets an error, not --OK."""
         def broken():
-            raise OSError(28, "No space left on device")
+            return defer.fail(OSError(28, "No space left on device"))
         self.core.durable = broken
         out = self.send(b'["a", %d, 1]\n' % T0)
         self.assertTrue(out.startswith(b"--ERROR journal write failed"), out)

@@ -56,6 +56,20 @@ class WebAPI:
         # with json (NaN and infinities, never sent, would become null).
         return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
 
+    def _when_journaled(self, request, body):
+        """
+        Answer C{body} once the journal's writer has written what was
+        accepted, or 503 when the disk refused.
+        """
+        def refused(failure):
+            self.core.counters["simplestats.journal.errors"] += 1
+            return self._json(request, {
+                "error": "journal write failed (%s): not acknowledged; it may be lost in a"
+                         " restart" % (failure.getErrorMessage(),)}, 503)
+
+        d = self.core.durable()
+        return d.addCallbacks(lambda _: self._json(request, body), refused)
+
     def _arg(self, request, name, default=None):
         values = request.args.get(name.encode())
         if not values:
@@ -186,7 +200,7 @@ class WebAPI:
             "now": now,
             "tiers": [{"step": t.step, "retention": t.retention} for t in self.store.tiers],
             "snapshot": snapshot,
-            "journal_pending_bytes": self.core.journal.pending_bytes,
+            "journal_pending_bytes": self.core.journal.unwritten_bytes,
             # Since the start, never reset: what a load test counts back.
             "received": {"udp_lines": self.core.received["udp"]},
             # How long the reactor was held (server.lag): what a benchmark
@@ -259,8 +273,7 @@ class WebAPI:
         else:
             raise ApiError(400, "give key=... or a non-empty filter=...", "key")
         deleted = self.core.delete(keys)
-        self.core.durable()
-        return self._json(request, {"deleted": len(deleted), "keys": deleted})
+        return self._when_journaled(request, {"deleted": len(deleted), "keys": deleted})
 
     @app.route("/api/dayweek", methods=["GET"])
     def dayweek(self, request):
@@ -329,10 +342,9 @@ class WebAPI:
             return self._json(request, {
                 "error": "%d rows refused; nothing was imported" % (len(refused),),
                 "bad_rows": rows, "bad_row_count": len(refused), "format": detected}, 400)
-        self.core.durable()
         keys = {series_key(i.name, i.tags) for i in items}
-        return self._json(request, {"imported": len(items), "series": len(keys),
-                                    "format": detected})
+        return self._when_journaled(request, {"imported": len(items), "series": len(keys),
+                                              "format": detected})
 
     @app.route("/", branch=True)
     def static(self, request):
