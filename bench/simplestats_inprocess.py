@@ -112,10 +112,13 @@ def measure(count, buckets, start=1_700_000_000.0):
     # The server process's collector settings, where it has them.
     thresholds = gc.get_threshold()
     try:
-        from server.main import GC_THRESHOLDS
+        from server.gcpolicy import THRESHOLDS as GC_THRESHOLDS
     except ImportError:
-        pass
-    else:
+        try:
+            from server.main import GC_THRESHOLDS
+        except ImportError:
+            GC_THRESHOLDS = None
+    if GC_THRESHOLDS is not None:
         gc.set_threshold(*GC_THRESHOLDS)
     # Store.add since the one-apply-path rewrite; add_value before it.
     add = getattr(store, "add", None) or store.add_value

@@ -4,18 +4,8 @@ The entry point: C{python -m server.main [flags]} (or C{python server/main.py}).
 The only module that imports the global reactor and starts logging.
 """
 
-import gc
 import os
 import sys
-
-# The store is millions of long-lived objects (series, aggregates, sketches)
-# and every bucket adds and drops a few per series.  With CPython's default
-# thresholds (700, 10, 10) a young collection runs every 700 allocations and
-# a full one (hundreds of ms at 100k series, the reactor stopped) whenever
-# the survivors reach a quarter of the heap.  Fewer young collections, and a
-# full one only after many of them; what start-up loaded is frozen out of
-# every collection.
-GC_THRESHOLDS = (50_000, 20, 1000)
 
 if __package__ in (None, ""):
     # Run as a script (python server/main.py): make the package importable.
@@ -26,6 +16,7 @@ def main(argv=None, environ=None):
     from twisted.internet.error import CannotListenError
     from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
+    from server.gcpolicy import GcPolicy
     from server.recovery import StartupError
     from server.service import listening_ports, makeService
     from server.settings import SettingsError, load
@@ -44,14 +35,16 @@ def main(argv=None, environ=None):
 
     from twisted.internet import reactor
 
-    gc.set_threshold(*GC_THRESHOLDS)
+    # Full collections walk only what was made since the last freeze.
+    policy = GcPolicy({})
+    policy.install()
     try:
-        top = makeService(settings, reactor)
+        top = makeService(settings, reactor, gc_policy=policy)
     except StartupError as e:
         log.critical("cannot start: {error}", error=str(e))
         return 1
-    gc.collect()
-    gc.freeze()
+    policy.gauges = top.core.gauges
+    policy.freeze()
     try:
         top.startService()
     except CannotListenError as e:

@@ -5,7 +5,7 @@ Assembly: L{makeService} wires the whole server together.  Start reading here.
         -> IngestCore (checks, journal, counts)
             -> Store (open buckets, rollup tiers)
     timers: rollup tick, journal flush and fsync (done by the journal's writer
-        thread), snapshot
+        thread), snapshot, garbage-collector freeze (server.gcpolicy)
     start-up: recovery (snapshot + journal replay) before anything listens
     shut-down: stop listening, write the journal, write a final snapshot
 """
@@ -173,7 +173,7 @@ def _is_loopback(address):
     return ipaddress.ip_address(address).is_loopback
 
 
-def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
+def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None, gc_policy=None):
     """
     Build the whole server on C{reactor} (a real one, or a fake clock plus
     fake listeners in tests).  Recovery from the data directory happens here,
@@ -248,6 +248,9 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
     ]
     if settings.journal_fsync_interval > 0:
         timers.append(("journal-fsync", settings.journal_fsync_interval, journal.sync))
+    if gc_policy is not None:
+        # Keeps full collections from walking the whole store (server.gcpolicy).
+        timers.append(("gc-freeze", 60.0, gc_policy.freeze))
     if settings.snapshot_journal_bytes:
         # A restart replays the journal since the last snapshot: bound it.
         timers.append(("snapshot-early", 1.0,
