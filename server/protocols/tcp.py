@@ -11,8 +11,10 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
+from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from server.fdlimit import REFUSAL_SLACK
 from server.logutil import BoundedLog
 from server.model import ParseError
 from server.parse_tuple import parse_line
@@ -29,11 +31,15 @@ HELP = (
 
 
 @implementer(IPushProducer, IHalfCloseableProtocol)
-class TupleProtocol(LineOnlyReceiver):
+class TupleProtocol(LineOnlyReceiver, TimeoutMixin):
     """
     One client connection.  It registers itself as the producer of its own
     transport: when the client stops reading its answers and the write
     buffer fills up, the connection stops reading lines until it drains.
+
+    A connection that completes no line for C{--tcp-idle-timeout} seconds is
+    closed (the timer restarts with each whole line, not with each byte, so
+    a client trickling a line out a byte at a time is closed too).
     """
 
     delimiter = b"\n"
@@ -45,9 +51,12 @@ class TupleProtocol(LineOnlyReceiver):
         self.quiet = False
         self.answers = []
         self.peer = "?"
+        self.paused = False
+        self.callLater = factory.clock.callLater
 
     def connectionMade(self):
         factory = self.factory
+        factory.live += 1
         peer = self.transport.getPeer()
         self.peer = "%s:%s" % (getattr(peer, "host", "?"), getattr(peer, "port", "?"))
         if len(factory.connections) >= factory.settings.max_connections:
@@ -58,11 +67,28 @@ class TupleProtocol(LineOnlyReceiver):
             return
         factory.connections.add(self)
         factory.core.counters["simplestats.tcp.connections"] += 1
+        factory.gauge()
         self.transport.registerProducer(self, True)
+        self.setTimeout(factory.settings.tcp_idle_timeout or None)
         self.transport.write(HINT + b"\r\n")
 
     def connectionLost(self, reason):
+        self.setTimeout(None)
+        self.factory.live -= 1
         self.factory.connections.discard(self)
+        self.factory.gauge()
+
+    def timeoutConnection(self):
+        core = self.factory.core
+        core.counters["simplestats.tcp.idle_timeouts"] += 1
+        if self.paused:
+            # The client reads none of our answers: a last line would never
+            # go out, and a clean close would wait for it for ever.
+            self.transport.abortConnection()
+            return
+        self.transport.write(b"--ERROR no complete line in %g s; closing the connection\r\n"
+                             % (self.factory.settings.tcp_idle_timeout,))
+        self.transport.loseConnection()
 
     # IHalfCloseableProtocol: a client that shuts down its sending side
     # (printf ... | nc -N) still gets every answer: without this Twisted
@@ -76,9 +102,11 @@ class TupleProtocol(LineOnlyReceiver):
     # IPushProducer: reading pauses while our answers cannot be written.
     def pauseProducing(self):
         self.factory.core.counters["simplestats.tcp.paused"] += 1
+        self.paused = True
         self.transport.pauseProducing()
 
     def resumeProducing(self):
+        self.paused = False
         self.transport.resumeProducing()
 
     def stopProducing(self):
@@ -105,6 +133,7 @@ class TupleProtocol(LineOnlyReceiver):
         self.transport.writeSequence([a + b"\r\n" for a in answers])
 
     def lineReceived(self, line):
+        self.resetTimeout()
         core = self.factory.core
         core.counters["simplestats.tcp.lines"] += 1
         if line.endswith(b"\r"):
@@ -169,8 +198,19 @@ class TupleFactory(Factory):
         self.core = core
         self.settings = settings
         self.limits = settings.limits
+        self.clock = clock
         self.connections = set()
+        # Every open connection, refused ones still being answered included.
+        self.live = 0
         self.bad_log = BoundedLog(TupleProtocol.log, clock)
 
     def buildProtocol(self, addr):
+        if self.live >= self.settings.max_connections + REFUSAL_SLACK:
+            # Refusals still being answered hold descriptors too: past the
+            # slack, the socket is closed at once, unanswered.
+            self.core.counters["simplestats.tcp.refused_connections"] += 1
+            return None
         return TupleProtocol(self)
+
+    def gauge(self):
+        self.core.gauges["simplestats.tcp.open_connections"] = float(len(self.connections))
