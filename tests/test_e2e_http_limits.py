@@ -65,7 +65,7 @@ def wait_for_counter(server, name, since, expected, timeout=20.0):
 
 
 def test_upload_without_token_refused_before_its_body(make_server):
-    """A 200 MB import without (or with a wrong) token is answered 401/403 on its headers; the server reads no body byte."""
+    """A 200 MB import without the right token gets 401/403 on its headers; no body byte is read."""
     server = make_server("--api-token", TOKEN).start()
     since = time.time() - 10
     head = (b"POST /api/import HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
@@ -128,7 +128,7 @@ def _still_open(socks):
 
 
 def test_idle_connection_flood_under_ulimit_1024(make_server):
-    """With ulimit -n 1024, 1100 idle HTTP and 400 idle TCP connections leave /api/health, --OK and snapshots working."""
+    """Under ulimit -n 1024, 1100 idle HTTP + 400 TCP connections: health, --OK and snapshots work."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 2000:
         pytest.skip("this test process may open only %d files" % (hard,))

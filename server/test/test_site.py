@@ -8,7 +8,6 @@ import json
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
@@ -146,7 +145,7 @@ class AuthorizationOnHeadersTests(SiteCase):
     args = ("--api-token", TOKEN)
 
     def test_missing_token_is_401_before_any_body_byte(self):
-        """A 200 MB import without the token is answered 401 on its headers; no body byte is read, no temporary file made."""
+        """A 200 MB import without the token gets 401 on its headers: no body byte read, no temp file."""
         channel, transport = self.connect(REMOTE)
         channel.dataReceived(upload_head())
         self.assertEqual(self.status(transport), 401)
@@ -194,6 +193,13 @@ class AuthorizationOnHeadersTests(SiteCase):
         self.assertEqual(transport.value(), b"")
         self.assertEqual(self.counters["simplestats.http.body_bytes"], 500)
         self.assertEqual(channel.phase, "body")
+
+    def test_authorized_upload_gets_100_continue(self):
+        """With the right token a client waiting for 100 Continue gets it."""
+        channel, transport = self.connect(REMOTE)
+        channel.dataReceived(upload_head(token=TOKEN.encode(), length=1000,
+                                         extra=b"Expect: 100-continue\r\n"))
+        self.assertEqual(transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def test_the_handler_still_checks(self):
         """The API's own check stays: a whole import without the token is a 401 from the handler too."""
@@ -363,7 +369,7 @@ class DeadlineTests(SiteCase):
         self.assertEqual(self.counters["simplestats.http.body_timeouts"], 0)
 
     def test_an_answer_nobody_reads_is_dropped(self):
-        """While the transport stays paused for --http-write-timeout during an answer, the connection is aborted."""
+        """A transport paused for --http-write-timeout during an answer gets the connection aborted."""
         channel, transport = self.connect()
         channel.dataReceived(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
         channel.pauseProducing()  # what the transport does when its buffer fills
@@ -478,7 +484,8 @@ class TupleIdleTests(SynchronousTestCase):
         self.assertFalse(transport.disconnecting)
         core.clock.advance(1)
         self.assertTrue(transport.disconnecting)
-        self.assertTrue(transport.value().endswith(b"--ERROR no complete line in 30 s; closing the connection\r\n"))
+        self.assertTrue(transport.value().endswith(
+            b"--ERROR no complete line in 30 s; closing the connection\r\n"))
         self.assertEqual(core.counters["simplestats.tcp.idle_timeouts"], 1)
 
     def test_zero_means_never(self):
@@ -490,7 +497,7 @@ class TupleIdleTests(SynchronousTestCase):
         self.assertFalse(transport.disconnecting)
 
     def test_cap_and_slack(self):
-        """Over --max-connections a client gets --ERROR, counted; past the slack the socket is closed unanswered."""
+        """Over --max-connections: --ERROR, counted; past the slack the socket is closed unanswered."""
         core = make_core(self, "--max-connections", "2")
         factory = TupleFactory(core, core.settings, core.clock)
         for _ in range(2):
@@ -509,7 +516,7 @@ class OpenFilesBudgetTests(SynchronousTestCase):
         return make_core(self, *argv).settings
 
     def test_caps_lowered_to_fit_the_limit(self):
-        """With ulimit -n 1024 the default caps (1000 + 1000) are lowered to leave --fd-reserve free, with a warning naming them."""
+        """Under ulimit -n 1024 the default caps are lowered to leave --fd-reserve, with a warning."""
         settings = self.settings()
         with capturedLogs() as events:
             fitted = fdlimit.fit_connection_caps(settings, 1024)
