@@ -22,9 +22,9 @@ from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
-from twisted.web.server import Site
 
 from server.datadir import DataDirInUse, DataDirLock
+from server.fdlimit import fit_connection_caps, raise_soft_limit
 from server.ingest import IngestCore
 from server.journal import Journal
 from server.lag import LagMonitor
@@ -191,6 +191,7 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None, 
         log.warn("binding to {bind}: import and admin calls need the API token {token} "
                  "(header X-SimpleStats-Token); set --api-token to choose one",
                  bind=settings.bind, token=token)
+    settings = fit_connection_caps(settings, raise_soft_limit())
     directory = os.path.abspath(settings.data_dir)
     writer = None
     journal_thread = run_in_thread
@@ -264,7 +265,7 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None, 
     factory = TupleFactory(core, settings, reactor)
     statsd = StatsdProtocol(core, settings.limits, reactor, settings.max_packet_size)
     api = WebAPI(core, settings, reactor, snapshotter, lag)
-    site = LimitedSite(api.app.resource(), settings.max_upload_bytes, core)
+    site = LimitedSite(api.app.resource(), settings, core, reactor)
     top.api = api
     for name, listen in (
         ("tcp", lambda: reactor.listenTCP(settings.tcp_port, factory, interface=settings.bind)),

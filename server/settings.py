@@ -207,6 +207,40 @@ class Settings:
     )
     max_series: int = _setting(500000, _positive_int, "most series; new ones beyond are refused")
     max_connections: int = _setting(1000, _positive_int, "most open TCP connections")
+    tcp_idle_timeout: float = _setting(
+        600.0, _non_negative_float,
+        "seconds a TCP connection may go without a complete line before it is closed (0: never)"
+    )
+    max_http_connections: int = _setting(
+        1000, _positive_int,
+        "most open HTTP connections; at the cap an idle one is closed for a new one, or the new"
+        " one gets 503"
+    )
+    http_idle_timeout: float = _setting(
+        60.0, _positive_float, "seconds an HTTP connection may wait for its next request"
+    )
+    http_header_timeout: float = _setting(
+        10.0, _positive_float,
+        "seconds from the first byte of an HTTP request to the end of its headers (then 408)"
+    )
+    http_body_timeout: float = _setting(
+        20.0, _positive_float,
+        "seconds an upload may take, plus one second per --http-body-min-rate bytes received"
+        " (then 408)"
+    )
+    http_body_min_rate: int = _setting(
+        1024, _positive_int, "bytes per second an upload must keep up after --http-body-timeout"
+    )
+    http_write_timeout: float = _setting(
+        60.0, _positive_float,
+        "seconds an HTTP answer may wait for a client that reads none of it before the"
+        " connection is dropped"
+    )
+    fd_reserve: int = _setting(
+        64, _positive_int,
+        "file descriptors kept free of connections for the journal, snapshots and the listeners;"
+        " the connection caps are lowered at start-up to leave them"
+    )
     max_upload_bytes: int = _setting(256 * 1024 * 1024, _positive_int, "largest import upload")
     max_points: int = _setting(20000, _positive_int, "most points per field in one /api/series answer")
     idle_expiry: float = _setting(

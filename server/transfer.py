@@ -16,6 +16,9 @@ import json
 import math
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
+from twisted.python import failure
+from zope.interface import implementer
 
 from server.aggregate import ROWS
 from server.model import COUNTER, GAUGE, SAMPLE, SET, ParseError
@@ -159,33 +162,87 @@ def export_chunks(store, keys, start, until, now, fmt, rows_per_chunk=2000):
         yield b"]\n"
 
 
-def stream(request, chunks, clock):
+@implementer(IPushProducer)
+class _ChunkProducer:
     """
-    Write C{chunks} to C{request}, one per reactor turn, so a large export
-    neither sits whole in memory nor blocks other clients.  Stops if the
-    client goes away.
+    Writes chunks to a request as fast as its connection takes them: the
+    transport pauses it when its write buffer is full and resumes it when
+    the buffer drains, so a slow reader never makes the server hold more
+    than a chunk or so of the export.  One chunk per reactor turn, so
+    other clients are served in between.
     """
-    done = defer.Deferred()
-    gone = []
-    request.notifyFinish().addErrback(lambda failure: gone.append(failure))
 
-    def step():
-        if gone:
-            done.callback(None)
-            return
+    def __init__(self, request, chunks, clock):
+        self.request = request
+        self.chunks = chunks
+        self.clock = clock
+        self.done = defer.Deferred()
+        self.paused = False
+        self.call = None
+
+    def start(self):
+        self.request.notifyFinish().addErrback(lambda failure: self.stopProducing())
+        self.request.registerProducer(self, True)
+        self._step()  # the first chunk (and the headers) at once
+        return self.done
+
+    def _schedule(self):
+        if self.call is None and not self.paused and not self.done.called:
+            self.call = self.clock.callLater(0, self._step)
+
+    def _step(self):
+        self.call = None
         try:
-            chunk = next(chunks)
+            chunk = next(self.chunks)
         except StopIteration:
-            done.callback(None)
+            self._finish(None)
             return
         except Exception:
-            done.errback()
+            self._finish(failure.Failure())
             return
-        request.write(chunk)
-        clock.callLater(0, step)
+        # May pause us (the write buffer filled up) before it returns.
+        self.request.write(chunk)
+        self._schedule()
 
-    step()
-    return done
+    def _finish(self, result):
+        if self.call is not None:
+            self.call.cancel()
+            self.call = None
+        if self.done.called:
+            return
+        if getattr(self.request, "channel", None) is not None:  # still connected
+            self.request.unregisterProducer()
+        if result is None:
+            self.done.callback(None)
+        else:
+            self.done.errback(result)
+
+    # IPushProducer
+    def pauseProducing(self):
+        self.paused = True
+        if self.call is not None:
+            self.call.cancel()
+            self.call = None
+
+    def resumeProducing(self):
+        self.paused = False
+        self._schedule()
+
+    def stopProducing(self):
+        # The client went away: nothing more is read from the store.
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+        self._finish(None)
+
+
+def stream(request, chunks, clock):
+    """
+    Write C{chunks} (a generator) to C{request} with backpressure: no chunk
+    is made while the client's connection cannot take it.  Stops if the
+    client goes away.
+    """
+    return _ChunkProducer(request, chunks, clock).start()
 
 
 # -- import --------------------------------------------------------------------

@@ -19,6 +19,7 @@ stderr go to one log file that every failure message quotes.
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -56,7 +57,11 @@ class ServerProcess:
     @ivar tcp_port, udp_port, http_port: the ports of the current run,
         read from its ready line.
     @ivar returncode: the exit status of the last run once it has ended.
+    @ivar nofile: C{(soft, hard)} open files limit for the child (as
+        C{ulimit -n} under systemd), or L{None} to inherit ours.
     """
+
+    nofile = None
 
     def __init__(self, data_dir, log_path, args=(), env=None, python=None):
         self.data_dir = str(data_dir)
@@ -95,8 +100,12 @@ class ServerProcess:
             # stdout and stderr share one file, in order.
             self.process = subprocess.Popen(
                 argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=None if self.nofile is None else self._limit_files)
         return self.process
+
+    def _limit_files(self):
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
 
     def start(self, extra_args=(), timeout=START_TIMEOUT):
         """

@@ -12,8 +12,10 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
+from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from server.fdlimit import REFUSAL_SLACK
 from server.logutil import BoundedLog
 from server.model import ParseError
 from server.parse_tuple import parse_line
@@ -34,11 +36,15 @@ HELP = (
 
 
 @implementer(IPushProducer, IHalfCloseableProtocol)
-class TupleProtocol(LineOnlyReceiver):
+class TupleProtocol(LineOnlyReceiver, TimeoutMixin):
     """
     One client connection.  It registers itself as the producer of its own
     transport: when the client stops reading its answers and the write
     buffer fills up, the connection stops reading lines until it drains.
+
+    A connection that completes no line for C{--tcp-idle-timeout} seconds is
+    closed (the timer restarts with each whole line, not with each byte, so
+    a client trickling a line out a byte at a time is closed too).
     """
 
     delimiter = b"\n"
@@ -55,9 +61,11 @@ class TupleProtocol(LineOnlyReceiver):
         self._held_paused = False
         self._write_paused = False
         self._closing = False
+        self.callLater = factory.clock.callLater
 
     def connectionMade(self):
         factory = self.factory
+        factory.live += 1
         peer = self.transport.getPeer()
         self.peer = "%s:%s" % (getattr(peer, "host", "?"), getattr(peer, "port", "?"))
         if len(factory.connections) >= factory.settings.max_connections:
@@ -68,11 +76,28 @@ class TupleProtocol(LineOnlyReceiver):
             return
         factory.connections.add(self)
         factory.core.counters["simplestats.tcp.connections"] += 1
+        factory.gauge()
         self.transport.registerProducer(self, True)
+        self.setTimeout(factory.settings.tcp_idle_timeout or None)
         self.transport.write(HINT + b"\r\n")
 
     def connectionLost(self, reason):
+        self.setTimeout(None)
+        self.factory.live -= 1
         self.factory.connections.discard(self)
+        self.factory.gauge()
+
+    def timeoutConnection(self):
+        core = self.factory.core
+        core.counters["simplestats.tcp.idle_timeouts"] += 1
+        if self._write_paused:
+            # The client reads none of our answers: a last line would never
+            # go out, and a clean close would wait for it for ever.
+            self.transport.abortConnection()
+            return
+        self.transport.write(b"--ERROR no complete line in %g s; closing the connection\r\n"
+                             % (self.factory.settings.tcp_idle_timeout,))
+        self.transport.loseConnection()
 
     # IHalfCloseableProtocol: a client that shuts down its sending side
     # (printf ... | nc -N) still gets every answer: without this Twisted
@@ -157,6 +182,7 @@ class TupleProtocol(LineOnlyReceiver):
             self.transport.pauseProducing()
 
     def lineReceived(self, line):
+        self.resetTimeout()
         core = self.factory.core
         core.counters["simplestats.tcp.lines"] += 1
         if line.endswith(b"\r"):
@@ -221,8 +247,19 @@ class TupleFactory(Factory):
         self.core = core
         self.settings = settings
         self.limits = settings.limits
+        self.clock = clock
         self.connections = set()
+        # Every open connection, refused ones still being answered included.
+        self.live = 0
         self.bad_log = BoundedLog(TupleProtocol.log, clock)
 
     def buildProtocol(self, addr):
+        if self.live >= self.settings.max_connections + REFUSAL_SLACK:
+            # Refusals still being answered hold descriptors too: past the
+            # slack, the socket is closed at once, unanswered.
+            self.core.counters["simplestats.tcp.refused_connections"] += 1
+            return None
         return TupleProtocol(self)
+
+    def gauge(self):
+        self.core.gauges["simplestats.tcp.open_connections"] = float(len(self.connections))

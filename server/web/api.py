@@ -5,7 +5,6 @@ Handlers are synchronous except the export, which streams.  Every error is
 JSON naming what was wrong, with a status that fits.
 """
 
-import hmac
 import os
 
 import orjson
@@ -18,8 +17,7 @@ from server.filters import compile_filter
 from server.model import TYPE_NAMES, ParseError, normalize_tags, series_key
 from server.query import (QueryError, choose_tier, day_week, fields_for, parse_resolution,
                           parse_time, series_points)
-
-TOKEN_HEADER = b"X-SimpleStats-Token"
+from server.web.auth import TOKEN_HEADER, write_refusal
 
 
 class ApiError(Exception):
@@ -154,19 +152,12 @@ class WebAPI:
     def _check_token(self, request):
         """
         Writes need the token when one is set; without one they are only
-        taken from loopback clients.
+        taken from loopback clients (the site checks it on the headers too).
         """
-        token = self.settings.api_token
-        given = request.getHeader(TOKEN_HEADER) or b""
-        if token:
-            if not given:
-                raise ApiError(401, "this call needs the API token in the X-SimpleStats-Token header")
-            if not hmac.compare_digest(given, token.encode()):
-                raise ApiError(403, "wrong API token")
-            return
         host = getattr(request.getClientAddress(), "host", "")
-        if host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
-            raise ApiError(403, "writes from %s need an API token (set --api-token)" % (host,))
+        refusal = write_refusal(self.settings.api_token, request.getHeader(TOKEN_HEADER), host)
+        if refusal is not None:
+            raise ApiError(*refusal)
 
     @app.handle_errors(ApiError)
     def _api_error(self, request, failure):
