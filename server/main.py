@@ -14,7 +14,7 @@ import sys
 # a full one (hundreds of ms at 100k series, the reactor stopped) whenever
 # the survivors reach a quarter of the heap.  Fewer young collections, and a
 # full one only after many of them; what start-up loaded is frozen out of
-# every collection.
+# every collection (see main).
 GC_THRESHOLDS = (50_000, 20, 1000)
 
 if __package__ in (None, ""):
@@ -45,13 +45,22 @@ def main(argv=None, environ=None):
     from twisted.internet import reactor
 
     gc.set_threshold(*GC_THRESHOLDS)
+    failed = []
+
+    def on_failure(error):
+        failed.append(error)
+        log.critical("cannot start: {error}", error=str(error))
+        reactor.stop()
+
     try:
-        top = makeService(settings, reactor)
+        top = makeService(settings, reactor, on_failure=on_failure)
     except StartupError as e:
         log.critical("cannot start: {error}", error=str(e))
         return 1
-    gc.collect()
-    gc.freeze()
+    # Recovery makes millions of long-lived objects: a full collection
+    # over them would hold the reactor for a second or more, so none runs
+    # until they are loaded, and then they are frozen out of every one.
+    gc.disable()
     try:
         top.startService()
     except CannotListenError as e:
@@ -59,12 +68,23 @@ def main(argv=None, environ=None):
         return 1
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     ports = listening_ports(top)
-    log.info("SimpleStats ready: tcp={bind}:{tcp} udp={bind}:{udp} http={bind}:{http} "
-             "data_dir={data_dir} pid={pid}",
-             bind=settings.bind, data_dir=os.path.abspath(settings.data_dir),
-             pid=os.getpid(), **ports)
+    where = dict(bind=settings.bind, data_dir=os.path.abspath(settings.data_dir),
+                 pid=os.getpid(), **ports)
+    log.info("SimpleStats listening: tcp={bind}:{tcp} udp={bind}:{udp} http={bind}:{http} "
+             "data_dir={data_dir} pid={pid}; recovering the data directory", **where)
+
+    def recovered(summary):
+        if not top.recovery.finished:
+            return None  # failed: on_failure said why
+        gc.freeze()
+        gc.enable()
+        log.info("SimpleStats ready: tcp={bind}:{tcp} udp={bind}:{udp} http={bind}:{http} "
+                 "data_dir={data_dir} pid={pid}", **where)
+        return summary
+
+    top.recovery.done.addBoth(recovered)
     reactor.run()
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

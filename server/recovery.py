@@ -1,10 +1,15 @@
 """
-Start-up: read back the snapshot and replay the journal after it.
+Start-up: read back the snapshot and replay the journal after it, in slices
+after the ports listen (L{Recovery}), or all at once (L{recover}).
 """
 
 import os
+import time
+from collections import deque
 
+from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from server import snapshot as snapshots
 from server.journal import JournalCorrupt, journal_files, read_journal
@@ -32,54 +37,303 @@ def _move_aside(path, now):
     return target
 
 
-def recover(directory, store, core, move_corrupt_aside, now):
+def recover(directory, store, core, move_corrupt_aside, now, until_seq=None):
     """
-    Load C{directory}'s snapshot into C{store} and replay its journal
-    through C{core}.  Returns a summary dict.
+    Load C{directory}'s snapshot into C{store}, replay its journal through
+    C{core} and close the buckets that came due, all at once (L{Recovery}
+    spreads the same work over reactor turns).  Returns a summary dict.
 
     @raise StartupError: on a corrupt snapshot or journal, unless
         C{move_corrupt_aside}: then the file is renamed and skipped.
     """
-    summary = {"series_loaded": 0, "records_replayed": 0, "torn": [], "moved_aside": []}
-    path = os.path.join(directory, snapshots.SNAPSHOT_NAME)
-    first_seq = 0
-    if os.path.exists(path):
-        try:
-            header = snapshots.load(path, store)
-        except snapshots.SnapshotCorrupt as e:
-            if not move_corrupt_aside:
-                raise StartupError(
-                    "corrupt snapshot %s. Start with --move-corrupt-aside to rename it "
-                    "and start from the journal alone." % (e,))
-            store.series.clear()
-            for index in store.open_index:
-                index.clear()
-            summary["moved_aside"].append(_move_aside(path, now))
+    recovery = Recovery(directory, store, core, move_corrupt_aside, _Now(now),
+                        run_in_thread=None, until_seq=until_seq)
+    for _ in recovery._steps():
+        pass
+    return recovery.summary
+
+
+class _Now:
+    def __init__(self, now):
+        self.now = now
+
+    def seconds(self):
+        return self.now
+
+
+class Recovery:
+    """
+    Start-up as a phase that runs after the ports listen: the snapshot is
+    decoded, the journal replayed and the due buckets closed a slice of at
+    most about C{slice_seconds} per reactor turn (each journal file is read
+    in a thread), so that C{/api/health} answers with the progress
+    meanwhile.
+
+    Ingest waits until it is over (L{holding}): statsd packets are queued in
+    memory, up to C{queue_bytes}, and applied in order after the replay,
+    journaled after what was replayed; TCP connections are not read
+    (L{when_open}); beyond the bound packets are dropped and counted.
+
+    @ivar done: fires with the summary once recovery is over, or fails
+        with L{StartupError}.
+    @ivar holding: ingest must wait (until the queue is applied).
+    @ivar error: why start-up failed, or L{None}.
+    """
+
+    log = Logger()
+
+    def __init__(self, directory, store, core, move_corrupt_aside, clock, run_in_thread,
+                 timer=time.perf_counter, slice_seconds=0.02, queue_bytes=64 << 20,
+                 until_seq=None):
+        """
+        @param run_in_thread: reads a journal file off the reactor thread;
+            L{None}: in this one.
+        @param until_seq: the number of the journal file this run writes:
+            it and later files are not replayed.
+        """
+        self.directory = directory
+        self.store = store
+        self.core = core
+        self.move_corrupt_aside = move_corrupt_aside
+        self.clock = clock
+        self.run_in_thread = run_in_thread
+        self.timer = timer
+        self.slice_seconds = slice_seconds
+        self.queue_bytes = queue_bytes
+        self.until_seq = until_seq
+        self.summary = {"series_loaded": 0, "records_replayed": 0, "torn": [],
+                        "moved_aside": []}
+        self.progress = {"phase": "waiting", "series_loaded": 0, "series_total": None,
+                         "bytes_read": 0, "bytes_total": None, "journal_files": None,
+                         "journal_files_done": 0, "records_replayed": 0,
+                         "queued_packets": 0, "queued_bytes": 0, "dropped_packets": 0}
+        self.done = defer.Deferred()
+        self.holding = True
+        self.error = None
+        self.started = None
+        self.packets = deque()
+        self._waiting = []
+        self._gen = None
+        self._call = None
+        self._deadline = None
+        self._resume = None
+
+    # -- ingest while recovering ------------------------------------------------
+
+    def hold_packet(self, take, data, addr, now):
+        """
+        Queue a statsd packet that arrived at C{now}; L{take}C{(data, addr,
+        now)} applies it once the journal is replayed.  Beyond the bound it
+        is dropped and counted.
+        """
+        progress = self.progress
+        if progress["queued_bytes"] + len(data) > self.queue_bytes:
+            progress["dropped_packets"] += 1
+            self.core.counters["simplestats.udp.dropped_recovering"] += 1
+            return
+        self.packets.append((take, data, addr, now))
+        progress["queued_packets"] += 1
+        progress["queued_bytes"] += len(data)
+
+    def when_open(self, f):
+        """
+        Call C{f} once ingest may go on (now, if it may already).
+        """
+        if self.holding:
+            self._waiting.append(f)
         else:
-            first_seq = header["journal_seq"]
-            summary["series_loaded"] = len(store.series)
-    for seq, journal in journal_files(directory):
-        if seq < first_seq:
-            continue
+            f()
+
+    # -- running ----------------------------------------------------------------
+
+    def start(self):
+        """
+        Begin in the next reactor turn (after the ports listen).
+        """
+        self.started = self.clock.seconds()
+        self._gen = self._steps()
+        self._call = self.clock.callLater(0, self._slice)
+
+    def stop(self):
+        """
+        The server stops: recovery ends where it is.  Queued packets go to
+        the journal unapplied (the next start replays them); the store is
+        incomplete and must not be snapshotted.
+        """
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        if self._gen is not None and self.holding:
+            self._gen.close()
+            self._gen = None
+            journaled = 0
+            while self.packets:
+                _, data, _, now = self.packets.popleft()
+                self.core.journal.append_raw(b"u", now, data)
+                journaled += 1
+            if journaled:
+                self.log.info("stopped while recovering: {count} queued statsd packets journaled"
+                              " for the next start", count=journaled)
+
+    @property
+    def finished(self):
+        return not self.holding and self.error is None
+
+    def status(self):
+        """
+        What C{/api/health} shows under C{recovery}.
+        """
+        status = dict(self.progress)
+        if self.started is not None:
+            status["seconds"] = (self.summary.get("seconds")
+                                 or self.clock.seconds() - self.started)
+        if self.error is not None:
+            status["error"] = self.error
+        return status
+
+    def _slice(self):
+        self._call = None
+        began = self.timer()
+        self._deadline = began + self.slice_seconds
+        resume, self._resume = self._resume, None
+        gen = self._gen
         try:
-            records, torn = read_journal(journal)
-        except JournalCorrupt as e:
-            if not move_corrupt_aside:
-                raise StartupError(
-                    "corrupt journal %s. Start with --move-corrupt-aside to rename it "
-                    "and skip it." % (e,))
-            summary["moved_aside"].append(_move_aside(journal, now))
-            continue
-        except OSError as e:
-            raise StartupError("cannot read journal %s: %s" % (journal, e))
-        if torn is not None:
-            number, problem = torn
-            log.warn("dropped the torn last record of {path} (record {number}: {problem}): "
-                     "the process stopped mid-write, that record was never acknowledged",
-                     path=journal, number=number, problem=problem)
-            summary["torn"].append("%s:%d" % (journal, number))
-        summary["records_replayed"] += replay(core, records)
-    return summary
+            while True:
+                if resume is None:
+                    waiting = next(gen)
+                elif resume[0]:
+                    waiting = gen.send(resume[1])
+                else:
+                    waiting = resume[1].throwExceptionIntoGenerator(gen)
+                resume = None
+                if waiting is not None:
+                    # A journal file being read in a thread.
+                    waiting.addBoth(self._read)
+                    return
+                if self.timer() >= self._deadline:
+                    self._call = self.clock.callLater(0, self._slice)
+                    return
+        except StopIteration:
+            self._finish()
+        except StartupError as e:
+            self._fail(e)
+        except Exception as e:
+            self.log.failure("recovery failed")
+            self._fail(StartupError("recovery failed: %s" % (e,)))
+
+    def _read(self, result):
+        if self._gen is None:
+            return None  # stopped meanwhile
+        self._resume = (not isinstance(result, Failure), result)
+        self._call = self.clock.callLater(0, self._slice)
+        return None
+
+    def _finish(self):
+        self._gen = None
+        self.holding = False
+        summary = self.summary
+        summary["seconds"] = self.clock.seconds() - self.started
+        self.progress["phase"] = "done"
+        self.log.info("recovered {series} series from the snapshot and {records} points from the"
+                      " journal in {seconds:.1f} s ({queued} statsd packets queued meanwhile,"
+                      " {dropped} dropped)", series=summary["series_loaded"],
+                      records=summary["records_replayed"], seconds=summary["seconds"],
+                      queued=self.progress["queued_packets"],
+                      dropped=self.progress["dropped_packets"])
+        waiting, self._waiting = self._waiting, []
+        for f in waiting:
+            f()
+        self.done.callback(summary)
+
+    def _fail(self, error):
+        self._gen = None
+        self.error = str(error)
+        self.progress["phase"] = "failed"
+        self.packets.clear()
+        self.done.errback(error)
+
+    # -- the work -----------------------------------------------------------------
+
+    def _in_thread(self, f, *args):
+        if self.run_in_thread is None:
+            return f(*args)
+        return (yield self.run_in_thread(f, *args))
+
+    def _steps(self):
+        """
+        The whole recovery, yielding after each small piece of work (and a
+        Deferred while a file is read in a thread).
+        """
+        store, summary, progress = self.store, self.summary, self.progress
+        path = os.path.join(self.directory, snapshots.SNAPSHOT_NAME)
+        first_seq = 0
+        if os.path.exists(path):
+            progress["phase"] = "snapshot"
+            try:
+                header = yield from snapshots.load_steps(path, store, progress)
+            except snapshots.SnapshotCorrupt as e:
+                if not self.move_corrupt_aside:
+                    raise StartupError(
+                        "corrupt snapshot %s. Start with --move-corrupt-aside to rename it "
+                        "and start from the journal alone." % (e,))
+                store.series.clear()
+                for index in store.open_index:
+                    index.clear()
+                progress["series_loaded"] = 0
+                summary["moved_aside"].append(_move_aside(path, self.clock.seconds()))
+            else:
+                first_seq = header["journal_seq"]
+                summary["series_loaded"] = len(store.series)
+        progress["phase"] = "journal"
+        files = [(seq, journal) for seq, journal in journal_files(self.directory)
+                 if seq >= first_seq and (self.until_seq is None or seq < self.until_seq)]
+        progress["journal_files"] = len(files)
+        for seq, journal in files:
+            try:
+                records, torn = yield from self._in_thread(read_journal, journal)
+            except JournalCorrupt as e:
+                if not self.move_corrupt_aside:
+                    raise StartupError(
+                        "corrupt journal %s. Start with --move-corrupt-aside to rename it "
+                        "and skip it." % (e,))
+                summary["moved_aside"].append(_move_aside(journal, self.clock.seconds()))
+                progress["journal_files_done"] += 1
+                continue
+            except OSError as e:
+                raise StartupError("cannot read journal %s: %s" % (journal, e))
+            if torn is not None:
+                number, problem = torn
+                self.log.warn("dropped the torn last record of {path} (record {number}: "
+                              "{problem}): the process stopped mid-write, that record was "
+                              "never acknowledged", path=journal, number=number, problem=problem)
+                summary["torn"].append("%s:%d" % (journal, number))
+            for record in records:
+                applied = replay(self.core, (record,))
+                summary["records_replayed"] += applied
+                progress["records_replayed"] += applied
+                yield
+            del records
+            progress["journal_files_done"] += 1
+        # What came due while the server was down, in slices.
+        progress["phase"] = "tick"
+        now = self.clock.seconds()
+        while not store.tick(now, deadline=self._deadline, timer=self.timer)[1]:
+            yield
+        # The statsd packets that came meanwhile, in order, journaled after
+        # the replayed files (into this run's file).
+        progress["phase"] = "queued"
+        packets = self.packets
+        while packets:
+            take, data, addr, arrived = packets.popleft()
+            progress["queued_bytes"] -= len(data)
+            take(data, addr, arrived)
+            yield
+        if progress["queued_packets"]:
+            try:
+                self.core.durable()
+            except OSError as e:
+                self.log.warn("journal write failed after the queued packets: {error}",
+                              error=e)
 
 
 def replay(core, records):

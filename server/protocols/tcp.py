@@ -60,6 +60,11 @@ class TupleProtocol(LineOnlyReceiver):
         factory.core.counters["simplestats.tcp.connections"] += 1
         self.transport.registerProducer(self, True)
         self.transport.write(HINT + b"\r\n")
+        recovery = factory.recovery
+        if recovery is not None and recovery.holding:
+            # Lines wait in the socket until start-up has recovered the store.
+            self.transport.pauseProducing()
+            recovery.when_open(self.resumeProducing)
 
     def connectionLost(self, reason):
         self.factory.connections.discard(self)
@@ -79,7 +84,9 @@ class TupleProtocol(LineOnlyReceiver):
         self.transport.pauseProducing()
 
     def resumeProducing(self):
-        self.transport.resumeProducing()
+        recovery = self.factory.recovery
+        if recovery is None or not recovery.holding:
+            self.transport.resumeProducing()
 
     def stopProducing(self):
         self.transport.loseConnection()
@@ -165,9 +172,12 @@ class TupleProtocol(LineOnlyReceiver):
 class TupleFactory(Factory):
     noisy = False
 
-    def __init__(self, core, settings, clock):
+    def __init__(self, core, settings, clock, recovery=None):
         self.core = core
         self.settings = settings
+        # While it holds ingest, new connections are not read (see
+        # L{server.recovery.Recovery}).
+        self.recovery = recovery
         self.limits = settings.limits
         self.connections = set()
         self.bad_log = BoundedLog(TupleProtocol.log, clock)
