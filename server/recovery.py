@@ -23,6 +23,11 @@ log = Logger()
 REPLAY_LIMITS = Limits(max_name_length=1 << 30, max_tags=1 << 30, max_tag_length=1 << 30,
                        max_batch=1 << 30, max_set_members=1 << 30)
 
+# A journaled TCP line this long (a large batch) is parsed in a thread, and
+# the points of a record are applied this many per reactor turn.
+LONG_LINE = 16 * 1024
+REPLAY_PART = 512
+
 
 class StartupError(Exception):
     """
@@ -259,6 +264,29 @@ class Recovery:
             return f(*args)
         return (yield self.run_in_thread(f, *args))
 
+    def _replay(self, record):
+        """
+        L{replay} of one record, a large one over several slices: a long
+        TCP line is parsed in a thread and applied in parts, a long list of
+        entries in parts.  Returns the number of points applied.
+        """
+        core = self.core
+        if isinstance(record, list):
+            applied = 0
+            for first in range(0, len(record), REPLAY_PART):
+                applied += core.replay_entries(record[first:first + REPLAY_PART])
+                yield
+            return applied
+        kind, now, data = record
+        if kind != "tcp" or len(data) < LONG_LINE:
+            return replay(core, (record,))
+        try:
+            items = (yield from self._in_thread(parse_line, data, REPLAY_LIMITS)).items
+        except ParseError:
+            return 0
+        refused = yield from core.replay_steps(items, "replay", now, REPLAY_PART)
+        return 0 if refused else len(items)
+
     def _steps(self):
         """
         The whole recovery, yielding after each small piece of work (and a
@@ -308,7 +336,7 @@ class Recovery:
                               "never acknowledged", path=journal, number=number, problem=problem)
                 summary["torn"].append("%s:%d" % (journal, number))
             for record in records:
-                applied = replay(self.core, (record,))
+                applied = yield from self._replay(record)
                 summary["records_replayed"] += applied
                 progress["records_replayed"] += applied
                 yield

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from server.journal import journal_path, read_journal
 from server.model import COUNTER, Sample
+from server.parse_tuple import parse_line
 from server.recovery import StartupError
 from server.service import makeService
 from server.snapshot import SNAPSHOT_NAME
@@ -301,3 +302,31 @@ class StartupTests(SynchronousTestCase):
         top.store.settle()
         self.assertEqual(top.store.series["kept"].value, 4.0)
         self.assertEqual(len(top.store.series), SERIES + 2)
+
+    def test_long_batch_line_replayed_in_parts(self):
+        """A journaled TCP batch over 16 KB is parsed off the reactor and applied over several slices, all of it."""
+        reactor, top = self.build()
+        self.finish(reactor, top)
+        self.settled(reactor, top)
+        line = json.dumps([["b.%04d" % i, None, "2c"] for i in range(2000)]).encode()
+        self.assertGreater(len(line), 16 * 1024)
+        items = parse_line(line, top.settings.limits).items
+        self.assertEqual(top.core.submit(items, "tcp", atomic=True, raw=(b"t", line)), [])
+        top.core.durable()
+        top.recovery.stop()
+        top.core.journal.close()  # as kill -9: no final snapshot
+        top.running = False
+
+        reactor, top = self.build()
+        turns = []
+        for _ in range(100000):
+            if not top.recovery.holding:
+                break
+            if top.recovery.progress["phase"] == "journal":
+                turns.append(len([k for k in top.store.series if k.startswith("b.")]))
+            reactor.advance(0)
+        # Seen part-way: some series of the batch in, not all.
+        self.assertTrue(any(0 < n < 2000 for n in turns), turns)
+        self.assertEqual(top.recovery.summary["records_replayed"], 2000)
+        top.store.settle()
+        self.assertEqual(top.store.series["b.1999"].value, 2.0)
