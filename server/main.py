@@ -84,6 +84,9 @@ def main(argv=None, environ=None):
 
     top.recovery.done.addBoth(recovered)
     reactor.run()
+    # The interpreter's last collection at exit would walk every object a
+    # stop during recovery left unfrozen: seconds at 100k series.
+    gc.freeze()
     return 1 if failed else 0
 
 
