@@ -71,8 +71,14 @@ class GcPolicy:
         """
         Collect the young generations, then freeze what survived.
         """
-        self.gc.collect(1)
-        self.gc.freeze()
+        if not self.gc.isenabled():
+            # Start-up turned collection off while it recovered the store:
+            # all of it is long-lived, freeze it without walking it.
+            self.gc.freeze()
+            self.gc.enable()
+        else:
+            self.gc.collect(1)
+            self.gc.freeze()
         self.gauges["simplestats.gc.frozen"] = float(self.gc.get_freeze_count())
         self.gauges["simplestats.gc.pause_ms"] = self.period_ms
         self.period_ms = 0.0

@@ -95,6 +95,24 @@ class IngestCore:
             self.counters["simplestats.%s.points" % transport] += len(accepted)
         return errors
 
+    def replay_steps(self, items, transport, now, part=512):
+        """
+        L{submit} of a journaled batch at its arrival time C{now} (atomic,
+        not journaled again) as a generator that yields between parts of
+        C{part} items, so that start-up never holds the reactor for a whole
+        large batch; nothing else is applied meanwhile.  Returns the refused
+        items as L{submit} does.
+        """
+        errors, accepted = self._check(items, transport, now)
+        if errors:
+            self.counters["simplestats.%s.bad" % transport] += len(errors)
+            return errors
+        for first in range(0, len(accepted), part):
+            self._apply_all(accepted[first:first + part], now)
+            yield
+        self.counters["simplestats.%s.points" % transport] += len(accepted)
+        return errors
+
     def _check(self, items, transport, now):
         """
         @return: C{(errors, accepted)}: C{(position, message)} for each item

@@ -1,10 +1,15 @@
 """
-Start-up: read back the snapshot and replay the journal after it.
+Start-up: read back the snapshot and replay the journal after it, in slices
+after the ports listen (L{Recovery}), or all at once (L{recover}).
 """
 
 import os
+import time
+from collections import deque
 
+from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from server import snapshot as snapshots
 from server.journal import journal_files, scan_journal, write_journal_file
@@ -17,6 +22,11 @@ log = Logger()
 # limits that refuse nothing for size, so lowering a limit loses nothing.
 REPLAY_LIMITS = Limits(max_name_length=1 << 30, max_tags=1 << 30, max_tag_length=1 << 30,
                        max_batch=1 << 30, max_set_members=1 << 30)
+
+# A journaled TCP line this long (a large batch) is parsed in a thread, and
+# the points of a record are applied this many per reactor turn.
+LONG_LINE = 16 * 1024
+REPLAY_PART = 512
 
 
 class StartupError(Exception):
@@ -32,78 +42,352 @@ def _move_aside(path, now):
     return target
 
 
-def recover(directory, store, core, move_corrupt_aside, now):
+def recover(directory, store, core, move_corrupt_aside, now, until_seq=None):
     """
-    Load C{directory}'s snapshot into C{store} and replay its journal
-    through C{core}.  Returns a summary dict.
+    Load C{directory}'s snapshot into C{store}, replay its journal through
+    C{core} and close the buckets that came due, all at once (L{Recovery}
+    spreads the same work over reactor turns).  Returns a summary dict.
 
     @raise StartupError: on a corrupt snapshot or journal, unless
-        C{move_corrupt_aside}: then a snapshot is renamed and skipped, a
-        journal renamed after every intact record in it is replayed.
+        C{move_corrupt_aside}: then the file is renamed and skipped.
     """
-    summary = {"series_loaded": 0, "records_replayed": 0, "torn": [], "moved_aside": [],
-               "damaged": []}
-    path = os.path.join(directory, snapshots.SNAPSHOT_NAME)
-    first_seq = 0
-    if os.path.exists(path):
-        try:
-            header = snapshots.load(path, store)
-        except snapshots.SnapshotCorrupt as e:
-            if not move_corrupt_aside:
-                raise StartupError(
-                    "corrupt snapshot %s. Start with --move-corrupt-aside to rename it "
-                    "and start from the journal alone." % (e,))
-            store.series.clear()
-            for index in store.open_index:
-                index.clear()
-            summary["moved_aside"].append(_move_aside(path, now))
+    recovery = Recovery(directory, store, core, move_corrupt_aside, _Now(now),
+                        run_in_thread=None, until_seq=until_seq)
+    for _ in recovery._steps():
+        pass
+    return recovery.summary
+
+
+class _Now:
+    def __init__(self, now):
+        self.now = now
+
+    def seconds(self):
+        return self.now
+
+
+class Recovery:
+    """
+    Start-up as a phase that runs after the ports listen: the snapshot is
+    decoded, the journal replayed and the due buckets closed a slice of at
+    most about C{slice_seconds} per reactor turn (each journal file is read
+    in a thread), so that C{/api/health} answers with the progress
+    meanwhile.
+
+    Ingest waits until it is over (L{holding}): statsd packets are queued in
+    memory, up to C{queue_bytes}, and applied in order after the replay,
+    journaled after what was replayed; TCP connections are not read
+    (L{when_open}); beyond the bound packets are dropped and counted.
+
+    @ivar done: fires with the summary once recovery is over, or fails
+        with L{StartupError}.
+    @ivar holding: ingest must wait (until the queue is applied).
+    @ivar error: why start-up failed, or L{None}.
+    """
+
+    log = Logger()
+
+    def __init__(self, directory, store, core, move_corrupt_aside, clock, run_in_thread,
+                 timer=time.perf_counter, slice_seconds=0.02, queue_bytes=64 << 20,
+                 until_seq=None):
+        """
+        @param run_in_thread: reads a journal file off the reactor thread;
+            L{None}: in this one.
+        @param until_seq: the number of the journal file this run writes:
+            it and later files are not replayed.
+        """
+        self.directory = directory
+        self.store = store
+        self.core = core
+        self.move_corrupt_aside = move_corrupt_aside
+        self.clock = clock
+        self.run_in_thread = run_in_thread
+        self.timer = timer
+        self.slice_seconds = slice_seconds
+        self.queue_bytes = queue_bytes
+        self.until_seq = until_seq
+        self.summary = {"series_loaded": 0, "records_replayed": 0, "torn": [],
+                        "moved_aside": [], "damaged": []}
+        self.progress = {"phase": "waiting", "series_loaded": 0, "series_total": None,
+                         "bytes_read": 0, "bytes_total": None, "journal_files": None,
+                         "journal_files_done": 0, "records_replayed": 0,
+                         "queued_packets": 0, "queued_bytes": 0, "dropped_packets": 0}
+        self.done = defer.Deferred()
+        self.holding = True
+        self.error = None
+        self.started = None
+        self.packets = deque()
+        self._waiting = []
+        self._gen = None
+        self._call = None
+        self._deadline = None
+        self._resume = None
+
+    # -- ingest while recovering ------------------------------------------------
+
+    def hold_packet(self, take, data, addr, now):
+        """
+        Queue a statsd packet that arrived at C{now}; L{take}C{(data, addr,
+        now)} applies it once the journal is replayed.  Beyond the bound it
+        is dropped and counted.
+        """
+        progress = self.progress
+        if progress["queued_bytes"] + len(data) > self.queue_bytes:
+            progress["dropped_packets"] += 1
+            self.core.counters["simplestats.udp.dropped_recovering"] += 1
+            return
+        self.packets.append((take, data, addr, now))
+        progress["queued_packets"] += 1
+        progress["queued_bytes"] += len(data)
+
+    def when_open(self, f):
+        """
+        Call C{f} once ingest may go on (now, if it may already).
+        """
+        if self.holding:
+            self._waiting.append(f)
         else:
-            first_seq = header["journal_seq"]
-            summary["series_loaded"] = len(store.series)
-            # Journal files removed by hand: what comes now must not go to a
-            # number the snapshot says it covers (it would never be replayed).
-            core.journal.skip_to(first_seq)
-    for seq, journal in journal_files(directory):
-        if seq < first_seq:
-            continue
+            f()
+
+    # -- running ----------------------------------------------------------------
+
+    def start(self):
+        """
+        Begin in the next reactor turn (after the ports listen).
+        """
+        self.started = self.clock.seconds()
+        self._gen = self._steps()
+        self._call = self.clock.callLater(0, self._slice)
+
+    def stop(self):
+        """
+        The server stops: recovery ends where it is.  Queued packets go to
+        the journal unapplied (the next start replays them); the store is
+        incomplete and must not be snapshotted.
+        """
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        if self._gen is not None and self.holding:
+            self._gen.close()
+            self._gen = None
+            journaled = 0
+            while self.packets:
+                _, data, _, now = self.packets.popleft()
+                self.core.journal.append_raw(b"u", now, data)
+                journaled += 1
+            if journaled:
+                self.log.info("stopped while recovering: {count} queued statsd packets journaled"
+                              " for the next start", count=journaled)
+
+    @property
+    def finished(self):
+        return not self.holding and self.error is None
+
+    def status(self):
+        """
+        What C{/api/health} shows under C{recovery}.
+        """
+        status = dict(self.progress)
+        if self.started is not None:
+            status["seconds"] = (self.summary.get("seconds")
+                                 or self.clock.seconds() - self.started)
+        if self.error is not None:
+            status["error"] = self.error
+        return status
+
+    def _slice(self):
+        self._call = None
+        began = self.timer()
+        self._deadline = began + self.slice_seconds
+        resume, self._resume = self._resume, None
+        gen = self._gen
         try:
-            scan = scan_journal(journal)
-        except OSError as e:
-            raise StartupError("cannot read journal %s: %s" % (journal, e))
-        records, torn = scan.records, scan.torn
-        if scan.damage:
-            number, offset, problem = scan.damage[0]
-            if not move_corrupt_aside:
-                raise StartupError(
-                    "corrupt journal %s record %d at byte %d: %s%s. Start with "
-                    "--move-corrupt-aside to replay every intact record of it and rename it."
-                    % (journal, number, offset, problem,
-                       "; %d more damaged records after it" % (len(scan.damage) - 1,)
-                       if len(scan.damage) > 1 else ""))
-            for number, offset, problem in scan.damage:
-                log.warn("journal {path} record {number} (byte {offset}) is damaged and "
-                         "skipped: {problem}", path=journal, number=number, offset=offset,
-                         problem=problem)
-                summary["damaged"].append("%s:%d" % (journal, number))
-            summary["moved_aside"].append(_move_aside(journal, now))
-            # The intact records go back under the file's own number, so a
-            # later start replays them in the same order until a snapshot
-            # covers them.
+            while True:
+                if resume is None:
+                    waiting = next(gen)
+                elif resume[0]:
+                    waiting = gen.send(resume[1])
+                else:
+                    waiting = resume[1].throwExceptionIntoGenerator(gen)
+                resume = None
+                if waiting is not None:
+                    # A journal file being read in a thread.
+                    waiting.addBoth(self._read)
+                    return
+                if self.timer() >= self._deadline:
+                    self._call = self.clock.callLater(0, self._slice)
+                    return
+        except StopIteration:
+            self._finish()
+        except StartupError as e:
+            self._fail(e)
+        except Exception as e:
+            self.log.failure("recovery failed")
+            self._fail(StartupError("recovery failed: %s" % (e,)))
+
+    def _read(self, result):
+        if self._gen is None:
+            return None  # stopped meanwhile
+        self._resume = (not isinstance(result, Failure), result)
+        self._call = self.clock.callLater(0, self._slice)
+        return None
+
+    def _finish(self):
+        self._gen = None
+        self.holding = False
+        summary = self.summary
+        summary["seconds"] = self.clock.seconds() - self.started
+        self.progress["phase"] = "done"
+        self.log.info("recovered {series} series from the snapshot and {records} points from the"
+                      " journal in {seconds:.1f} s ({queued} statsd packets queued meanwhile,"
+                      " {dropped} dropped)", series=summary["series_loaded"],
+                      records=summary["records_replayed"], seconds=summary["seconds"],
+                      queued=self.progress["queued_packets"],
+                      dropped=self.progress["dropped_packets"])
+        waiting, self._waiting = self._waiting, []
+        for f in waiting:
+            f()
+        self.done.callback(summary)
+
+    def _fail(self, error):
+        self._gen = None
+        self.error = str(error)
+        self.progress["phase"] = "failed"
+        self.packets.clear()
+        self.done.errback(error)
+
+    # -- the work -----------------------------------------------------------------
+
+    def _in_thread(self, f, *args):
+        if self.run_in_thread is None:
+            return f(*args)
+        return (yield self.run_in_thread(f, *args))
+
+    def _replay(self, record):
+        """
+        L{replay} of one record, a large one over several slices: a long
+        TCP line is parsed in a thread and applied in parts, a long list of
+        entries in parts.  Returns the number of points applied.
+        """
+        core = self.core
+        if isinstance(record, list):
+            applied = 0
+            for first in range(0, len(record), REPLAY_PART):
+                applied += core.replay_entries(record[first:first + REPLAY_PART])
+                yield
+            return applied
+        kind, now, data = record
+        if kind != "tcp" or len(data) < LONG_LINE:
+            return replay(core, (record,))
+        try:
+            items = (yield from self._in_thread(parse_line, data, REPLAY_LIMITS)).items
+        except ParseError:
+            return 0
+        refused = yield from core.replay_steps(items, "replay", now, REPLAY_PART)
+        return 0 if refused else len(items)
+
+    def _steps(self):
+        """
+        The whole recovery, yielding after each small piece of work (and a
+        Deferred while a file is read in a thread).
+        """
+        store, summary, progress = self.store, self.summary, self.progress
+        path = os.path.join(self.directory, snapshots.SNAPSHOT_NAME)
+        first_seq = 0
+        if os.path.exists(path):
+            progress["phase"] = "snapshot"
             try:
-                write_journal_file(journal, records)
+                header = yield from snapshots.load_steps(path, store, progress)
+            except snapshots.SnapshotCorrupt as e:
+                if not self.move_corrupt_aside:
+                    raise StartupError(
+                        "corrupt snapshot %s. Start with --move-corrupt-aside to rename it "
+                        "and start from the journal alone." % (e,))
+                store.series.clear()
+                for index in store.open_index:
+                    index.clear()
+                progress["series_loaded"] = 0
+                summary["moved_aside"].append(_move_aside(path, self.clock.seconds()))
+            else:
+                first_seq = header["journal_seq"]
+                summary["series_loaded"] = len(store.series)
+                # Journal files removed by hand: what comes now must not go to
+                # a number the snapshot says it covers (never replayed).
+                self.core.journal.skip_to(first_seq)
+        progress["phase"] = "journal"
+        files = [(seq, journal) for seq, journal in journal_files(self.directory)
+                 if seq >= first_seq and (self.until_seq is None or seq < self.until_seq)]
+        progress["journal_files"] = len(files)
+        for seq, journal in files:
+            try:
+                scan = yield from self._in_thread(scan_journal, journal)
             except OSError as e:
-                raise StartupError("cannot write the intact records of %s back: %s" % (journal, e))
-            log.warn("kept the {count} intact records of {path} in a new file of that name",
-                     count=len(records), path=journal)
-        if torn is not None:
-            number, problem = torn
-            log.warn("dropped the torn last record of {path} (record {number}: {problem}): "
-                     "the process stopped mid-write, that record was never acknowledged",
-                     path=journal, number=number, problem=problem)
-            summary["torn"].append("%s:%d" % (journal, number))
-        summary["records_replayed"] += replay(core, records)
-    report_beyond_limits(core, summary)
-    return summary
+                raise StartupError("cannot read journal %s: %s" % (journal, e))
+            records, torn = scan.records, scan.torn
+            if scan.damage:
+                self._damaged(journal, scan)
+            if torn is not None:
+                number, problem = torn
+                self.log.warn("dropped the torn last record of {path} (record {number}: "
+                              "{problem}): the process stopped mid-write, that record was "
+                              "never acknowledged", path=journal, number=number, problem=problem)
+                summary["torn"].append("%s:%d" % (journal, number))
+            for record in records:
+                applied = yield from self._replay(record)
+                summary["records_replayed"] += applied
+                progress["records_replayed"] += applied
+                yield
+            del records
+            progress["journal_files_done"] += 1
+        report_beyond_limits(self.core, summary)
+        # What came due while the server was down, in slices.
+        progress["phase"] = "tick"
+        now = self.clock.seconds()
+        while not store.tick(now, deadline=self._deadline, timer=self.timer)[1]:
+            yield
+        # The statsd packets that came meanwhile, in order, journaled after
+        # the replayed files (into this run's file).
+        progress["phase"] = "queued"
+        packets = self.packets
+        while packets:
+            take, data, addr, arrived = packets.popleft()
+            progress["queued_bytes"] -= len(data)
+            take(data, addr, arrived)
+            yield
+        if progress["queued_packets"]:
+            self.core.durable().addErrback(
+                lambda failure: self.log.warn("journal write failed after the queued packets:"
+                                              " {error}", error=failure.getErrorMessage()))
+
+    def _damaged(self, journal, scan):
+        """
+        A journal with damage that is not a torn tail: start-up stops, or
+        with C{move_corrupt_aside} the file is renamed and its intact
+        records, before and after the damage, are written back under its
+        own name (replayed now, and by a later start until a snapshot
+        covers them).
+        """
+        number, offset, problem = scan.damage[0]
+        if not self.move_corrupt_aside:
+            raise StartupError(
+                "corrupt journal %s record %d at byte %d: %s%s. Start with "
+                "--move-corrupt-aside to replay every intact record of it and rename it."
+                % (journal, number, offset, problem,
+                   "; %d more damaged records after it" % (len(scan.damage) - 1,)
+                   if len(scan.damage) > 1 else ""))
+        for number, offset, problem in scan.damage:
+            self.log.warn("journal {path} record {number} (byte {offset}) is damaged and "
+                          "skipped: {problem}", path=journal, number=number, offset=offset,
+                          problem=problem)
+            self.summary["damaged"].append("%s:%d" % (journal, number))
+        self.summary["moved_aside"].append(_move_aside(journal, self.clock.seconds()))
+        try:
+            write_journal_file(journal, scan.records)
+        except OSError as e:
+            raise StartupError("cannot write the intact records of %s back: %s" % (journal, e))
+        self.log.warn("kept the {count} intact records of {path} in a new file of that name",
+                      count=len(scan.records), path=journal)
 
 
 def report_beyond_limits(core, summary):

@@ -6,7 +6,9 @@ Assembly: L{makeService} wires the whole server together.  Start reading here.
             -> Store (open buckets, rollup tiers)
     timers: rollup tick, journal flush and fsync (done by the journal's writer
         thread), snapshot, garbage-collector freeze (server.gcpolicy)
-    start-up: recovery (snapshot + journal replay) before anything listens
+    start-up: the ports listen at once; recovery (snapshot + journal replay)
+        runs in slices meanwhile (/api/health says "recovering"), ingest waits
+        for it, then the timers start
     shut-down: stop listening, write the journal, write a final snapshot
 """
 
@@ -30,11 +32,12 @@ from server.journal import Journal
 from server.lag import LagMonitor
 from server.protocols.statsd import StatsdProtocol
 from server.protocols.tcp import TupleFactory
-from server.recovery import StartupError, recover
+from server.recovery import Recovery, StartupError
 from server.rollup import RollupTimer
 from server.snapshot import Snapshotter
 from server.store import Store
 from server.web.api import WebAPI
+from server.web.recovering import RecoveringGate
 from server.web.site import LimitedSite
 
 log = Logger()
@@ -87,12 +90,15 @@ class PersistenceService(Service):
     then lets the data directory's lock go.
     """
 
-    def __init__(self, core, snapshotter, lock=None, writer=None):
+    def __init__(self, core, snapshotter, lock=None, writer=None, recovery=None,
+                 final_slice_seconds=0.5):
         self.setName("persistence")
         self.core = core
         self.snapshotter = snapshotter
         self.lock = lock
         self.writer = writer
+        self.recovery = recovery
+        self.final_slice_seconds = final_slice_seconds
 
     def startService(self):
         Service.startService(self)
@@ -102,16 +108,25 @@ class PersistenceService(Service):
     def stopService(self):
         Service.stopService(self)
         d = self.core.durable()
+        recovering = self.recovery is not None and not self.recovery.finished
+        # Nothing else is served now: larger slices, fewer reactor turns.
+        self.snapshotter.slice_seconds = max(self.snapshotter.slice_seconds,
+                                             self.final_slice_seconds)
 
         def unwritten(failure):
             log.error("could not write the journal at shut-down: {error}",
                       error=failure.getErrorMessage())
 
         def snapshot(_):
+            if recovering:
+                # A store recovered in part must not become the snapshot (its
+                # rotation would drop journal files it does not hold).
+                return None
             return self.snapshotter.take()
 
         def snapshotted(result):
-            log.info("final snapshot written: {status}", status=self.snapshotter.status)
+            if not recovering:
+                log.info("final snapshot written: {status}", status=self.snapshotter.status)
 
         def failed(failure):
             log.error("final snapshot failed ({error}); the journal keeps every point",
@@ -134,6 +149,43 @@ class PersistenceService(Service):
         d.addCallback(close)
         d.addErrback(not_closed)
         return d.addCallback(done)
+
+
+class RecoveryService(Service):
+    """
+    Runs recovery once the ports listen (it is started before them, and
+    begins in the next reactor turn), then starts the timers, which must
+    not run against a store loaded in part.  When recovery fails,
+    C{on_failure} is called with the L{StartupError}.
+    """
+
+    def __init__(self, recovery, timers, on_failure):
+        self.setName("recovery")
+        self.recovery = recovery
+        self.timers = timers
+        self.on_failure = on_failure
+
+    def startService(self):
+        Service.startService(self)
+        self.recovery.start()
+        self.recovery.done.addCallbacks(self._recovered, self._failed)
+
+    def _recovered(self, summary):
+        if self.running:
+            self.timers.startService()
+        return summary
+
+    def _failed(self, failure):
+        failure.trap(StartupError)
+        self.on_failure(failure.value)
+        return None
+
+    def stopService(self):
+        Service.stopService(self)
+        self.recovery.stop()
+        if self.timers.running:
+            return self.timers.stopService()
+        return None
 
 
 def guarded(name, step, core):
@@ -173,17 +225,22 @@ def _is_loopback(address):
     return ipaddress.ip_address(address).is_loopback
 
 
-def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None, gc_policy=None):
+def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
+                gc_policy=None, on_failure=None):
     """
     Build the whole server on C{reactor} (a real one, or a fake clock plus
-    fake listeners in tests).  Recovery from the data directory happens here,
-    before anything listens.
+    fake listeners in tests).  Recovery from the data directory runs once
+    started, after the ports listen (C{top.recovery}).
 
-    @param run_in_thread: runs snapshot file writes off the reactor thread
-        (default: the reactor's thread pool) and journal writes (default:
-        one writer thread of their own); tests pass a synchronous one.
+    @param run_in_thread: runs snapshot file writes and journal reads off
+        the reactor thread (default: the reactor's thread pool) and journal
+        writes (default: one writer thread of their own); tests pass a
+        synchronous one.
+    @param on_failure: called with the L{StartupError} when recovery finds
+        the data directory's files unusable (default: log it and stop the
+        reactor).
 
-    @raise StartupError: when the data directory or its files are unusable.
+    @raise StartupError: when the data directory is unusable.
     """
     if not settings.api_token and not _is_loopback(settings.bind):
         token = secrets.token_urlsafe(24)
@@ -217,24 +274,28 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None, 
     store = Store(settings.tiers, settings.sketch_accuracy, settings.late_grace,
                   now=reactor.seconds(), set_limit=settings.set_exact_limit)
     core = IngestCore(settings, reactor, store, journal)
-    summary = recover(directory, store, core, settings.move_corrupt_aside, reactor.seconds())
-    log.info("recovered {series} series from the snapshot and {records} points from the journal",
-             series=summary["series_loaded"], records=summary["records_replayed"])
-    store.tick(reactor.seconds())  # what came due while the server was down
 
     if run_in_thread is None:
         def run_in_thread(f, *args):
             return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+    if on_failure is None:
+        def on_failure(error):
+            log.critical("cannot start: {error}", error=str(error))
+            reactor.stop()
     snapshotter = Snapshotter(store, journal, directory, reactor, run_in_thread, timer=timer)
+    # The journal file just opened is this run's: not replayed.
+    recovery = Recovery(directory, store, core, settings.move_corrupt_aside, reactor,
+                        run_in_thread, timer=timer, queue_bytes=settings.recovery_queue_bytes,
+                        until_seq=journal.seq)
 
     top = MultiService()
     top.core = core
     top.store = store
     top.settings = settings
     top.snapshotter = snapshotter
-    top.recovery = summary
+    top.recovery = recovery
     # Started first, stopped last.
-    PersistenceService(core, snapshotter, lock, writer).setServiceParent(top)
+    PersistenceService(core, snapshotter, lock, writer, recovery).setServiceParent(top)
     lag = LagMonitor(reactor, timer, core.gauges)
     top.lag = lag
     LagService(lag).setServiceParent(top)
@@ -256,17 +317,23 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None, 
         # A restart replays the journal since the last snapshot: bound it.
         timers.append(("snapshot-early", 1.0,
                        lambda: snapshotter.take_if_journal_over(settings.snapshot_journal_bytes)))
+    # Started once recovery is over (RecoveryService), stopped before the
+    # final snapshot.
+    timer_services = MultiService()
     for name, interval, step in timers:
         service = TimerService(interval, guarded(name, step, core))
         service.clock = reactor
         service.setName(name)
-        service.setServiceParent(top)
+        service.setServiceParent(timer_services)
+    top.timers = timer_services
+    RecoveryService(recovery, timer_services, on_failure).setServiceParent(top)
 
-    factory = TupleFactory(core, settings, reactor)
-    statsd = StatsdProtocol(core, settings.limits, reactor, settings.max_packet_size)
-    api = WebAPI(core, settings, reactor, snapshotter, lag)
-    site = LimitedSite(api.app.resource(), settings, core, reactor)
+    factory = TupleFactory(core, settings, reactor, recovery)
+    statsd = StatsdProtocol(core, settings.limits, reactor, settings.max_packet_size, recovery)
+    api = WebAPI(core, settings, reactor, snapshotter, lag, recovery)
+    site = LimitedSite(RecoveringGate(api.app.resource(), recovery), settings, core, reactor)
     top.api = api
+    top.site = site
     for name, listen in (
         ("tcp", lambda: reactor.listenTCP(settings.tcp_port, factory, interface=settings.bind)),
         ("udp", lambda: reactor.listenUDP(settings.udp_port, statsd, interface=settings.bind,

@@ -247,6 +247,11 @@ class Settings:
         0.0, _non_negative_float, "drop series idle this many seconds (0: keep forever)"
     )
     api_token: str = _setting("", _token, "token for import and admin calls (header X-SimpleStats-Token)")
+    recovery_queue_bytes: int = _setting(
+        64 * 1024 * 1024, _non_negative_int,
+        "statsd bytes held in memory while start-up recovers the data directory, applied after"
+        " it; packets beyond are dropped and counted in simplestats.udp.dropped_recovering"
+    )
     move_corrupt_aside: bool = _setting(
         False, _bool, "at start-up, rename a corrupt snapshot or journal and start without it"
     )

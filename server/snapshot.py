@@ -135,23 +135,125 @@ def write_file(directory, chunks):
     return len(data)
 
 
+# Decompressed bytes read at a time while loading: a few milliseconds.
+READ_CHUNK = 1 << 20
+
+
 def load(path, store):
     """
     Fill C{store} from the snapshot at C{path}.  Returns the header.
 
     @raise SnapshotCorrupt: naming what is wrong.
     """
+    steps = load_steps(path, store)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
+def load_steps(path, store, progress=None):
+    """
+    L{load} as a generator that yields after every small piece of work (a
+    chunk read, a series decoded), so that a caller can spread the load
+    over reactor turns; it returns the header.  C{progress} (a dict), when
+    given, is kept up to date: C{series_loaded}, C{series_total} (when the
+    header says), C{bytes_read} and C{bytes_total} (of the compressed file).
+
+    The store holds the series decoded so far; on L{SnapshotCorrupt} the
+    caller empties it.
+
+    @raise SnapshotCorrupt: naming what is wrong.
+    """
+    progress = {} if progress is None else progress
     try:
-        with gzip.open(path, "rb") as f:
-            lines = f.read().split(b"\n")
-    except (OSError, EOFError, ValueError, zlib.error) as e:
-        # zlib.error (an invalid deflate stream) is no OSError.
+        raw = open(path, "rb")
+    except OSError as e:
         raise SnapshotCorrupt(path, "cannot decompress: %s" % (e,))
-    if lines and lines[-1] == b"":
-        lines.pop()
+    with raw:
+        progress["bytes_total"] = os.fstat(raw.fileno()).st_size
+        progress["bytes_read"] = 0
+        progress.setdefault("series_loaded", 0)
+        progress.setdefault("series_total", None)
+        f = gzip.GzipFile(fileobj=raw, mode="rb")
+        lines = _lines(f, path, raw, progress)
+        try:
+            first = yield from _next_line(lines)
+            header = _check_header(path, first, store)
+            if isinstance(header.get("series"), int):
+                progress["series_total"] = header["series"]
+            ntiers = len(store.tiers)
+            number = 1
+            previous = None
+            while True:
+                line = yield from _next_line(lines)
+                if line is None:
+                    break
+                if previous is not None:
+                    number += 1
+                    _install(path, number, previous, store, ntiers)
+                    progress["series_loaded"] += 1
+                    yield
+                previous = line
+        finally:
+            lines.close()
     try:
-        header = json.loads(lines[0])
-    except (ValueError, IndexError):
+        trailer = json.loads(previous) if previous is not None else None
+    except ValueError:
+        trailer = None
+    if not isinstance(trailer, dict) or trailer.get("end") is not True:
+        raise SnapshotCorrupt(path, "truncated: no trailer line")
+    if trailer.get("series") != number - 1:
+        raise SnapshotCorrupt(path, "trailer says %r series, file holds %d"
+                              % (trailer.get("series"), number - 1))
+    store.watermarks = list(header["watermarks"])
+    return header
+
+
+def _lines(f, path, raw, progress):
+    """
+    The lines of the decompressed file, without their newlines, with
+    C{None} between chunks (a place to yield); each chunk read is short.
+    """
+    rest = b""
+    while True:
+        try:
+            chunk = f.read(READ_CHUNK)
+        except (OSError, EOFError, ValueError, zlib.error) as e:
+            # zlib.error (an invalid deflate stream) is no OSError.
+            raise SnapshotCorrupt(path, "cannot decompress: %s" % (e,))
+        progress["bytes_read"] = raw.tell()
+        if not chunk:
+            break
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        yield None
+        for part in parts:
+            yield part
+    if rest:
+        yield rest
+
+
+def _next_line(lines):
+    """
+    The next line of C{lines} (None at the end), yielding to the caller
+    at each chunk read.
+    """
+    for line in lines:
+        if line is None:
+            yield
+            continue
+        return line
+    return None
+
+
+def _check_header(path, line, store):
+    try:
+        header = json.loads(line) if line is not None else None
+    except ValueError:
+        header = None
+    if header is None:
         raise SnapshotCorrupt(path, "no header line")
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise SnapshotCorrupt(path, "not a SimpleStats snapshot")
@@ -166,28 +268,18 @@ def load(path, store):
     if (not isinstance(watermarks, list) or len(watermarks) != len(steps)
             or not all(isinstance(w, (int, float)) and math.isfinite(w) for w in watermarks)):
         raise SnapshotCorrupt(path, "header has no valid watermarks (one time per tier)")
-    try:
-        trailer = json.loads(lines[-1])
-    except ValueError:
-        trailer = None
-    if len(lines) < 2 or not isinstance(trailer, dict) or trailer.get("end") is not True:
-        raise SnapshotCorrupt(path, "truncated: no trailer line")
-    body = lines[1:-1]
-    if trailer.get("series") != len(body):
-        raise SnapshotCorrupt(path, "trailer says %r series, file holds %d"
-                              % (trailer.get("series"), len(body)))
-    ntiers = len(store.tiers)
-    for number, line in enumerate(body, 2):
-        try:
-            series = decode_series(json.loads(line), ntiers, store.accuracy, store.set_limit)
-        except (ValueError, KeyError, TypeError, IndexError) as e:
-            raise SnapshotCorrupt(path, "line %d: %s" % (number, e))
-        store.series[series.key] = series
-        for i, buckets in enumerate(series.open):
-            for bucket in buckets:
-                store.open_index[i].setdefault(bucket, set()).add(series)
-    store.watermarks = list(watermarks)
     return header
+
+
+def _install(path, number, line, store, ntiers):
+    try:
+        series = decode_series(json.loads(line), ntiers, store.accuracy, store.set_limit)
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise SnapshotCorrupt(path, "line %d: %s" % (number, e))
+    store.series[series.key] = series
+    for i, buckets in enumerate(series.open):
+        for bucket in buckets:
+            store.open_index[i].setdefault(bucket, set()).add(series)
 
 
 class Snapshotter:
@@ -264,8 +356,11 @@ class Snapshotter:
             "steps": [t.step for t in self.store.tiers],
             "watermarks": list(self.store.watermarks),
         }
-        self.chunks = [header]
         self.pending = dict(self.store.series)
+        # What a start-up shows its progress against (the trailer checks).
+        header["series"] = len(self.pending)
+        # Encoded by _write once the rotation gives the journal number.
+        self.chunks = [header]
         self.store.observe(self)
         blocks.append(self.timer() - began)
         self.running = (done, started, rotation, blocks)

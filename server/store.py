@@ -200,6 +200,8 @@ class Store:
         self._closed = ()
         # The series that have a pending run (Series.run).
         self.running = set()
+        # The series a settle in slices has still to visit (L{settle}).
+        self._settling = None
         # The statsd fast path: token -> the active Pending it appends to,
         # all of them in the finest bucket [fast_start, fast_end) of "now".
         self.fast = {}
@@ -452,14 +454,28 @@ class Store:
         reactor turns (values that come meanwhile are folded too).
         """
         fold = self._fold
-        done = 0
+        if deadline is not None:
+            # Go on where the last slice stopped: starting over would walk
+            # the runs folded already again in every slice (500k series:
+            # minutes of slices).
+            todo = self._settling
+            if todo is None:
+                todo = self._settling = list(self.running)
+            done = 0
+            while todo:
+                pending = todo.pop().run
+                if pending:
+                    fold(pending)
+                    done += 1
+                    if not done & 63 and timer() > deadline:
+                        return False
+            self._settling = None
+        # One pass in full: what came while the slices went on (a walk over
+        # runs that are mostly empty by now).
         for series in list(self.running):
             pending = series.run
             if pending:
                 fold(pending)
-                done += 1
-                if deadline is not None and not done & 63 and timer() > deadline:
-                    return False
         return True
 
     def _target(self, series, ts, now):

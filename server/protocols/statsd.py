@@ -22,13 +22,17 @@ class StatsdProtocol(DatagramProtocol):
     log = Logger()
     noisy = False
 
-    def __init__(self, core, limits, clock, max_packet_size=None):
+    def __init__(self, core, limits, clock, max_packet_size=None, recovery=None):
         """
         @param max_packet_size: the largest datagram taken; the port must
             read one byte more, so that a larger one shows (the kernel cuts
             a datagram to the read size without a word).
+        @param recovery: while it holds ingest (L{server.recovery.Recovery}),
+            packets are queued there and taken after it.
         """
         self.core = core
+        self.clock = clock
+        self.recovery = recovery
         self.limits = limits
         self.max_packet_size = max_packet_size
         self.bad_log = BoundedLog(self.log, clock)
@@ -52,7 +56,18 @@ class StatsdProtocol(DatagramProtocol):
             self.bad_log.warn("statsd packet from {peer} is larger than {limit} bytes: dropped",
                               peer="%s:%s" % addr[:2], limit=self.max_packet_size)
             return
-        bad, refused = core.submit_statsd(data, "udp", self.limits)
+        recovery = self.recovery
+        if recovery is not None and recovery.holding:
+            recovery.hold_packet(self._take, data, addr, self.clock.seconds())
+            return
+        self._take(data, addr)
+
+    def _take(self, data, addr, now=None):
+        """
+        Apply one packet that arrived at C{now} (default: the clock).
+        """
+        core = self.core
+        bad, refused = core.submit_statsd(data, "udp", self.limits, now=now)
         if bad:
             self.bad_log.warn("bad statsd metric from {peer}: {reason}",
                               peer="%s:%s" % addr[:2], reason=bad[0])

@@ -80,6 +80,11 @@ class TupleProtocol(LineOnlyReceiver, TimeoutMixin):
         self.transport.registerProducer(self, True)
         self.setTimeout(factory.settings.tcp_idle_timeout or None)
         self.transport.write(HINT + b"\r\n")
+        recovery = factory.recovery
+        if recovery is not None and recovery.holding:
+            # Lines wait in the socket until start-up has recovered the store.
+            self.transport.pauseProducing()
+            recovery.when_open(self.resumeProducing)
 
     def connectionLost(self, reason):
         self.setTimeout(None)
@@ -116,7 +121,8 @@ class TupleProtocol(LineOnlyReceiver, TimeoutMixin):
 
     def resumeProducing(self):
         self._write_paused = False
-        if not self._held_paused:
+        recovery = self.factory.recovery
+        if not self._held_paused and (recovery is None or not recovery.holding):
             self.transport.resumeProducing()
 
     def stopProducing(self):
@@ -243,9 +249,12 @@ class TupleProtocol(LineOnlyReceiver, TimeoutMixin):
 class TupleFactory(Factory):
     noisy = False
 
-    def __init__(self, core, settings, clock):
+    def __init__(self, core, settings, clock, recovery=None):
         self.core = core
         self.settings = settings
+        # While it holds ingest, new connections are not read (see
+        # L{server.recovery.Recovery}).
+        self.recovery = recovery
         self.limits = settings.limits
         self.clock = clock
         self.connections = set()

@@ -14,6 +14,14 @@ class FakeCollector:
         self.callbacks = []
         self.calls = []
         self.frozen = 0
+        self.enabled = True
+
+    def isenabled(self):
+        return self.enabled
+
+    def enable(self):
+        self.calls.append(("enable",))
+        self.enabled = True
 
     def set_threshold(self, *values):
         self.calls.append(("threshold", values))
@@ -62,6 +70,13 @@ class GcPolicyTests(SynchronousTestCase):
         self.assertAlmostEqual(self.gauges["simplestats.gc.pause_ms"], 30.0)
         self.policy.freeze()
         self.assertEqual(self.gauges["simplestats.gc.pause_ms"], 0.0)
+
+    def test_first_freeze_after_recovery_walks_nothing(self):
+        """With collection off (start-up recovering), freeze() freezes and turns it on, collecting nothing."""
+        self.collector.enabled = False
+        self.policy.freeze()
+        self.assertEqual(self.collector.calls[1:], [("freeze",), ("enable",)])
+        self.assertTrue(self.collector.enabled)
 
     def test_uninstall_removes_the_callback(self):
         """After uninstall no callback is left with the collector."""

@@ -36,8 +36,9 @@ class WebAPI:
     app = Klein()
     log = Logger()
 
-    def __init__(self, core, settings, clock, snapshotter=None, lag=None):
+    def __init__(self, core, settings, clock, snapshotter=None, lag=None, recovery=None):
         self.core = core
+        self.recovery = recovery
         self.store = core.store
         self.settings = settings
         self.clock = clock
@@ -182,10 +183,17 @@ class WebAPI:
         now = self.clock.seconds()
         snapshot = self.snapshotter.status if self.snapshotter else None
         status = "ok"
-        if snapshot and snapshot.get("error"):
+        recovery = self.recovery
+        if recovery is not None and recovery.error is not None:
+            status = "failed"
+        elif recovery is not None and recovery.holding:
+            status = "recovering"
+        elif snapshot and snapshot.get("error"):
             status = "degraded"
         return self._json(request, {
             "status": status,
+            # Start-up's progress (server.recovery), then what it did.
+            "recovery": recovery.status() if recovery is not None else None,
             "uptime": now - self.core.started,
             "series": len(self.store.series),
             "now": now,
