@@ -1,12 +1,16 @@
 """
 The JSON API and the dashboard's static files (Klein, port 8080).
 
-Handlers are synchronous except the export, which streams.  Every error is
+Handlers are synchronous except the export, which streams, and those that
+match a filter over every series (metric list, export, delete), which do it
+a slice per reactor turn (L{server.filters.run_in_slices}).  Every error is
 JSON naming what was wrong, with a status that fits.
 """
 
 import hmac
 import os
+import time
+from operator import attrgetter
 
 import orjson
 from klein import Klein
@@ -14,12 +18,15 @@ from twisted.logger import Logger
 from twisted.web.static import File
 
 from server import transfer
-from server.filters import compile_filter
+from server.filters import (SLICE_SECONDS, compile_filter, merge_runs, run_in_slices, select,
+                            sorted_runs)
 from server.model import TYPE_NAMES, ParseError, normalize_tags, series_key
 from server.query import (QueryError, choose_tier, day_week, fields_for, parse_resolution,
                           parse_time, series_points)
 
 TOKEN_HEADER = b"X-SimpleStats-Token"
+
+_KEY = attrgetter("key")
 
 
 class ApiError(Exception):
@@ -38,23 +45,29 @@ class WebAPI:
     app = Klein()
     log = Logger()
 
-    def __init__(self, core, settings, clock, snapshotter=None, lag=None):
+    def __init__(self, core, settings, clock, snapshotter=None, lag=None,
+                 slice_seconds=SLICE_SECONDS):
         self.core = core
         self.store = core.store
         self.settings = settings
         self.clock = clock
         self.snapshotter = snapshotter
         self.lag = lag
+        # Work over every series goes on for this long per reactor turn.
+        self.slice_seconds = slice_seconds
 
     # -- helpers -------------------------------------------------------------
 
     def _json(self, request, body, status=200):
-        request.setResponseCode(status)
-        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
-        request.setHeader(b"Cache-Control", b"no-store")
+        self._json_headers(request, status)
         # orjson: a week of 1-minute points encodes ten times faster than
         # with json (NaN and infinities, never sent, would become null).
         return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+
+    def _json_headers(self, request, status=200):
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
 
     def _arg(self, request, name, default=None):
         values = request.args.get(name.encode())
@@ -73,14 +86,47 @@ class WebAPI:
         self.store.settle()
         return self.clock.seconds()
 
+    def _settling(self):
+        """
+        L{_settled_now} a slice at a time (for L{_sliced}): 500k pending
+        runs take seconds to fold.
+        """
+        timer = time.perf_counter
+        while not self.store.settle(timer() + self.slice_seconds, timer):
+            yield
+        return self.clock.seconds()
+
+    def _sliced(self, work):
+        """
+        Run the generator C{work} a slice per reactor turn; a L{Deferred}
+        of what it returns (Klein cancels it when the client goes away).
+        """
+        return run_in_slices(self.clock, work, self.slice_seconds)
+
     def _filter(self, request):
         """
         The C{filter} parameter compiled (blank matches everything).
         """
         try:
-            return compile_filter(self._arg(request, "filter", ""))
+            return compile_filter(self._arg(request, "filter", ""),
+                                  self.settings.max_filter_terms, self.settings.max_filter_length)
         except ParseError as e:
+            self.core.counters["simplestats.http.bad_filter"] += 1
             raise ApiError(400, "bad filter: %s" % (e,), "filter")
+
+    def _matching(self, matches):
+        """
+        The series that C{matches}, a slice at a time (for L{_sliced}),
+        from a copy of the series list taken at the start: the store may
+        change between slices.
+        """
+        found = yield from select(list(self.store.series.values()),
+                                  lambda s: matches(s.name, s.tags))
+        return found
+
+    def _alive(self, series):
+        # Not deleted since it was matched (nor deleted and made anew).
+        return self.store.series.get(series.key) is series
 
     def _series(self, request):
         key = self._arg(request, "key")
@@ -168,32 +214,40 @@ class WebAPI:
 
     @app.route("/api/metrics", methods=["GET"])
     def metrics(self, request):
-        now = self._settled_now()
         matches = self._filter(request)
         limit = self._arg(request, "limit")
         try:
             limit = None if limit is None else int(limit)
         except ValueError:
             raise ApiError(400, "limit must be a whole number, got %r" % (limit,), "limit")
+        return self._sliced(self._metrics(request, matches, limit))
+
+    def _metrics(self, request, matches, limit, rows_per_slice=256):
+        now = yield from self._settling()
         store = self.store
-        found = [s for s in store.series.values() if matches(s.name, s.tags)]
-        found.sort(key=lambda s: s.key)
-        matched = len(found)
-        if limit is not None:
-            found = found[:max(0, limit)]
-        rows = []
-        for s in found:
-            rows.append({
-                "key": s.key,
-                "name": s.name,
-                "tags": dict(s.tags),
-                "type": TYPE_NAMES[s.type],
-                "value": _finite(s.value),
-                "avg_1m": _finite(store.moving_average(s, now)),
-                "last_seen": _finite(s.last_seen),
-            })
-        return self._json(request, {"metrics": rows, "count": len(rows), "matched": matched,
-                                    "total": len(store.series)})
+        found = yield from self._matching(matches)
+        runs, matched = yield from sorted_runs(found, _KEY, self._alive, limit)
+        found = yield from merge_runs(runs, _KEY, limit)
+        # The rows of 500k series are seconds of work and 100 MB of JSON:
+        # encoded a slice at a time, joined at the end.
+        parts = []
+        for start in range(0, len(found), rows_per_slice):
+            rows = []
+            for s in found[start:start + rows_per_slice]:
+                rows.append({
+                    "key": s.key,
+                    "name": s.name,
+                    "tags": dict(s.tags),
+                    "type": TYPE_NAMES[s.type],
+                    "value": _finite(s.value),
+                    "avg_1m": _finite(store.moving_average(s, now)),
+                    "last_seen": _finite(s.last_seen),
+                })
+            parts.append(orjson.dumps(rows)[1:-1])
+            yield
+        self._json_headers(request)
+        return b"".join([b'{"metrics":[', b",".join(parts), b"],", orjson.dumps(
+            {"count": len(found), "matched": matched, "total": len(store.series)})[1:]])
 
     @app.route("/api/series", methods=["GET"])
     def series(self, request):
@@ -222,12 +276,26 @@ class WebAPI:
             if not keys:
                 raise ApiError(404, "no series %r" % (key,), "key")
         elif text:
-            matches = self._filter(request)
-            keys = [s.key for s in self.store.series.values() if matches(s.name, s.tags)]
+            return self._sliced(self._delete_matching(request, self._filter(request)))
         else:
             raise ApiError(400, "give key=... or a non-empty filter=...", "key")
         deleted = self.core.delete(keys)
         self.core.durable()
+        return self._json(request, {"deleted": len(deleted), "keys": deleted})
+
+    def _delete_matching(self, request, matches, per_slice=1024):
+        found = yield from self._matching(matches)
+        # Deleting 500k series takes seconds too: a journal record and a
+        # store.delete per slice.  A client gone midway stops it; what
+        # was deleted so far is written to the journal all the same.
+        deleted = []
+        try:
+            for start in range(0, len(found), per_slice):
+                deleted += self.core.delete(
+                    [s.key for s in found[start:start + per_slice] if self._alive(s)])
+                yield
+        finally:
+            self.core.durable()
         return self._json(request, {"deleted": len(deleted), "keys": deleted})
 
     @app.route("/api/dayweek", methods=["GET"])
@@ -269,7 +337,16 @@ class WebAPI:
         request.setHeader(b"Content-Type", content_type)
         request.setHeader(b"Content-Disposition",
                           b'attachment; filename="simplestats-export.%s"' % (extension,))
-        keys = sorted(s.key for s in self.store.series.values() if matches(s.name, dict(s.tags)))
+        keys = self._sliced(self._export_keys(matches))
+        return keys.addCallback(self._export_stream, request, start, until, now, fmt)
+
+    def _export_keys(self, matches):
+        found = yield from self._matching(matches)
+        runs, _ = yield from sorted_runs(found, _KEY, self._alive)
+        found = yield from merge_runs(runs, _KEY)
+        return [s.key for s in found]
+
+    def _export_stream(self, keys, request, start, until, now, fmt):
         chunks = transfer.export_chunks(self.store, keys, start, until, now, fmt)
         self.core.counters["simplestats.http.exports"] += 1
         return transfer.stream(request, chunks, self.clock)
