@@ -473,7 +473,7 @@ class FilterAPITests(APITestCase):
     def test_sliced_equals_unsliced(self):
         """Matched a few series per reactor turn, list, limit, export and delete answer as in one go."""
         self.add(_names(3000))
-        for text in ("", "cpu.x", "/[13]\\.cpu/ -host:h1", "web1*"):
+        for text in ("", "cpu.x", "/[13]\\.cpu/ -host:h1", "web1*", "nomatch"):
             for limit in (None, 7):
                 query = urlencode({"filter": text, **({} if limit is None else {"limit": limit})})
                 self.api.slice_seconds = 60

@@ -229,8 +229,9 @@ class WebAPI:
         runs, matched = yield from sorted_runs(found, _KEY, self._alive, limit)
         found = yield from merge_runs(runs, _KEY, limit)
         # The rows of 500k series are seconds of work and 100 MB of JSON:
-        # encoded a slice at a time, joined at the end.
-        parts = []
+        # encoded and written a slice at a time.
+        self._json_headers(request)
+        opening = b'{"metrics":['
         for start in range(0, len(found), rows_per_slice):
             rows = []
             for s in found[start:start + rows_per_slice]:
@@ -243,11 +244,11 @@ class WebAPI:
                     "avg_1m": _finite(store.moving_average(s, now)),
                     "last_seen": _finite(s.last_seen),
                 })
-            parts.append(orjson.dumps(rows)[1:-1])
+            request.write(opening + orjson.dumps(rows)[1:-1])
+            opening = b","
             yield
-        self._json_headers(request)
-        return b"".join([b'{"metrics":[', b",".join(parts), b"],", orjson.dumps(
-            {"count": len(found), "matched": matched, "total": len(store.series)})[1:]])
+        tail = orjson.dumps({"count": len(found), "matched": matched, "total": len(store.series)})
+        return (b"" if opening == b"," else opening) + b"]," + tail[1:]
 
     @app.route("/api/series", methods=["GET"])
     def series(self, request):
