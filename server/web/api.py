@@ -9,7 +9,6 @@ JSON naming what was wrong, with a status that fits.
 
 import hmac
 import os
-import time
 from operator import attrgetter
 
 import orjson
@@ -78,21 +77,23 @@ class WebAPI:
         except UnicodeDecodeError:
             raise ApiError(400, "parameter %s is not UTF-8" % (name,), name)
 
-    def _settled_now(self):
+    def _settling(self, every=256):
         """
-        The time of a read over many series, once every pending run is
-        folded (a read of one series folds just its own).
-        """
-        self.store.settle()
-        return self.clock.seconds()
+        Fold every pending run, a slice at a time (for L{_sliced}), and
+        return the time: a read over many series starts with it (a read of
+        one series folds just its own).
 
-    def _settling(self):
+        Not C{store.settle(deadline)}: that visits every series with a run
+        (all of them after a burst), pending or not, from the start at each
+        call, and looks at its deadline only after folds: 500k runs, none
+        pending, are one pass of 50-300 ms.  Runs started meanwhile are
+        newer than the request.
         """
-        L{_settled_now} a slice at a time (for L{_sliced}): 500k pending
-        runs take seconds to fold.
-        """
-        timer = time.perf_counter
-        while not self.store.settle(timer() + self.slice_seconds, timer):
+        fold = self.store.fold_series
+        running = list(self.store.running)
+        for start in range(0, len(running), every):
+            for series in running[start:start + every]:
+                fold(series)
             yield
         return self.clock.seconds()
 
@@ -114,15 +115,17 @@ class WebAPI:
             self.core.counters["simplestats.http.bad_filter"] += 1
             raise ApiError(400, "bad filter: %s" % (e,), "filter")
 
-    def _matching(self, matches):
+    def _matching(self, matches, settle=True):
         """
-        The series that C{matches}, a slice at a time (for L{_sliced}),
-        from a copy of the series list taken at the start: the store may
-        change between slices.
+        C{(now, the series that match)}, a slice at a time (for
+        L{_sliced}), from a copy of the series list taken in the first
+        slice: the store may change between slices.  With C{settle}, the
+        pending runs are folded first (L{_settling}).
         """
-        found = yield from select(list(self.store.series.values()),
-                                  lambda s: matches(s.name, s.tags))
-        return found
+        candidates = list(self.store.series.values())
+        now = (yield from self._settling()) if settle else self.clock.seconds()
+        found = yield from select(candidates, lambda s: matches(s.name, s.tags))
+        return now, found
 
     def _alive(self, series):
         # Not deleted since it was matched (nor deleted and made anew).
@@ -223,9 +226,8 @@ class WebAPI:
         return self._sliced(self._metrics(request, matches, limit))
 
     def _metrics(self, request, matches, limit, rows_per_slice=256):
-        now = yield from self._settling()
         store = self.store
-        found = yield from self._matching(matches)
+        now, found = yield from self._matching(matches)
         runs, matched = yield from sorted_runs(found, _KEY, self._alive, limit)
         found = yield from merge_runs(runs, _KEY, limit)
         # The rows of 500k series are seconds of work and 100 MB of JSON:
@@ -285,7 +287,7 @@ class WebAPI:
         return self._json(request, {"deleted": len(deleted), "keys": deleted})
 
     def _delete_matching(self, request, matches, per_slice=1024):
-        found = yield from self._matching(matches)
+        _, found = yield from self._matching(matches, settle=False)
         # Deleting 500k series takes seconds too: a journal record and a
         # store.delete per slice.  A client gone midway stops it; what
         # was deleted so far is written to the journal all the same.
@@ -327,7 +329,7 @@ class WebAPI:
 
     @app.route("/api/export", methods=["GET"])
     def export(self, request):
-        now = self._settled_now()
+        now = self.clock.seconds()  # _export_keys folds the pending runs
         matches = self._filter(request)
         start, until = self._range(request, now, default_from="0")
         fmt = self._arg(request, "format", "ndjson")
@@ -342,7 +344,7 @@ class WebAPI:
         return keys.addCallback(self._export_stream, request, start, until, now, fmt)
 
     def _export_keys(self, matches):
-        found = yield from self._matching(matches)
+        _, found = yield from self._matching(matches)
         runs, _ = yield from sorted_runs(found, _KEY, self._alive)
         found = yield from merge_runs(runs, _KEY)
         return [s.key for s in found]
