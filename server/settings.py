@@ -243,6 +243,10 @@ class Settings:
     )
     max_upload_bytes: int = _setting(256 * 1024 * 1024, _positive_int, "largest import upload")
     max_points: int = _setting(20000, _positive_int, "most points per field in one /api/series answer")
+    max_filter_terms: int = _setting(
+        100, _positive_int, "most terms in one filter (metric list, export, delete); each costs time per series"
+    )
+    max_filter_length: int = _setting(4096, _positive_int, "longest filter, in characters")
     idle_expiry: float = _setting(
         0.0, _non_negative_float, "drop series idle this many seconds (0: keep forever)"
     )

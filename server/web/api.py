@@ -1,11 +1,14 @@
 """
 The JSON API and the dashboard's static files (Klein, port 8080).
 
-Handlers are synchronous except the export, which streams.  Every error is
+Handlers are synchronous except the export, which streams, and those that
+match a filter over every series (metric list, export, delete), which do it
+a slice per reactor turn (L{server.filters.run_in_slices}).  Every error is
 JSON naming what was wrong, with a status that fits.
 """
 
 import os
+from operator import attrgetter
 
 import orjson
 from klein import Klein
@@ -13,11 +16,14 @@ from twisted.logger import Logger
 from twisted.web.static import File
 
 from server import transfer
-from server.filters import compile_filter
+from server.filters import (SLICE_SECONDS, compile_filter, merge_runs, run_in_slices, select,
+                            sorted_runs)
 from server.model import TYPE_NAMES, ParseError, normalize_tags, series_key
 from server.query import (QueryError, choose_tier, day_week, fields_for, parse_resolution,
                           parse_time, series_points)
 from server.web.auth import TOKEN_HEADER, write_refusal
+
+_KEY = attrgetter("key")
 
 
 class ApiError(Exception):
@@ -36,7 +42,8 @@ class WebAPI:
     app = Klein()
     log = Logger()
 
-    def __init__(self, core, settings, clock, snapshotter=None, lag=None, recovery=None):
+    def __init__(self, core, settings, clock, snapshotter=None, lag=None, recovery=None,
+                 slice_seconds=SLICE_SECONDS):
         self.core = core
         self.recovery = recovery
         self.store = core.store
@@ -44,13 +51,13 @@ class WebAPI:
         self.clock = clock
         self.snapshotter = snapshotter
         self.lag = lag
+        # Work over every series goes on for this long per reactor turn.
+        self.slice_seconds = slice_seconds
 
     # -- helpers -------------------------------------------------------------
 
     def _json(self, request, body, status=200):
-        request.setResponseCode(status)
-        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
-        request.setHeader(b"Cache-Control", b"no-store")
+        self._json_headers(request, status)
         # orjson: a week of 1-minute points encodes ten times faster than
         # with json (NaN and infinities, never sent, would become null).
         return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
@@ -69,6 +76,22 @@ class WebAPI:
         d = self.core.durable()
         return d.addCallbacks(lambda _: self._json(request, body), refused)
 
+    def _write_journal(self):
+        """
+        Start the journal's write of what was accepted so far; a failure is
+        counted and logged (the records stay queued for the next write).
+        """
+        def failed(failure):
+            self.core.counters["simplestats.journal.errors"] += 1
+            self.log.warn("journal write failed: {error}", error=failure.getErrorMessage())
+
+        self.core.durable().addErrback(failed)
+
+    def _json_headers(self, request, status=200):
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+
     def _arg(self, request, name, default=None):
         values = request.args.get(name.encode())
         if not values:
@@ -78,22 +101,59 @@ class WebAPI:
         except UnicodeDecodeError:
             raise ApiError(400, "parameter %s is not UTF-8" % (name,), name)
 
-    def _settled_now(self):
+    def _settling(self, every=256):
         """
-        The time of a read over many series, once every pending run is
-        folded (a read of one series folds just its own).
+        Fold every pending run, a slice at a time (for L{_sliced}), and
+        return the time: a read over many series starts with it (a read of
+        one series folds just its own).
+
+        Not C{store.settle(deadline)}: that visits every series with a run
+        (all of them after a burst), pending or not, from the start at each
+        call, and looks at its deadline only after folds: 500k runs, none
+        pending, are one pass of 50-300 ms.  Runs started meanwhile are
+        newer than the request.
         """
-        self.store.settle()
+        fold = self.store.fold_series
+        running = list(self.store.running)
+        for start in range(0, len(running), every):
+            for series in running[start:start + every]:
+                fold(series)
+            yield
         return self.clock.seconds()
+
+    def _sliced(self, work):
+        """
+        Run the generator C{work} a slice per reactor turn; a L{Deferred}
+        of what it returns (Klein cancels it when the client goes away).
+        """
+        return run_in_slices(self.clock, work, self.slice_seconds)
 
     def _filter(self, request):
         """
         The C{filter} parameter compiled (blank matches everything).
         """
         try:
-            return compile_filter(self._arg(request, "filter", ""))
+            return compile_filter(self._arg(request, "filter", ""),
+                                  self.settings.max_filter_terms, self.settings.max_filter_length)
         except ParseError as e:
+            self.core.counters["simplestats.http.bad_filter"] += 1
             raise ApiError(400, "bad filter: %s" % (e,), "filter")
+
+    def _matching(self, matches, settle=True):
+        """
+        C{(now, the series that match)}, a slice at a time (for
+        L{_sliced}), from a copy of the series list taken in the first
+        slice: the store may change between slices.  With C{settle}, the
+        pending runs are folded first (L{_settling}).
+        """
+        candidates = list(self.store.series.values())
+        now = (yield from self._settling()) if settle else self.clock.seconds()
+        found = yield from select(candidates, lambda s: matches(s.name, s.tags))
+        return now, found
+
+    def _alive(self, series):
+        # Not deleted since it was matched (nor deleted and made anew).
+        return self.store.series.get(series.key) is series
 
     def _series(self, request):
         key = self._arg(request, "key")
@@ -209,32 +269,40 @@ class WebAPI:
 
     @app.route("/api/metrics", methods=["GET"])
     def metrics(self, request):
-        now = self._settled_now()
         matches = self._filter(request)
         limit = self._arg(request, "limit")
         try:
             limit = None if limit is None else int(limit)
         except ValueError:
             raise ApiError(400, "limit must be a whole number, got %r" % (limit,), "limit")
+        return self._sliced(self._metrics(request, matches, limit))
+
+    def _metrics(self, request, matches, limit, rows_per_slice=256):
         store = self.store
-        found = [s for s in store.series.values() if matches(s.name, s.tags)]
-        found.sort(key=lambda s: s.key)
-        matched = len(found)
-        if limit is not None:
-            found = found[:max(0, limit)]
-        rows = []
-        for s in found:
-            rows.append({
-                "key": s.key,
-                "name": s.name,
-                "tags": dict(s.tags),
-                "type": TYPE_NAMES[s.type],
-                "value": _finite(store.current_value(s, now)),
-                "avg_1m": _finite(store.moving_average(s, now)),
-                "last_seen": _finite(s.last_seen),
-            })
-        return self._json(request, {"metrics": rows, "count": len(rows), "matched": matched,
-                                    "total": len(store.series)})
+        now, found = yield from self._matching(matches)
+        runs, matched = yield from sorted_runs(found, _KEY, self._alive, limit)
+        found = yield from merge_runs(runs, _KEY, limit)
+        # The rows of 500k series are seconds of work and 100 MB of JSON:
+        # encoded and written a slice at a time.
+        self._json_headers(request)
+        opening = b'{"metrics":['
+        for start in range(0, len(found), rows_per_slice):
+            rows = []
+            for s in found[start:start + rows_per_slice]:
+                rows.append({
+                    "key": s.key,
+                    "name": s.name,
+                    "tags": dict(s.tags),
+                    "type": TYPE_NAMES[s.type],
+                    "value": _finite(store.current_value(s, now)),
+                    "avg_1m": _finite(store.moving_average(s, now)),
+                    "last_seen": _finite(s.last_seen),
+                })
+            request.write(opening + orjson.dumps(rows)[1:-1])
+            opening = b","
+            yield
+        tail = orjson.dumps({"count": len(found), "matched": matched, "total": len(store.series)})
+        return (b"" if opening == b"," else opening) + b"]," + tail[1:]
 
     @app.route("/api/series", methods=["GET"])
     def series(self, request):
@@ -267,11 +335,32 @@ class WebAPI:
             if not keys:
                 raise ApiError(404, "no series %r" % (key,), "key")
         elif text:
-            matches = self._filter(request)
-            keys = [s.key for s in self.store.series.values() if matches(s.name, s.tags)]
+            return self._sliced(self._delete_matching(request, self._filter(request)))
         else:
             raise ApiError(400, "give key=... or a non-empty filter=...", "key")
         deleted = self.core.delete(keys)
+        return self._when_journaled(request, {"deleted": len(deleted), "keys": deleted})
+
+    def _delete_matching(self, request, matches, per_slice=1024):
+        _, found = yield from self._matching(matches, settle=False)
+        # Deleting 500k series takes seconds too: per slice a store.delete
+        # each and one journal record, written in that slice (the records
+        # of 100k keys written at the end held the reactor 170-500 ms).  A
+        # client gone midway stops it; what was deleted is in the journal.
+        deleted = []
+        try:
+            for start in range(0, len(found), per_slice):
+                chunk = found[start:start + per_slice]
+                # The last references: the series are freed in this slice,
+                # not all at once when the work ends (100k: 200 ms).
+                found[start:start + per_slice] = [None] * len(chunk)
+                deleted += self.core.delete([s.key for s in chunk if self._alive(s)])
+                del chunk
+                self._write_journal()
+                yield
+        except GeneratorExit:
+            self._write_journal()
+            raise
         return self._when_journaled(request, {"deleted": len(deleted), "keys": deleted})
 
     @app.route("/api/dayweek", methods=["GET"])
@@ -302,7 +391,7 @@ class WebAPI:
 
     @app.route("/api/export", methods=["GET"])
     def export(self, request):
-        now = self._settled_now()
+        now = self.clock.seconds()  # _export_keys folds the pending runs
         matches = self._filter(request)
         start, until = self._range(request, now, default_from="0")
         fmt = self._arg(request, "format", "ndjson")
@@ -313,7 +402,16 @@ class WebAPI:
         request.setHeader(b"Content-Type", content_type)
         request.setHeader(b"Content-Disposition",
                           b'attachment; filename="simplestats-export.%s"' % (extension,))
-        keys = sorted(s.key for s in self.store.series.values() if matches(s.name, dict(s.tags)))
+        keys = self._sliced(self._export_keys(matches))
+        return keys.addCallback(self._export_stream, request, start, until, now, fmt)
+
+    def _export_keys(self, matches):
+        _, found = yield from self._matching(matches)
+        runs, _ = yield from sorted_runs(found, _KEY, self._alive)
+        found = yield from merge_runs(runs, _KEY)
+        return [s.key for s in found]
+
+    def _export_stream(self, keys, request, start, until, now, fmt):
         chunks = transfer.export_chunks(self.store, keys, start, until, now, fmt)
         self.core.counters["simplestats.http.exports"] += 1
         return transfer.stream(request, chunks, self.clock)
