@@ -435,6 +435,11 @@ def connection_flood(server):
     Open connections until ten are refused for --max-connections; a client
     connected before keeps working all along.  Returns how many were refused.
     """
+    # The storm's clients are gone; wait until the server has seen each close.
+    deadline = time.monotonic() + 20
+    while server.get_json("/api/health")["connections"]["tcp"]:
+        assert time.monotonic() < deadline, server.get_json("/api/health")["connections"]
+        time.sleep(0.1)
     held = []
     refused = 0
     with TupleConnection(server.host, server.tcp_port, timeout=10) as conn:

@@ -86,6 +86,17 @@ class TupleProtocol(LineOnlyReceiver, TimeoutMixin):
             self.transport.pauseProducing()
             recovery.when_open(self.resumeProducing)
 
+    def _lose(self):
+        """
+        Close once what was written has gone out.  This protocol is its own
+        transport's producer: a transport whose producer was paused (a full
+        write buffer) resumes the producer when the buffer drains instead of
+        closing, and the connection would stay open for ever.
+        """
+        if getattr(self.transport, "producer", None) is not None:
+            self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
     def connectionLost(self, reason):
         self.setTimeout(None)
         self.factory.live -= 1
@@ -102,7 +113,7 @@ class TupleProtocol(LineOnlyReceiver, TimeoutMixin):
             return
         self.transport.write(b"--ERROR no complete line in %g s; closing the connection\r\n"
                              % (self.factory.settings.tcp_idle_timeout,))
-        self.transport.loseConnection()
+        self._lose()
 
     # IHalfCloseableProtocol: a client that shuts down its sending side
     # (printf ... | nc -N) still gets every answer: without this Twisted
@@ -111,7 +122,7 @@ class TupleProtocol(LineOnlyReceiver, TimeoutMixin):
         self._close_when_answered()
 
     def writeConnectionLost(self):
-        self.transport.loseConnection()
+        self._lose()
 
     # IPushProducer: reading pauses while our answers cannot be written.
     def pauseProducing(self):
@@ -126,7 +137,7 @@ class TupleProtocol(LineOnlyReceiver, TimeoutMixin):
             self.transport.resumeProducing()
 
     def stopProducing(self):
-        self.transport.loseConnection()
+        self._lose()
 
     def dataReceived(self, data):
         self.answers = []
@@ -177,12 +188,12 @@ class TupleProtocol(LineOnlyReceiver, TimeoutMixin):
             if not self._write_paused:
                 self.transport.resumeProducing()
         if self._closing and not held:
-            self.transport.loseConnection()
+            self._lose()
 
     def _close_when_answered(self):
         self._closing = True
         if not self._held:
-            self.transport.loseConnection()
+            self._lose()
         else:
             # Nothing more is read; the answers still go out.
             self.transport.pauseProducing()

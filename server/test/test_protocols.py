@@ -102,6 +102,15 @@ class TupleProtocolTests(SynchronousTestCase):
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(self.core.counters["simplestats.tcp.too_long"], 1)
 
+    def test_closing_lets_go_of_the_producer(self):
+        """A closing connection unregisters itself as producer: a transport paused on a full buffer closes once drained rather than resuming it."""
+        self.assertIs(self.transport.producer, self.proto)
+        self.send(b"x" * 300)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertIsNone(self.transport.producer)
+        self.proto.readConnectionLost()
+        self.assertIsNone(self.transport.producer)
+
     def test_connection_limit(self):
         """Connections beyond the limit are told why and closed."""
         self.connect()

@@ -262,6 +262,10 @@ class WebAPI:
             "journal_pending_bytes": self.core.journal.unwritten_bytes,
             # Since the start, never reset: what a load test counts back.
             "received": {"udp_lines": self.core.received["udp"]},
+            # Open now (the gauges the TCP factory and the site keep current).
+            "connections": {
+                "tcp": int(self.core.gauges.get("simplestats.tcp.open_connections", 0)),
+                "http": int(self.core.gauges.get("simplestats.http.open_connections", 0))},
             # How long the reactor was held (server.lag): what a benchmark
             # reads back for the time of one heavy operation.
             "reactor": self.lag.status(now) if self.lag else None,
