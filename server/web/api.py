@@ -17,7 +17,7 @@ from server.filters import compile_filter
 from server.model import TYPE_NAMES, ParseError, normalize_tags, series_key
 from server.query import (QueryError, choose_tier, day_week, fields_for, parse_resolution,
                           parse_time, series_points)
-from server.web.auth import TOKEN_HEADER, write_refusal
+from server.web.auth import refusal
 
 
 class ApiError(Exception):
@@ -151,13 +151,14 @@ class WebAPI:
 
     def _check_token(self, request):
         """
-        Writes need the token when one is set; without one they are only
-        taken from loopback clients (the site checks it on the headers too).
+        Writes need the token when one is set (without one they are only
+        taken from loopback clients), and reads do when reads need it: the
+        rule of server.web.auth, which the site checks on the headers too.
         """
         host = getattr(request.getClientAddress(), "host", "")
-        refusal = write_refusal(self.settings.api_token, request.getHeader(TOKEN_HEADER), host)
-        if refusal is not None:
-            raise ApiError(*refusal)
+        refused = refusal(self.settings, request.method, request.path, request.getHeader, host)
+        if refused is not None:
+            raise ApiError(*refused)
 
     @app.handle_errors(ApiError)
     def _api_error(self, request, failure):
@@ -178,6 +179,7 @@ class WebAPI:
 
     @app.route("/api/health", methods=["GET"])
     def health(self, request):
+        self._check_token(request)
         # Counts only: pending runs never add a series, so nothing to fold.
         now = self.clock.seconds()
         snapshot = self.snapshotter.status if self.snapshotter else None
@@ -201,6 +203,7 @@ class WebAPI:
 
     @app.route("/api/metrics", methods=["GET"])
     def metrics(self, request):
+        self._check_token(request)
         now = self._settled_now()
         matches = self._filter(request)
         limit = self._arg(request, "limit")
@@ -230,6 +233,7 @@ class WebAPI:
 
     @app.route("/api/series", methods=["GET"])
     def series(self, request):
+        self._check_token(request)
         # One series: the query folds its own pending run (query._pending).
         now = self.clock.seconds()
         series = self._series(request)
@@ -268,6 +272,7 @@ class WebAPI:
 
     @app.route("/api/dayweek", methods=["GET"])
     def dayweek(self, request):
+        self._check_token(request)
         now = self.clock.seconds()
         series = self._series(request)
         field = self._arg(request, "field")
@@ -294,6 +299,7 @@ class WebAPI:
 
     @app.route("/api/export", methods=["GET"])
     def export(self, request):
+        self._check_token(request)
         now = self._settled_now()
         matches = self._filter(request)
         start, until = self._range(request, now, default_from="0")
