@@ -12,6 +12,27 @@ import fcntl
 import os
 
 LOCK_NAME = "simplestats.lock"
+# Every file the server writes in its data directory: its owner's alone.
+PRIVATE = 0o600
+
+
+def new_private_file(path, flags):
+    """
+    An C{open()} opener: C{path} made anew (a leftover is removed, so no
+    one holds it open already), mode 0600 from its first byte, whatever
+    the umask.
+    """
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, flags | os.O_EXCL, PRIVATE)
+    try:
+        os.fchmod(fd, PRIVATE)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 class DataDirInUse(Exception):
@@ -30,7 +51,12 @@ class DataDirLock:
 
     def __init__(self, directory, pid=None):
         self.path = os.path.join(directory, LOCK_NAME)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE)
+        try:
+            os.fchmod(fd, PRIVATE)  # not 0644 from an older version
+        except OSError:
+            os.close(fd)
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -48,6 +48,8 @@ import zlib
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from server.datadir import PRIVATE, new_private_file
+
 MAGIC = b"SSJ2\n"
 MAGIC_V1 = b"SSJ1\n"
 MARKER = b"\xa7SJ\x8e"
@@ -398,7 +400,7 @@ def write_journal_file(path, records):
             kind = next(k for k, n in RAW_KINDS.items() if n == name)
             chunks.append(encode_raw(kind, now, data))
     temp = path + ".tmp"
-    with open(temp, "wb") as f:
+    with open(temp, "wb", opener=new_private_file) as f:
         f.write(b"".join(chunks))
         f.flush()
         os.fsync(f.fileno())
@@ -408,8 +410,9 @@ def write_journal_file(path, records):
 
 def _open(directory, seq):
     path = journal_path(directory, seq)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE)
     try:
+        os.fchmod(fd, PRIVATE)  # only the server reads its data: whatever the umask or an older mode
         if os.fstat(fd).st_size == 0:
             os.write(fd, MAGIC)
         _fsync_directory(directory)

@@ -12,10 +12,7 @@ Assembly: L{makeService} wires the whole server together.  Start reading here.
     shut-down: stop listening, write the journal, write a final snapshot
 """
 
-import dataclasses
-import ipaddress
 import os
-import secrets
 import time
 
 from twisted.application.internet import TimerService
@@ -36,6 +33,7 @@ from server.recovery import Recovery, StartupError
 from server.rollup import RollupTimer
 from server.snapshot import Snapshotter
 from server.store import Store
+from server.tokenfile import TokenError, resolve_token
 from server.web.api import WebAPI
 from server.web.recovering import RecoveringGate
 from server.web.site import LimitedSite
@@ -221,10 +219,6 @@ def guarded(name, step, core):
     return run
 
 
-def _is_loopback(address):
-    return ipaddress.ip_address(address).is_loopback
-
-
 def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
                 gc_policy=None, on_failure=None):
     """
@@ -242,12 +236,10 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
 
     @raise StartupError: when the data directory is unusable.
     """
-    if not settings.api_token and not _is_loopback(settings.bind):
-        token = secrets.token_urlsafe(24)
-        settings = dataclasses.replace(settings, api_token=token)
-        log.warn("binding to {bind}: import and admin calls need the API token {token} "
-                 "(header X-SimpleStats-Token); set --api-token to choose one",
-                 bind=settings.bind, token=token)
+    try:
+        settings = resolve_token(settings)  # given, from its file, or kept in the data directory
+    except TokenError as e:
+        raise StartupError(str(e))
     settings = fit_connection_caps(settings, raise_soft_limit())
     directory = os.path.abspath(settings.data_dir)
     writer = None

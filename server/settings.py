@@ -149,6 +149,13 @@ def _token(text):
     return text
 
 
+def _read_token_mode(text):
+    mode = text.strip().lower()
+    if mode not in ("auto", "on", "off"):
+        raise ValueError("must be auto, on or off")
+    return mode
+
+
 def _setting(default, parse, help):
     return dataclasses.field(default=default, metadata={"parse": parse, "help": help})
 
@@ -250,11 +257,25 @@ class Settings:
     idle_expiry: float = _setting(
         0.0, _non_negative_float, "drop series idle this many seconds (0: keep forever)"
     )
-    api_token: str = _setting("", _token, "token for import and admin calls (header X-SimpleStats-Token)")
     recovery_queue_bytes: int = _setting(
         64 * 1024 * 1024, _non_negative_int,
         "statsd bytes held in memory while start-up recovers the data directory, applied after"
         " it; packets beyond are dropped and counted in simplestats.udp.dropped_recovering"
+    )
+    api_token: str = _setting(
+        "", _token,
+        "token for import and admin calls (header X-SimpleStats-Token or Authorization: Bearer);"
+        " a flag is visible to every user in /proc/PID/cmdline: prefer --api-token-file or the"
+        " environment variable. Without one, binding beyond loopback (or --read-token on) keeps a"
+        " generated token in DATA_DIR/api-token (mode 0600)"
+    )
+    api_token_file: str = _setting(
+        "", str, "file holding the API token alone on one line (instead of --api-token)"
+    )
+    read_token: str = _setting(
+        "auto", _read_token_mode,
+        "whether reads of data (/api/* GETs, exports) need the API token too: on, off, or auto"
+        " (on when binding beyond loopback)"
     )
     move_corrupt_aside: bool = _setting(
         False, _bool, "at start-up, rename a corrupt snapshot or journal and start without it"
@@ -337,5 +358,8 @@ def load(argv=(), environ=None):
             try:
                 values[field.name] = parse(raw)
             except ValueError as e:
-                raise SettingsError("%s: %s, got %r" % (source, e, raw))
+                shown = "<hidden>" if field.name == "api_token" else repr(raw)
+                raise SettingsError("%s: %s, got %s" % (source, e, shown))
+    if values.get("api_token") and values.get("api_token_file"):
+        raise SettingsError("both an API token and --api-token-file are given; choose one")
     return Settings(**values)

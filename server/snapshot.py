@@ -32,6 +32,7 @@ from twisted.python.failure import Failure
 
 from server.aggregate import STORED_FIELDS, aggregate_from_json
 from server.cardinality import EXACT_LIMIT
+from server.datadir import new_private_file
 from server.store import Series, StoredTier
 
 FORMAT = "simplestats-snapshot"
@@ -122,7 +123,7 @@ def write_file(directory, chunks):
     path = os.path.join(directory, SNAPSHOT_NAME)
     temp = path + ".tmp"
     data = gzip.compress(b"".join(chunks), compresslevel=1)
-    with open(temp, "wb") as f:
+    with open(temp, "wb", opener=new_private_file) as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

@@ -21,7 +21,7 @@ from server.filters import (SLICE_SECONDS, compile_filter, merge_runs, run_in_sl
 from server.model import TYPE_NAMES, ParseError, normalize_tags, series_key
 from server.query import (QueryError, choose_tier, day_week, fields_for, parse_resolution,
                           parse_time, series_points)
-from server.web.auth import TOKEN_HEADER, write_refusal
+from server.web.auth import refusal
 
 _KEY = attrgetter("key")
 
@@ -212,13 +212,14 @@ class WebAPI:
 
     def _check_token(self, request):
         """
-        Writes need the token when one is set; without one they are only
-        taken from loopback clients (the site checks it on the headers too).
+        Writes need the token when one is set (without one they are only
+        taken from loopback clients), and reads do when reads need it: the
+        rule of server.web.auth, which the site checks on the headers too.
         """
         host = getattr(request.getClientAddress(), "host", "")
-        refusal = write_refusal(self.settings.api_token, request.getHeader(TOKEN_HEADER), host)
-        if refusal is not None:
-            raise ApiError(*refusal)
+        refused = refusal(self.settings, request.method, request.path, request.getHeader, host)
+        if refused is not None:
+            raise ApiError(*refused)
 
     @app.handle_errors(ApiError)
     def _api_error(self, request, failure):
@@ -273,6 +274,7 @@ class WebAPI:
 
     @app.route("/api/metrics", methods=["GET"])
     def metrics(self, request):
+        self._check_token(request)
         matches = self._filter(request)
         limit = self._arg(request, "limit")
         try:
@@ -310,6 +312,7 @@ class WebAPI:
 
     @app.route("/api/series", methods=["GET"])
     def series(self, request):
+        self._check_token(request)
         # One series: the query folds its own pending run (query._pending).
         now = self.clock.seconds()
         series = self._series(request)
@@ -369,6 +372,7 @@ class WebAPI:
 
     @app.route("/api/dayweek", methods=["GET"])
     def dayweek(self, request):
+        self._check_token(request)
         now = self.clock.seconds()
         series = self._series(request)
         field = self._arg(request, "field")
@@ -395,6 +399,7 @@ class WebAPI:
 
     @app.route("/api/export", methods=["GET"])
     def export(self, request):
+        self._check_token(request)
         now = self.clock.seconds()  # _export_keys folds the pending runs
         matches = self._filter(request)
         start, until = self._range(request, now, default_from="0")

@@ -2,9 +2,10 @@
 The HTTP site, and what one connection or request may cost the server before
 a handler sees it:
 
-- a write (any method but GET, HEAD and OPTIONS) is authorized on its
-  headers: without the token it is answered 401/403 before a byte of its
-  body is read;
+- a write (any method but GET, HEAD and OPTIONS), and a read of data when
+  reads need the token (server.web.auth), is authorized on its headers:
+  without the token it is answered 401/403 before a byte of its body is
+  read;
 - an upload over the size limit is refused as soon as its headers say so
   (or, for a chunked body, as soon as it grows past the limit); a read takes
   no body larger than L{READ_BODY_LIMIT};
@@ -34,7 +35,7 @@ from twisted.web.server import Request, Site
 
 from server.fdlimit import REFUSAL_SLACK
 from server.logutil import BoundedLog
-from server.web.auth import READ_METHODS, TOKEN_HEADER, write_refusal
+from server.web.auth import READ_METHODS, refusal
 
 # A read (GET, HEAD, OPTIONS) has no use for a body; this much is tolerated.
 READ_BODY_LIMIT = 65536
@@ -59,10 +60,12 @@ def error_response(status, message):
     A whole HTTP answer that closes the connection: C{{"error": message}}.
     """
     body = json.dumps({"error": message}).encode()
+    # A 401 names its scheme (RFC 9110); Bearer opens no password dialog.
+    challenge = b'WWW-Authenticate: Bearer realm="SimpleStats"\r\n' if status == 401 else b""
     return (b"HTTP/1.1 %d %s\r\n"
-            b"Content-Type: application/json\r\n"
+            b"Content-Type: application/json\r\n%s"
             b"Connection: close\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (status, REASONS[status], len(body), body))
+            b"Content-Length: %d\r\n\r\n%s" % (status, REASONS[status], challenge, len(body), body))
 
 
 def path_problem(path):
@@ -418,14 +421,15 @@ class LimitedSite(Site):
             counters["simplestats.http.bad_requests"] += 1
             return 405, "method %s is not supported; the API takes %s" % (
                 method[:20].decode("ascii", "replace"), ", ".join(m.decode() for m in METHODS))
+        host = getattr(request.getClientAddress(), "host", "")
+        refused = refusal(self.settings, method, request.uri.split(b"?", 1)[0],
+                          request.getHeader, host)
+        if refused is not None:
+            counters["simplestats.http.unauthorized"] += 1
+            return refused
         if method in READ_METHODS:
             request.body_limit = READ_BODY_LIMIT
         else:
-            host = getattr(request.getClientAddress(), "host", "")
-            refusal = write_refusal(self.settings.api_token, request.getHeader(TOKEN_HEADER), host)
-            if refusal is not None:
-                counters["simplestats.http.unauthorized"] += 1
-                return refusal
             request.body_limit = self.settings.max_upload_bytes
         if length is not None and length > request.body_limit:
             counters["simplestats.http.too_large"] += 1

@@ -79,11 +79,103 @@
             }
         });
         return new Promise(function (resolve, reject) {
-            $.ajax({ url: path, data: data, dataType: "json", timeout: 30000 })
+            $.ajax({ url: path, data: data, dataType: "json", timeout: 30000, headers: tokenHeaders() })
                 .done(function (body) { resolve(body); })
-                .fail(function (xhr, textStatus) { reject(apiError(xhr, textStatus)); });
+                .fail(function (xhr, textStatus) {
+                    askForTokenOn(xhr.status);
+                    reject(apiError(xhr, textStatus));
+                });
         });
     }
+
+    // ---------------------------------------------------------------- API token
+    // A server bound beyond loopback (or run with --read-token on) answers 401/403 without its
+    // token: the page then asks for it once, keeps it in localStorage and sends it with every
+    // request (these GETs, the import's POST, the export downloads).
+
+    var TOKEN_KEY = "simplestats.apiToken";
+    var tokenPromptOpen = false;
+
+    function storedToken() {
+        try {
+            return window.localStorage.getItem(TOKEN_KEY) || "";
+        } catch (ignored) {
+            return "";
+        }
+    }
+
+    function tokenHeaders() {
+        var token = storedToken();
+        return token ? { "X-SimpleStats-Token": token } : {};
+    }
+
+    function askForTokenOn(status) {
+        if ((status === 401 || status === 403) && !tokenPromptOpen) {
+            showTokenPrompt(status === 403 && storedToken() !== "");
+        }
+    }
+
+    function showTokenPrompt(refused) {
+        var $modal = $("#token-modal");
+        if (!$modal.length) {
+            $modal = $("<div class='modal fade' id='token-modal' tabindex='-1' aria-labelledby='token-title'>").append(
+                $("<div class='modal-dialog modal-dialog-centered'>").append(
+                    $("<form class='modal-content' id='token-form'>").append(
+                        $("<div class='modal-header'>").append(
+                            $("<h2 class='modal-title h5' id='token-title'>").text("API token")),
+                        $("<div class='modal-body'>").append(
+                            $("<p id='token-reason'>"),
+                            $("<label for='token-input' class='form-label'>").text("Token"),
+                            $("<input id='token-input' type='password' class='form-control' required autocomplete='off'>"),
+                            $("<div class='form-text'>").text("Kept in this browser and sent with every request. " +
+                                "The server logs at start-up the file that holds it (DATA_DIR/api-token when generated).")),
+                        $("<div class='modal-footer'>").append(
+                            $("<button type='submit' id='token-save' class='btn btn-primary'>").text("Use token")))));
+            $modal.appendTo(document.body);
+            $modal.on("shown.bs.modal", function () { $("#token-input").trigger("focus"); });
+            $modal.on("hidden.bs.modal", function () { tokenPromptOpen = false; });
+            $modal.find("form").on("submit", function (event) {
+                event.preventDefault();
+                try {
+                    window.localStorage.setItem(TOKEN_KEY, $.trim($("#token-input").val()));
+                } catch (ignored) { /* private mode: the token lasts until the page closes */ }
+                $("#token-input").val("");
+                window.bootstrap.Modal.getOrCreateInstance($modal[0]).hide();
+                refreshAll();
+            });
+        }
+        tokenPromptOpen = true;
+        $("#token-reason").text(refused ? "The server refused the token this browser sent; enter the right one."
+            : "This server needs its API token.");
+        window.bootstrap.Modal.getOrCreateInstance($modal[0]).show();
+    }
+
+    // A link cannot send a header: with a token, an export is fetched with it and saved from memory.
+    $(document).on("click", "a[id^='export-']", function (event) {
+        if (!storedToken()) {
+            return;
+        }
+        event.preventDefault();
+        var link = this;
+        fetch(link.href, { headers: tokenHeaders() }).then(function (response) {
+            if (!response.ok) {
+                askForTokenOn(response.status);
+                throw new Error("The export failed: the server answered HTTP " + response.status + ".");
+            }
+            return response.blob();
+        }).then(function (blob) {
+            var url = URL.createObjectURL(blob);
+            var save = document.createElement("a");
+            save.href = url;
+            save.download = link.getAttribute("download") || "simplestats-export";
+            document.body.appendChild(save);
+            save.click();
+            save.remove();
+            window.setTimeout(function () { URL.revokeObjectURL(url); }, 60000);
+        }).catch(function (error) {
+            showAlert($("#api-error"), error.message);
+        });
+    });
 
     // Turns a failed request into an Error whose message says what went wrong, in words.
     function apiError(xhr, textStatus) {
@@ -888,6 +980,7 @@
 
         var xhr = new XMLHttpRequest();
         xhr.open("POST", "/api/import?format=auto");
+        $.each(tokenHeaders(), function (name, value) { xhr.setRequestHeader(name, value); });
         xhr.upload.onprogress = function (event) {
             if (event.lengthComputable) {
                 var percent = Math.round(100 * event.loaded / event.total);
@@ -897,6 +990,7 @@
         };
         xhr.onload = function () {
             finish();
+            askForTokenOn(xhr.status);
             var body = null;
             try { body = JSON.parse(xhr.responseText); } catch (ignored) { body = null; }
             if (xhr.status === 200 && body) {
