@@ -261,6 +261,7 @@ def main(argv=None):
 
     from server import snapshot as snapshots
     from server.datadir import DataDirInUse, DataDirLock
+    from server.cardinality import EXACT_LIMIT
     from server.settings import parse_retentions
     from server.store import Store
 
@@ -273,6 +274,10 @@ def main(argv=None):
                         help="the new tiers, as the server's --retentions")
     parser.add_argument("--drop-removed-tiers", action="store_true",
                         help="allow removing a tier of the snapshot (its rows are dropped)")
+    parser.add_argument("--sketch-accuracy", type=float, default=0.01,
+                        help="the server's --sketch-accuracy")
+    parser.add_argument("--set-exact-limit", type=int, default=EXACT_LIMIT,
+                        help="the server's --set-exact-limit")
     args = parser.parse_args(argv)
     out = sys.stdout
     directory = os.path.abspath(args.data_dir)
@@ -300,7 +305,8 @@ def main(argv=None):
                 out.write("the snapshot already has the tier steps of %s: nothing to migrate\n"
                           % (show_tiers(args.retentions),))
                 return 0
-            store = Store(args.retentions)
+            store = Store(args.retentions, args.sketch_accuracy,
+                          set_limit=args.set_exact_limit)
             loaded = snapshots.load(path, store, drop_removed_tiers=args.drop_removed_tiers)
         except (TierMismatch, snapshots.SnapshotCorrupt, snapshots.SnapshotUnreadable) as e:
             out.write("cannot migrate: %s\n" % (e,))
