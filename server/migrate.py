@@ -102,8 +102,8 @@ def refusal(old, tiers, problem, command=True):
     text = ("the snapshot was written with tier steps %r, --retentions %s has %r: %s"
             % (list(old), show_tiers(tiers), [t.step for t in tiers], problem))
     if command:
-        text += (". To do it on purpose: start with --drop-removed-tiers, or migrate offline keeping"
-                 " the old snapshot: python -m server.migrate --data-dir DIR --retentions %s"
+        text += (". To do it on purpose: start with --drop-removed-tiers, or migrate offline"
+                 " keeping the old snapshot: python -m server.migrate --data-dir DIR --retentions %s"
                  " --drop-removed-tiers" % (show_tiers(tiers),))
     else:
         text += (". Start with --retentions whose steps the snapshot's divide (or keep its"
@@ -258,6 +258,7 @@ def main(argv=None):
     import argparse
     import gzip
     import json
+    import shutil
 
     from server import snapshot as snapshots
     from server.datadir import DataDirInUse, DataDirLock
@@ -319,7 +320,10 @@ def main(argv=None):
         chunks.extend(snapshots.encode_series(s) for s in store.series.values())
         chunks.append(json.dumps({"end": True, "series": len(store.series)}).encode() + b"\n")
         backup = "%s.before-migration-%d" % (path, time.time())
-        os.link(path, backup)
+        try:
+            os.link(path, backup)
+        except OSError:
+            shutil.copyfile(path, backup)
         snapshots.write_file(directory, chunks)
         for line in store.migration.describe():
             out.write(line + "\n")
