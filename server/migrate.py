@@ -82,9 +82,10 @@ class Plan:
         lines = []
         for j, (kind, i) in enumerate(self.sources):
             if kind == "build":
-                lines.append("tier %s is new: built from the %d rows of the %s tier (counters,"
-                             " gauges, sums, min, max exact; percentiles merged weighted by count,"
-                             " approximate; sets not built: %d set series start it empty)"
+                lines.append("tier %s is new: built from the %d rows of the %s tier, as far back"
+                             " as that tier kept (counters, gauges, sums, min, max exact;"
+                             " percentiles merged weighted by count, approximate; sets not built:"
+                             " %d set series start it empty)"
                              % (show_step(self.steps[j]), self.built_rows[j],
                                 show_step(self.old[i]), self.unbuilt_sets))
         for i, target in self.removed:

@@ -108,10 +108,12 @@ def missing_data(has_snapshot, first_seq, present, until_seq, snapshot_moved=Fal
                             _file_name(first_seq), _ranges(gone),
                             "is" if len(gone) == 1 else "are"))
     elif not has_snapshot and not snapshot_moved and numbers and numbers[0] > expected_first:
-        problems.append("there is no snapshot, but the journal starts at %s: %s were removed"
-                        " because a snapshot covered them, and that snapshot (%s) is gone with"
-                        " their data" % (_file_name(numbers[0]),
-                                         _ranges(range(1, numbers[0])), snapshots.SNAPSHOT_NAME))
+        one = numbers[0] == 2
+        problems.append("there is no snapshot, but the journal starts at %s: %s %s removed"
+                        " because a snapshot covered %s, and that snapshot (%s) is gone with"
+                        " %s data" % (_file_name(numbers[0]), _ranges(range(1, numbers[0])),
+                                      "was" if one else "were", "it" if one else "them",
+                                      snapshots.SNAPSHOT_NAME, "its" if one else "their"))
     if numbers:
         gaps = sorted(set(range(numbers[0], last + 1)) - set(numbers))
         if gaps:
