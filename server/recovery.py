@@ -3,6 +3,7 @@ Start-up: read back the snapshot and replay the journal after it, in slices
 after the ports listen (L{Recovery}), or all at once (L{recover}).
 """
 
+import errno
 import os
 import time
 from collections import deque
@@ -12,7 +13,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from server import snapshot as snapshots
-from server.journal import journal_files, scan_journal, write_journal_file
+from server.journal import journal_files, journal_path, scan_journal, write_journal_file
+from server.migrate import TierMismatch, show_step, trimmed_rows
 from server.model import Limits, ParseError
 from server.parse_tuple import parse_line
 
@@ -35,6 +37,92 @@ class StartupError(Exception):
     """
 
 
+def unreadable(path, error):
+    """
+    The L{StartupError} for a file or directory the system refuses to read:
+    not corruption, so never moved aside.
+    """
+    if isinstance(error, snapshots.SnapshotUnreadable):
+        error = error.error
+    what = (error.strerror or str(error)).lower()
+    if error.errno in (errno.EACCES, errno.EPERM):
+        hint = ("give the server's user (uid %d) read and write access to it and start again"
+                % (os.getuid(),))
+    else:
+        hint = "fix the file system and start again"
+    return StartupError("cannot read %s: %s (%s). This is not corruption: nothing was moved aside;"
+                        " %s" % (path, what, error, hint))
+
+
+def _file_name(seq):
+    return os.path.basename(journal_path("", seq))
+
+
+def _ranges(numbers):
+    """
+    C{"journal.000002.log to journal.000004.log, journal.000007.log"}.
+    """
+    numbers = sorted(numbers)
+    parts = []
+    start = previous = None
+    for n in numbers + [None]:
+        if start is not None and n == previous + 1:
+            previous = n
+            continue
+        if start is not None:
+            parts.append(_file_name(start) if start == previous else
+                         "%s to %s" % (_file_name(start), _file_name(previous)))
+        start = previous = n
+    return ", ".join(parts)
+
+
+def missing_data(has_snapshot, first_seq, present, until_seq, snapshot_moved=False):
+    """
+    What the journal numbering and the snapshot show to be missing: a list
+    of sentences (empty when nothing is).
+
+    Numbering starts at 1 and each start or snapshot goes on with the next
+    number; a snapshot covers the files before its C{journal_seq}, whose
+    file it created first, and only a snapshot on disk removes files.  So
+    without a snapshot the files must run from 1, with one from its
+    C{journal_seq}, and without gaps up to the last.
+
+    @param present: the numbers of the journal files there are (this run's
+        own, C{until_seq} and after, left out).
+    @param snapshot_moved: a corrupt snapshot was moved aside on purpose
+        (C{--move-corrupt-aside}): the files it covered are not asked for.
+    """
+    numbers = sorted(n for n in present if n >= first_seq
+                     and (until_seq is None or n < until_seq))
+    problems = []
+    if has_snapshot:
+        expected_first = first_seq
+    else:
+        expected_first = 1
+    last = numbers[-1] if numbers else None
+    if has_snapshot and (last is None or expected_first < numbers[0]):
+        upto = numbers[0] - 1 if numbers else None
+        gone = list(range(expected_first, (upto if upto is not None else expected_first) + 1))
+        problems.append("the snapshot covers the journal before %s, but %s, which held what was"
+                        " accepted after it, %s missing" % (
+                            _file_name(first_seq), _ranges(gone),
+                            "is" if len(gone) == 1 else "are"))
+    elif not has_snapshot and not snapshot_moved and numbers and numbers[0] > expected_first:
+        one = numbers[0] == 2
+        problems.append("there is no snapshot, but the journal starts at %s: %s %s removed"
+                        " because a snapshot covered %s, and that snapshot (%s) is gone with"
+                        " %s data" % (_file_name(numbers[0]), _ranges(range(1, numbers[0])),
+                                      "was" if one else "were", "it" if one else "them",
+                                      snapshots.SNAPSHOT_NAME, "its" if one else "their"))
+    if numbers:
+        gaps = sorted(set(range(numbers[0], last + 1)) - set(numbers))
+        if gaps:
+            problems.append("%s %s missing between %s and %s: the points in %s would be lost" % (
+                _ranges(gaps), "is" if len(gaps) == 1 else "are", _file_name(numbers[0]),
+                _file_name(last), "it" if len(gaps) == 1 else "them"))
+    return problems
+
+
 def _move_aside(path, now):
     target = "%s.corrupt-%d" % (path, now)
     os.replace(path, target)
@@ -42,7 +130,8 @@ def _move_aside(path, now):
     return target
 
 
-def recover(directory, store, core, move_corrupt_aside, now, until_seq=None):
+def recover(directory, store, core, move_corrupt_aside, now, until_seq=None,
+            accept_missing_data=None, drop_removed_tiers=None):
     """
     Load C{directory}'s snapshot into C{store}, replay its journal through
     C{core} and close the buckets that came due, all at once (L{Recovery}
@@ -52,7 +141,9 @@ def recover(directory, store, core, move_corrupt_aside, now, until_seq=None):
         C{move_corrupt_aside}: then the file is renamed and skipped.
     """
     recovery = Recovery(directory, store, core, move_corrupt_aside, _Now(now),
-                        run_in_thread=None, until_seq=until_seq)
+                        run_in_thread=None, until_seq=until_seq,
+                        accept_missing_data=accept_missing_data,
+                        drop_removed_tiers=drop_removed_tiers)
     for _ in recovery._steps():
         pass
     return recovery.summary
@@ -89,13 +180,26 @@ class Recovery:
 
     def __init__(self, directory, store, core, move_corrupt_aside, clock, run_in_thread,
                  timer=time.perf_counter, slice_seconds=0.02, queue_bytes=64 << 20,
-                 until_seq=None):
+                 until_seq=None, accept_missing_data=None, drop_removed_tiers=None):
         """
         @param run_in_thread: reads a journal file off the reactor thread;
             L{None}: in this one.
         @param until_seq: the number of the journal file this run writes:
             it and later files are not replayed.
+        @param accept_missing_data: start even when the journal numbering or
+            the snapshot shows data that is not there (L{None}: the
+            setting of C{core.settings}).
+        @param drop_removed_tiers: load a snapshot whose tiers the
+            retentions setting removes, dropping their rows (L{None}: the
+            setting).
         """
+        settings = core.settings
+        if accept_missing_data is None:
+            accept_missing_data = getattr(settings, "accept_missing_data", False)
+        if drop_removed_tiers is None:
+            drop_removed_tiers = getattr(settings, "drop_removed_tiers", False)
+        self.accept_missing_data = accept_missing_data
+        self.drop_removed_tiers = drop_removed_tiers
         self.directory = directory
         self.store = store
         self.core = core
@@ -107,7 +211,7 @@ class Recovery:
         self.queue_bytes = queue_bytes
         self.until_seq = until_seq
         self.summary = {"series_loaded": 0, "records_replayed": 0, "torn": [],
-                        "moved_aside": [], "damaged": []}
+                        "moved_aside": [], "damaged": [], "missing": [], "migrated": []}
         self.progress = {"phase": "waiting", "series_loaded": 0, "series_total": None,
                          "bytes_read": 0, "bytes_total": None, "journal_files": None,
                          "journal_files_done": 0, "records_replayed": 0,
@@ -295,10 +399,28 @@ class Recovery:
         store, summary, progress = self.store, self.summary, self.progress
         path = os.path.join(self.directory, snapshots.SNAPSHOT_NAME)
         first_seq = 0
-        if os.path.exists(path):
+        try:
+            present = [seq for seq, _ in journal_files(self.directory)]
+        except OSError as e:
+            raise unreadable(self.directory, e)
+        try:
+            os.stat(path)
+            has_snapshot = True
+        except FileNotFoundError:
+            has_snapshot = False
+        except OSError as e:
+            raise unreadable(path, e)
+        moved_snapshot = False
+        if has_snapshot:
             progress["phase"] = "snapshot"
             try:
-                header = yield from snapshots.load_steps(path, store, progress)
+                header = yield from snapshots.load_steps(path, store, progress,
+                                                         self.drop_removed_tiers)
+            except snapshots.SnapshotUnreadable as e:
+                raise unreadable(path, e)
+            except TierMismatch as e:
+                # Never moved aside: the file is sound, the setting changed.
+                raise StartupError("cannot load %s: %s" % (path, e))
             except snapshots.SnapshotCorrupt as e:
                 if not self.move_corrupt_aside:
                     raise StartupError(
@@ -309,12 +431,17 @@ class Recovery:
                     index.clear()
                 progress["series_loaded"] = 0
                 summary["moved_aside"].append(_move_aside(path, self.clock.seconds()))
+                moved_snapshot = True
             else:
                 first_seq = header["journal_seq"]
                 summary["series_loaded"] = len(store.series)
-                # Journal files removed by hand: what comes now must not go to
-                # a number the snapshot says it covers (never replayed).
-                self.core.journal.skip_to(first_seq)
+                self._report_tiers(header)
+        self._check_missing(has_snapshot and not moved_snapshot, first_seq, present,
+                            moved_snapshot)
+        if first_seq:
+            # Journal files removed by hand (accepted): what comes now must
+            # not go to a number the snapshot says it covers (never replayed).
+            self.core.journal.skip_to(first_seq)
         progress["phase"] = "journal"
         files = [(seq, journal) for seq, journal in journal_files(self.directory)
                  if seq >= first_seq and (self.until_seq is None or seq < self.until_seq)]
@@ -323,7 +450,7 @@ class Recovery:
             try:
                 scan = yield from self._in_thread(scan_journal, journal)
             except OSError as e:
-                raise StartupError("cannot read journal %s: %s" % (journal, e))
+                raise unreadable(journal, e)
             records, torn = scan.records, scan.torn
             if scan.damage:
                 self._damaged(journal, scan)
@@ -359,6 +486,54 @@ class Recovery:
             self.core.durable().addErrback(
                 lambda failure: self.log.warn("journal write failed after the queued packets:"
                                               " {error}", error=failure.getErrorMessage()))
+
+    def _check_missing(self, has_snapshot, first_seq, present, snapshot_moved):
+        """
+        Refuse to start when the journal numbering or the snapshot shows
+        data that is not there, unless told to start anyway.
+        """
+        problems = missing_data(has_snapshot, first_seq, present, self.until_seq, snapshot_moved)
+        if not problems:
+            return
+        self.summary["missing"] = problems
+        text = "; ".join(problems)
+        if not self.accept_missing_data:
+            raise StartupError(
+                "data is missing from %s: %s. Put the missing files back and start again, or"
+                " start with --accept-missing-data to go on without that data (logged)"
+                % (self.directory, text))
+        self.log.critical("starting WITHOUT data that is missing from {directory}, because"
+                          " --accept-missing-data is set: {problems}", directory=self.directory,
+                          problems=text)
+
+    def _report_tiers(self, header):
+        """
+        Log a tier change the snapshot was rebucketed through, and the rows
+        shorter retentions are about to trim.
+        """
+        store = self.store
+        plan = getattr(store, "migration", None)
+        before = header.get("retentions")
+        if not isinstance(before, list) or len(before) != len(header["steps"]):
+            # An older snapshot does not say: only built tiers are reported.
+            before = None
+        if plan is not None:
+            for line in plan.describe():
+                self.log.warn("retentions changed: {change}", change=line)
+                self.summary["migrated"].append(line)
+            # Per new tier: the retention its rows were kept under.
+            before = [(before[i] if before is not None else tier.retention)
+                      if kind == "keep" else None
+                      for (kind, i), tier in zip(plan.sources, store.tiers)]
+        elif before is None:
+            return
+        for i, rows, series in trimmed_rows(store, self.clock.seconds(), before):
+            tier = self.store.tiers[i]
+            line = ("tier %s keeps %s now: %d rows of %d series are older and are dropped by the"
+                    " retention sweep" % (show_step(tier.step), show_step(tier.retention),
+                                          rows, series))
+            self.log.warn("retentions changed: {change}", change=line)
+            self.summary["migrated"].append(line)
 
     def _damaged(self, journal, scan):
         """

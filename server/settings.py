@@ -280,6 +280,14 @@ class Settings:
     move_corrupt_aside: bool = _setting(
         False, _bool, "at start-up, rename a corrupt snapshot or journal and start without it"
     )
+    accept_missing_data: bool = _setting(
+        False, _bool, "start even when the data directory shows data that is not there (no"
+        " snapshot but journal numbering past 1, or missing journal files): logged loudly"
+    )
+    drop_removed_tiers: bool = _setting(
+        False, _bool, "allow a --retentions change that removes a tier of the snapshot: its rows"
+        " are dropped (its open buckets roll up into the next tier)"
+    )
     web_root: str = _setting("web/static", str, "directory of the dashboard's static files")
 
     @property

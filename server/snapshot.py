@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from server.aggregate import STORED_FIELDS, aggregate_from_json
 from server.cardinality import EXACT_LIMIT
 from server.datadir import new_private_file
+from server.migrate import convert_series, convert_watermarks, plan as plan_tiers
 from server.store import Series, StoredTier
 
 FORMAT = "simplestats-snapshot"
@@ -48,6 +49,28 @@ class SnapshotCorrupt(Exception):
     def __init__(self, path, problem):
         Exception.__init__(self, "%s: %s" % (path, problem))
         self.path = path
+
+
+class SnapshotUnreadable(Exception):
+    """
+    The snapshot file is there but the system refuses to read it (no
+    permission, an I/O error): not corruption, never moved aside.
+    """
+
+    def __init__(self, path, error):
+        Exception.__init__(self, "cannot read %s: %s (%s)" % (
+            path, (error.strerror or str(error)).lower(), error))
+        self.path = path
+        self.error = error
+
+
+def _refused(error):
+    """
+    Whether an C{OSError} met reading is the system refusing (permission,
+    I/O, a directory where the file should be), not bad contents: those
+    carry an errno, gzip's C{BadGzipFile} does not.
+    """
+    return isinstance(error, OSError) and error.errno is not None
 
 
 def _column_bytes(column):
@@ -140,13 +163,13 @@ def write_file(directory, chunks):
 READ_CHUNK = 1 << 20
 
 
-def load(path, store):
+def load(path, store, drop_removed_tiers=False):
     """
     Fill C{store} from the snapshot at C{path}.  Returns the header.
 
     @raise SnapshotCorrupt: naming what is wrong.
     """
-    steps = load_steps(path, store)
+    steps = load_steps(path, store, drop_removed_tiers=drop_removed_tiers)
     while True:
         try:
             next(steps)
@@ -154,7 +177,7 @@ def load(path, store):
             return stop.value
 
 
-def load_steps(path, store, progress=None):
+def load_steps(path, store, progress=None, drop_removed_tiers=False):
     """
     L{load} as a generator that yields after every small piece of work (a
     chunk read, a series decoded), so that a caller can spread the load
@@ -165,13 +188,20 @@ def load_steps(path, store, progress=None):
     The store holds the series decoded so far; on L{SnapshotCorrupt} the
     caller empties it.
 
+    A snapshot written with other tier steps is rebucketed into the
+    store's tiers where that is exact (L{server.migrate}); C{store.migration}
+    is then the L{server.migrate.Plan} followed (else L{None}).
+
     @raise SnapshotCorrupt: naming what is wrong.
+    @raise SnapshotUnreadable: when the system refuses to read the file.
+    @raise TierMismatch: when the tiers cannot change without loss.
     """
     progress = {} if progress is None else progress
+    store.migration = None
     try:
         raw = open(path, "rb")
     except OSError as e:
-        raise SnapshotCorrupt(path, "cannot decompress: %s" % (e,))
+        raise SnapshotUnreadable(path, e)
     with raw:
         progress["bytes_total"] = os.fstat(raw.fileno()).st_size
         progress["bytes_read"] = 0
@@ -182,9 +212,11 @@ def load_steps(path, store, progress=None):
         try:
             first = yield from _next_line(lines)
             header = _check_header(path, first, store)
+            plan = plan_tiers(header["steps"], store.tiers, drop_removed_tiers)
+            store.migration = plan
             if isinstance(header.get("series"), int):
                 progress["series_total"] = header["series"]
-            ntiers = len(store.tiers)
+            ntiers = len(header["steps"])
             number = 1
             previous = None
             while True:
@@ -193,7 +225,7 @@ def load_steps(path, store, progress=None):
                     break
                 if previous is not None:
                     number += 1
-                    _install(path, number, previous, store, ntiers)
+                    _install(path, number, previous, store, ntiers, plan)
                     progress["series_loaded"] += 1
                     yield
                 previous = line
@@ -208,7 +240,8 @@ def load_steps(path, store, progress=None):
     if trailer.get("series") != number - 1:
         raise SnapshotCorrupt(path, "trailer says %r series, file holds %d"
                               % (trailer.get("series"), number - 1))
-    store.watermarks = list(header["watermarks"])
+    watermarks = list(header["watermarks"])
+    store.watermarks = watermarks if plan is None else convert_watermarks(watermarks, plan)
     return header
 
 
@@ -221,7 +254,11 @@ def _lines(f, path, raw, progress):
     while True:
         try:
             chunk = f.read(READ_CHUNK)
-        except (OSError, EOFError, ValueError, zlib.error) as e:
+        except OSError as e:
+            if _refused(e):
+                raise SnapshotUnreadable(path, e)
+            raise SnapshotCorrupt(path, "cannot decompress: %s" % (e,))
+        except (EOFError, ValueError, zlib.error) as e:
             # zlib.error (an invalid deflate stream) is no OSError.
             raise SnapshotCorrupt(path, "cannot decompress: %s" % (e,))
         progress["bytes_read"] = raw.tell()
@@ -261,10 +298,10 @@ def _check_header(path, line, store):
     if header.get("version") != VERSION:
         raise SnapshotCorrupt(path, "format version %r, this server reads %d"
                               % (header.get("version"), VERSION))
-    steps = [t.step for t in store.tiers]
-    if header.get("steps") != steps:
-        raise SnapshotCorrupt(path, "written with tier steps %r but the retentions setting has %r"
-                              % (header.get("steps"), steps))
+    steps = header.get("steps")
+    if (not isinstance(steps, list) or not steps
+            or not all(isinstance(s, int) and s > 0 for s in steps)):
+        raise SnapshotCorrupt(path, "header has no valid tier steps")
     watermarks = header.get("watermarks")
     if (not isinstance(watermarks, list) or len(watermarks) != len(steps)
             or not all(isinstance(w, (int, float)) and math.isfinite(w) for w in watermarks)):
@@ -272,11 +309,13 @@ def _check_header(path, line, store):
     return header
 
 
-def _install(path, number, line, store, ntiers):
+def _install(path, number, line, store, ntiers, plan=None):
     try:
         series = decode_series(json.loads(line), ntiers, store.accuracy, store.set_limit)
     except (ValueError, KeyError, TypeError, IndexError) as e:
         raise SnapshotCorrupt(path, "line %d: %s" % (number, e))
+    if plan is not None:
+        series = convert_series(series, plan)
     store.series[series.key] = series
     for i, buckets in enumerate(series.open):
         for bucket in buckets:
@@ -355,6 +394,8 @@ class Snapshotter:
             "created": started,
             "journal_seq": None,
             "steps": [t.step for t in self.store.tiers],
+            # What a start-up with shorter retentions reports as trimmed.
+            "retentions": [t.retention for t in self.store.tiers],
             "watermarks": list(self.store.watermarks),
         }
         self.pending = dict(self.store.series)

@@ -258,17 +258,25 @@ class NumberingTests(SynchronousTestCase):
             core.clock.advance(0)
         self.successResultOf(d)
         self.successResultOf(core.journal.close())
-        for name in os.listdir(directory):
-            if name.startswith("journal."):
-                os.remove(os.path.join(directory, name))
 
-        def restart():
+        def restart(accept=True):
             store = Store(core.settings.tiers, now=core.clock.seconds())
             journal = Journal(directory)
             self.addCleanup(journal.close)
             again = IngestCore(core.settings, core.clock, store, journal)
-            return again, recover(directory, store, again, False, core.clock.seconds())
+            return again, recover(directory, store, again, False, core.clock.seconds(),
+                                  accept_missing_data=accept)
 
+        def remove_journal():
+            for name in os.listdir(directory):
+                if name.startswith("journal."):
+                    os.remove(os.path.join(directory, name))
+
+        remove_journal()
+        # The snapshot's next file is gone: refused unless accepted.
+        error = self.assertRaises(StartupError, restart, False)
+        self.assertIn("journal.000002.log", str(error))
+        remove_journal()  # the refused start's own empty file
         again, _ = restart()
         self.assertEqual(again.journal.seq, 2)
         self.assertEqual(sorted(os.listdir(directory)).count("journal.000001.log"), 0)
