@@ -40,7 +40,9 @@ def recover(directory, store, core, move_corrupt_aside, now):
     @raise StartupError: on a corrupt snapshot or journal, unless
         C{move_corrupt_aside}: then the file is renamed and skipped.
     """
-    summary = {"series_loaded": 0, "records_replayed": 0, "torn": [], "moved_aside": []}
+    summary = {"series_loaded": 0, "records_replayed": 0, "torn": [], "moved_aside": [],
+               "imports_dropped": []}
+    imports = {}
     path = os.path.join(directory, snapshots.SNAPSHOT_NAME)
     first_seq = 0
     if os.path.exists(path):
@@ -78,19 +80,42 @@ def recover(directory, store, core, move_corrupt_aside, now):
                      "the process stopped mid-write, that record was never acknowledged",
                      path=journal, number=number, problem=problem)
             summary["torn"].append("%s:%d" % (journal, number))
-        summary["records_replayed"] += replay(core, records)
+        summary["records_replayed"] += replay(core, records, imports)
+    for import_id, held in imports.items():
+        log.warn("dropped import {id} ({records} journal records): the process stopped before"
+                 " it was committed, and it was never acknowledged", id=import_id,
+                 records=len(held))
+        summary["imports_dropped"].append(import_id)
     return summary
 
 
-def replay(core, records):
+def replay(core, records, imports=None):
     """
     Feed journal records back through C{core}: raw input through the same
     parser and checks at its arrival time, JSON entries directly.  Returns
     the number of points applied.
+
+    The records of an import (first entry C{["i", id]}) are held in
+    C{imports} until its commit marker C{[["ic", id, rows]]} comes, then
+    applied; those of an import never committed stay there (the caller
+    drops them).  Held records are the lists already read from the file
+    (journal files are read whole), kept a little longer: no copy.  An
+    import never spans two files: snapshots, which rotate the journal, wait
+    while one is applied (L{server.snapshot.Snapshotter.hold}).
     """
     applied = 0
+    if imports is None:
+        imports = {}
     for record in records:
         if isinstance(record, list):
+            first = record[0] if record else None
+            if first and first[0] == "i":
+                imports.setdefault(first[1], []).append(record)
+                continue
+            if first and first[0] == "ic":
+                for held in imports.pop(first[1], ()):
+                    applied += core.replay_entries(held[1:])
+                continue
             applied += core.replay_entries(record)
             continue
         kind, now, data = record

@@ -77,6 +77,20 @@ class LagService(Service):
         self.monitor.stop()
 
 
+class ImportsService(Service):
+    """
+    Tells the importer the server is shutting down.
+    """
+
+    def __init__(self, importer):
+        self.setName("imports")
+        self.importer = importer
+
+    def stopService(self):
+        Service.stopService(self)
+        self.importer.stop()
+
+
 class PersistenceService(Service):
     """
     Stops last: writes the journal and a final snapshot on shut-down.
@@ -216,7 +230,9 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
 
     factory = TupleFactory(core, settings, reactor)
     statsd = StatsdProtocol(core, settings.limits, reactor, settings.max_packet_size)
-    api = WebAPI(core, settings, reactor, snapshotter, lag)
+    api = WebAPI(core, settings, reactor, snapshotter, lag, run_in_thread)
+    # Stopped before persistence: an import still being checked is abandoned.
+    ImportsService(api.imports).setServiceParent(top)
     site = LimitedSite(api.app.resource(), settings.max_upload_bytes, core)
     top.api = api
     for name, listen in (

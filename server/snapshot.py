@@ -214,6 +214,18 @@ class Snapshotter:
         self.journal_mark = journal.written
         self.status = {"last": None, "duration": None, "bytes": None, "series": None,
                        "max_block": None, "error": None}
+        self.holds = 0
+
+    def hold(self):
+        """
+        An import is being applied: until L{release}, a snapshot waits
+        before it rotates the journal, so that none holds half an import
+        (a restart replays an import only whole, see L{server.recovery}).
+        """
+        self.holds += 1
+
+    def release(self):
+        self.holds -= 1
 
     def take(self):
         """
@@ -238,6 +250,10 @@ class Snapshotter:
         if not self.store.settle(deadline=began + self.slice_seconds, timer=self.timer):
             blocks.append(self.timer() - began)
             self.clock.callLater(0, self._settle)
+            return
+        if self.holds:
+            blocks.append(self.timer() - began)
+            self.clock.callLater(0.05, self._settle)
             return
         try:
             seq = self.journal.rotate()

@@ -1,0 +1,254 @@
+"""
+File imports that never hold the reactor: the upload is read in two passes
+from the file Twisted spooled it to, never whole in memory.
+
+ 1. C{checking}, in a worker thread: every row is parsed
+    (L{server.transfer.ImportReader}) and given the checks of a live point
+    (L{server.ingest.IngestCore.check_import_batch}: limits, times, types,
+    the series limit counting the file's new series).  The first
+    L{server.transfer.MAX_REPORTED_ROWS} bad rows are kept for the answer.
+    Any bad row and nothing is applied (400).
+ 2. C{applying}: the worker thread parses the file again, one read
+    (L{server.transfer.READ_BYTES}) at a time, one read ahead of the
+    reactor, which journals and applies the rows in slices of at most
+    C{slice_seconds}; live points are taken between slices (for the
+    same series they fold as any two points do).  Snapshots wait meanwhile
+    and the journal's commit marker comes last, so a restart has all of
+    the import or none of it.
+
+Memory: one read and the rows parsed from it (two while the thread works
+ahead), plus the type of each series in the file (bounded by
+C{--max-series}); not the file's size.  One import at a time: a second
+gets 409 while one runs.  A client that goes away while its file is being
+checked abandons the import; once it is being applied it completes.
+"""
+
+import secrets
+import time
+
+from twisted.internet import defer
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from server import transfer
+from server.ingest import ImportSeries
+
+# Rows applied between two looks at the slice's timer.
+_STEP_ROWS = 500
+
+
+class ImportBusy(Exception):
+    """
+    An import is already under way.
+    """
+
+
+class _Abandoned(Exception):
+    pass
+
+
+class ImportJob:
+    """
+    One upload and where it has got to (C{/api/health} shows it).
+    """
+
+    def __init__(self, fileobj, size, fmt, now):
+        self.id = secrets.token_hex(6)
+        self.file = fileobj
+        self.format = fmt
+        self.total_bytes = size
+        self.started = now
+        self.phase = "checking"
+        self.rows = 0
+        self.total_rows = None
+        self.reader = None
+        self.abandoned = False
+
+    def status(self):
+        return {"id": self.id, "phase": self.phase, "format": self.format, "rows": self.rows,
+                "total_rows": self.total_rows,
+                "bytes": self.reader.position if self.reader else 0,
+                "total_bytes": self.total_bytes, "started": self.started}
+
+
+class Importer:
+    """
+    @param run_in_thread: C{f(*args) -> Deferred} running C{f} off the
+        reactor (a thread pool in the server; tests pass a synchronous one).
+    @param snapshotter: held while an import is applied (may be L{None}).
+    @param timer: a monotonic clock in seconds for the slices.
+    """
+
+    log = Logger()
+
+    def __init__(self, core, settings, clock, run_in_thread, snapshotter=None,
+                 timer=time.perf_counter, slice_seconds=0.02, read_bytes=transfer.READ_BYTES):
+        self.core = core
+        self.settings = settings
+        self.clock = clock
+        self.run_in_thread = run_in_thread
+        self.snapshotter = snapshotter
+        self.timer = timer
+        self.slice_seconds = slice_seconds
+        self.read_bytes = read_bytes
+        self.current = None
+        self.stopping = False
+
+    def status(self):
+        return [self.current.status()] if self.current is not None else []
+
+    def stop(self):
+        """
+        The server is shutting down: an import still being checked is
+        abandoned; one being applied completes (the final snapshot waits).
+        """
+        self.stopping = True
+        if self.current is not None and self.current.phase == "checking":
+            self.current.abandoned = True
+
+    def start(self, fileobj, size, fmt):
+        """
+        Import the upload in C{fileobj}.  Returns a Deferred firing with
+        C{(status, body)}; cancelling it (the client went away) abandons an
+        import still being checked.
+
+        @raise ImportBusy: when an import is under way.
+        """
+        if self.current is not None:
+            raise ImportBusy(self.current.status())
+        job = self.current = ImportJob(fileobj, size, fmt, self.clock.seconds())
+
+        def cancel(d):
+            if job.phase == "checking":
+                job.abandoned = True
+            else:
+                self.log.info("import {id}: the client went away; it is applied all the same",
+                              id=job.id)
+
+        answer = defer.Deferred(cancel)
+
+        def done(result):
+            self.current = None
+            if not answer.called:
+                answer.callback(result)
+
+        def failed(failure):
+            self.current = None
+            self.log.failure("import {id} failed", failure, id=job.id)
+            if not answer.called:
+                answer.callback((500, {"error": "the import failed: %s" % (failure.getErrorMessage(),)}))
+
+        self._run(job).addCallbacks(done, failed)
+        return answer
+
+    @defer.inlineCallbacks
+    def _run(self, job):
+        if self.stopping:
+            return (503, {"error": "the server is shutting down; nothing was imported"})
+        fileobj = job.file
+        fileobj.seek(0)
+        try:
+            seen, bad, bad_count, rows, fmt = yield self.run_in_thread(self._check, job)
+        except _Abandoned:
+            return (503, {"error": "the import was abandoned; nothing was imported"})
+        job.format = fmt
+        if not bad_count and not rows:
+            bad_count, bad = 1, [(0, "the file holds no rows")]
+        if bad_count:
+            self.core.counters["simplestats.import.bad"] += bad_count
+            return (400, {
+                "error": "%d bad rows in the %s file; nothing was imported" % (bad_count, fmt),
+                "bad_rows": [{"row": r, "error": m} for r, m in bad],
+                "bad_row_count": bad_count, "format": fmt})
+        if job.abandoned:
+            return (503, {"error": "the import was abandoned; nothing was imported"})
+        problems = self.core.begin_import(seen)
+        if problems:
+            self.core.counters["simplestats.import.bad"] += len(problems)
+            return (400, {
+                "error": "the store changed while the file was checked; nothing was imported",
+                "bad_rows": [{"row": 0, "error": m} for m in problems[:transfer.MAX_REPORTED_ROWS]],
+                "bad_row_count": len(problems), "format": fmt})
+        if self.snapshotter is not None:
+            self.snapshotter.hold()
+        job.phase = "applying"
+        job.total_rows = rows
+        job.rows = 0
+        try:
+            yield self._apply(job, fmt)
+        finally:
+            self.core.end_import(job.id, job.rows)
+            if self.snapshotter is not None:
+                self.snapshotter.release()
+        try:
+            yield defer.maybeDeferred(self.core.durable)
+        except OSError as e:
+            return (503, {"error": "the import was applied but the journal could not be written"
+                                   " (%s); it is written when the disk allows" % (e,)})
+        self.log.info("import {id}: {rows} rows into {series} series ({fmt}, {size} bytes)",
+                      id=job.id, rows=job.rows, series=len(seen), fmt=fmt, size=job.total_bytes)
+        return (200, {"imported": job.rows, "series": len(seen), "format": fmt})
+
+    def _check(self, job):
+        """
+        Pass 1 (in a worker thread): every row parsed and checked.
+        """
+        reader = job.reader = transfer.ImportReader(job.file, job.format, self.settings.limits,
+                                                    self.read_bytes)
+        now = self.clock.seconds()
+        seen = ImportSeries()
+        bad = []
+        bad_count = 0
+        rows = 0
+        check = self.core.check_import_batch
+        for batch in reader.batches():
+            if job.abandoned:
+                raise _Abandoned()
+            items = []
+            numbers = []
+            for number, item, problem in batch:
+                if problem is None:
+                    items.append(item)
+                    numbers.append(number)
+                else:
+                    bad_count += 1
+                    if len(bad) < transfer.MAX_REPORTED_ROWS:
+                        bad.append((number, problem))
+            for position, message in check(items, seen, now):
+                bad_count += 1
+                if len(bad) < transfer.MAX_REPORTED_ROWS:
+                    bad.append((numbers[position], message))
+            rows += len(items)
+            job.rows = rows
+        bad.sort(key=lambda b: b[0])
+        return seen, bad, bad_count, rows, reader.format
+
+    @defer.inlineCallbacks
+    def _apply(self, job, fmt):
+        """
+        Pass 2: the thread parses the next read while the reactor applies
+        this one in slices.
+        """
+        job.file.seek(0)
+        reader = job.reader = transfer.ImportReader(job.file, fmt, self.settings.limits,
+                                                    self.read_bytes)
+        batches = reader.batches()
+
+        def next_items():
+            batch = next(batches, None)
+            if batch is None:
+                return None
+            return [item for _, item, _ in batch]
+
+        ahead = self.run_in_thread(next_items)
+        while True:
+            items = yield ahead
+            if items is None:
+                return
+            ahead = self.run_in_thread(next_items)
+            began = self.timer()
+            for start in range(0, len(items), _STEP_ROWS):
+                if self.timer() - began > self.slice_seconds:
+                    yield deferLater(self.clock, 0, lambda: None)
+                    began = self.timer()
+                job.rows += self.core.apply_import_batch(job.id, items[start:start + _STEP_ROWS])
