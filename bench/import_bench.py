@@ -69,14 +69,17 @@ def main():
     server.start()
     print("file: %.1f MB, %d rows; server pid %d" % (size / 1e6, rows, server.pid))
     health_ms = []
+    phases = []
     stop = threading.Event()
 
     def poll():
         while not stop.is_set():
             began = time.monotonic()
             try:
-                server.get_json("/api/health")
+                h = server.get_json("/api/health")
                 health_ms.append((time.monotonic() - began) * 1000)
+                for job in h.get("imports") or ():
+                    phases.append((int(time.time()), job["phase"], job["rows"]))
             except Exception as e:  # a timeout: the reactor is held
                 health_ms.append(float("inf"))
                 print("health failed: %s" % (e,))
@@ -86,6 +89,13 @@ def main():
     started = time.monotonic()
     wall_start = int(time.time())
     poller.start()
+    try:
+        run(server, body, size, args, started, wall_start, health_ms, phases, stop, poller, rows)
+    finally:
+        server.kill()
+
+
+def run(server, body, size, args, started, wall_start, health_ms, phases, stop, poller, rows):
     conn = http.client.HTTPConnection(server.host, server.http_port, timeout=args.timeout)
     with open(body, "rb") as f:
         conn.request("POST", "/api/import?format=ndjson", body=f,
@@ -97,6 +107,9 @@ def main():
     poller.join()
     health = server.get_json("/api/health")
     stalls = [ms for second, ms in health["reactor"]["seconds"] if second >= wall_start]
+    long = [(s, ms) for s, ms in health["reactor"]["seconds"] if s >= wall_start and ms > 50]
+    print("seconds with a stall over 50 ms: %s" % (long,))
+    print("phases: %s" % ([phases[0], phases[-1]] if phases else None,))
     print("status %d: %s" % (response.status, answer[:300].decode()))
     print("duration %.1f s, peak RSS %.0f MB, longest reactor stall %.0f ms,"
           " /api/health answered %d times, slowest %.0f ms"
@@ -106,7 +119,6 @@ def main():
                       "duration_s": round(duration, 2), "peak_rss_mb": round(peak_rss(server.pid) / 1e6),
                       "max_stall_ms": round(max(stalls, default=0)),
                       "health_max_ms": None if float("inf") in health_ms else round(max(health_ms, default=0))}))
-    server.kill()
 
 
 if __name__ == "__main__":

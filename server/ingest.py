@@ -404,39 +404,57 @@ class IngestCore:
             self.import_new = new
         return problems
 
-    def apply_import_batch(self, import_id, items):
+    @staticmethod
+    def import_entries(items):
         """
-        Journal and apply checked items of import C{import_id}.  A point
-        whose time no tier keeps any longer (the import outlived it) is
-        dropped, as the store would.
+        The journal entries of checked items, staged by an import between
+        its check and its apply (a timestamp of L{None}, "now", is decided
+        when the entry is applied).
+        """
+        return [_journal_entry(item.name if not item.tags else series_key(item.name, item.tags),
+                               item, item.timestamp) for item in items]
+
+    def apply_import_entries(self, import_id, entries):
+        """
+        Journal and apply staged entries (L{import_entries}) of import
+        C{import_id}: the path of the journal's replay, with the checks
+        done before.  A point whose time no tier keeps any longer (the
+        import outlived it) is dropped, as the store would.
 
         @return: how many were applied.
         """
         now = self.clock.seconds()
         store = self.store
-        entries = [["i", import_id]]
-        applied = []
-        for item in items:
-            ts = item.timestamp
+        series_map = store.series
+        kept = [["i", import_id]]
+        for entry in entries:
+            kind, key, mtype = entry[0], entry[1], entry[2]
+            ts = entry[4]
             if ts is None:
-                ts = now
+                ts = entry[4] = now
             elif not store.covers(ts, now):
                 self.counters["simplestats.import.expired"] += 1
                 continue
-            key = item.name if not item.tags else series_key(item.name, item.tags)
-            series = store.series.get(key)
+            series = series_map.get(key)
             if series is None:
                 self.import_new = max(0, self.import_new - 1)
-            elif series.type != item.type:
+                series = store.get_or_create(key, mtype)
+            elif series.type != mtype:
                 # begin_import reserved the type: not reached.
                 self.counters["simplestats.import.bad"] += 1
                 continue
-            entries.append(_journal_entry(key, item, ts))
-            applied.append((key, item, ts))
-        self.journal.append(entries)
-        self._apply_all(applied, now)
-        self.counters["simplestats.import.points"] += len(applied)
-        return len(applied)
+            kept.append(entry)
+            # What _apply does with the item replay_entries would build.
+            if kind == "s":
+                value = entry[3]
+                if entry[6]:
+                    value = _signed(value)
+                store.add(series, value, entry[5], ts, now)
+            else:
+                store.add_partial(series, _decode_fields(entry[3]), ts, now)
+        self.journal.append(kept)
+        self.counters["simplestats.import.points"] += len(kept) - 1
+        return len(kept) - 1
 
     def end_import(self, import_id, rows, committed=True):
         """

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import math
+import re
 
 from twisted.internet import defer
 
@@ -202,6 +203,9 @@ READ_BYTES = 1 << 20
 MAX_ROW_BYTES = 4 << 20
 _BOM = b"\xef\xbb\xbf"
 _JSON_SPACE = " \t\n\r"
+# Bytes that are not UTF-8, decoded with "surrogateescape": where they are
+# found does not depend on how the file was cut into reads.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 def detect_format(data):
@@ -402,8 +406,8 @@ class ImportReader:
         L{MAX_ROW_BYTES}.
         """
         decoder = json.JSONDecoder()
-        utf8 = codecs.getincrementaldecoder("utf-8")()
-        state = {"buf": "", "pos": 0, "eof": False, "base": 0}
+        utf8 = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        state = {"buf": "", "pos": 0, "eof": False, "base": 0, "not_utf8": None}
 
         def more(pending=b""):
             # Append the next read to the window, dropping what was parsed.
@@ -412,6 +416,10 @@ class ImportReader:
                 state["eof"] = True
             text = utf8.decode(data, final=not data)
             state["base"] += state["pos"]
+            if state["not_utf8"] is None:
+                found = _NOT_UTF8.search(text)
+                if found:
+                    state["not_utf8"] = state["base"] + len(state["buf"]) - state["pos"] + found.start()
             state["buf"] = state["buf"][state["pos"]:] + text
             state["pos"] = 0
 
@@ -430,73 +438,75 @@ class ImportReader:
             return [(0, None, "not a JSON document: %s (at character %d)"
                      % (message, state["base"] + state["pos"]))]
 
-        try:
-            more(head)
-            first = skip_space()
-            if first != "[":
-                yield [(0, None, "a JSON import must be an array of [name, timestamp, value] tuples")]
-                return
+        more(head)
+        first = skip_space()
+        if first != "[":
+            yield [(0, None, "a JSON import must be an array of [name, timestamp, value] tuples")]
+            return
+        state["pos"] += 1
+        number = 0
+        rows = []
+        if skip_space() == "]":
             state["pos"] += 1
-            number = 0
-            rows = []
-            if skip_space() == "]":
-                state["pos"] += 1
-            else:
+        else:
+            while True:
+                number += 1
+                skip_space()
                 while True:
-                    number += 1
-                    skip_space()
-                    while True:
-                        try:
-                            value, end = decoder.raw_decode(state["buf"], state["pos"])
-                        except ValueError as e:
-                            if state["eof"]:
-                                if rows:
-                                    yield rows
-                                yield fail(getattr(e, "msg", str(e)))
-                                return
-                            value = end = None
-                        except RecursionError:
-                            if rows:
-                                yield rows
-                            yield [(number, None, "row is nested too deeply"), (0, None, (
-                                "not a JSON document: row %d is nested too deeply; the rest of"
-                                " the file was not read" % (number,)))]
-                            return
-                        # A number at the end of the window may go on in the next read.
-                        if end is not None and (end < len(state["buf"]) or state["eof"]):
-                            break
-                        if len(state["buf"]) - state["pos"] > MAX_ROW_BYTES:
-                            if rows:
-                                yield rows
-                            yield fail("row %d is longer than %d bytes" % (number, MAX_ROW_BYTES))
-                            return
-                        more()
-                        if rows:
-                            yield rows
-                            rows = []
-                    state["pos"] = end
                     try:
-                        rows.append((number, parse_tuple(value, self.limits), None))
-                    except ParseError as e:
-                        rows.append((number, None, str(e)))
-                    after = skip_space()
-                    state["pos"] += 1
-                    if after == "]":
-                        break
-                    if after != ",":
-                        state["pos"] -= 1
+                        value, end = decoder.raw_decode(state["buf"], state["pos"])
+                    except ValueError as e:
+                        if state["eof"]:
+                            if rows:
+                                yield rows
+                            yield fail(getattr(e, "msg", str(e)))
+                            return
+                        value = end = None
+                    except RecursionError:
                         if rows:
                             yield rows
-                        yield fail("expected , or ] after row %d" % (number,))
+                        yield [(number, None, "row is nested too deeply"), (0, None, (
+                            "not a JSON document: row %d is nested too deeply; the rest of"
+                            " the file was not read" % (number,)))]
                         return
-            if rows:
-                yield rows
-                rows = []
-            if skip_space():
-                yield fail("extra data after the array")
-                return
-        except UnicodeDecodeError as e:
-            yield [(0, None, "the file is not UTF-8 (%s)" % (e.reason,))]
+                    # A number at the end of the window may go on in the next read.
+                    if end is not None and (end < len(state["buf"]) or state["eof"]):
+                        break
+                    if len(state["buf"]) - state["pos"] > MAX_ROW_BYTES:
+                        if rows:
+                            yield rows
+                        yield fail("row %d is longer than %d bytes" % (number, MAX_ROW_BYTES))
+                        return
+                    more()
+                    if rows:
+                        yield rows
+                        rows = []
+                state["pos"] = end
+                if state["not_utf8"] is not None and state["not_utf8"] < state["base"] + end:
+                    rows.append((number, None, "row is not UTF-8"))
+                    yield rows
+                    yield fail("the file is not UTF-8 at row %d; the rest was not read" % (number,))
+                    return
+                try:
+                    rows.append((number, parse_tuple(value, self.limits), None))
+                except ParseError as e:
+                    rows.append((number, None, str(e)))
+                after = skip_space()
+                state["pos"] += 1
+                if after == "]":
+                    break
+                if after != ",":
+                    state["pos"] -= 1
+                    if rows:
+                        yield rows
+                    yield fail("expected , or ] after row %d" % (number,))
+                    return
+        if rows:
+            yield rows
+            rows = []
+        if skip_space():
+            yield fail("extra data after the array")
+            return
 
     # -- csv
 
@@ -518,9 +528,9 @@ class ImportReader:
                 return len(data)
 
         text = io.TextIOWrapper(io.BufferedReader(Raw(), self.read_bytes), encoding="utf-8",
-                                newline="\n")
+                                errors="surrogateescape", newline="\n")
         record = [0]
-        too_long = []
+        stopped = []
 
         def lines():
             while True:
@@ -528,7 +538,11 @@ class ImportReader:
                 if not line:
                     return
                 if len(line) >= MAX_ROW_BYTES and not line.endswith("\n"):
-                    too_long.append(True)
+                    stopped.append("a line after record %d is longer than %d characters"
+                                   % (record[0], MAX_ROW_BYTES))
+                    return
+                if _NOT_UTF8.search(line):
+                    stopped.append("a line after record %d is not UTF-8" % (record[0],))
                     return
                 yield line
 
@@ -546,15 +560,11 @@ class ImportReader:
                 if len(rows) >= rows_per_batch:
                     yield rows
                     rows = []
-            if too_long:
-                rows.append((0, None, "not a CSV file: a line after record %d is longer than %d"
-                             " characters" % (record[0], MAX_ROW_BYTES)))
+            if stopped:
+                rows.append((0, None, "not a CSV file: %s; the rest was not read" % (stopped[0],)))
         except csv.Error as e:
             # The reader gives up on the whole file (a lone "\r" inside a row).
             rows.append((0, None, "not a CSV file: %s" % (e,)))
-        except UnicodeDecodeError as e:
-            rows.append((0, None, "the file is not UTF-8 (after record %d: %s)"
-                         % (record[0], e.reason)))
         if rows:
             yield rows
 

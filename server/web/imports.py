@@ -2,28 +2,33 @@
 File imports that never hold the reactor: the upload is read in two passes
 from the file Twisted spooled it to, never whole in memory.
 
- 1. C{checking}, in a worker thread: every row is parsed
-    (L{server.transfer.ImportReader}) and given the checks of a live point
-    (L{server.ingest.IngestCore.check_import_batch}: limits, times, types,
-    the series limit counting the file's new series).  The first
-    L{server.transfer.MAX_REPORTED_ROWS} bad rows are kept for the answer.
-    Any bad row and nothing is applied (400).
- 2. C{applying}: the worker thread parses the file again, one read
-    (L{server.transfer.READ_BYTES}) at a time, one read ahead of the
-    reactor, which journals and applies the rows in slices of at most
-    C{slice_seconds}; live points are taken between slices (for the
-    same series they fold as any two points do).  Snapshots wait meanwhile
-    and the journal's commit marker comes last, so a restart has all of
-    the import or none of it.
+ 1. C{checking}, in a worker thread: every row is parsed, one read
+    (L{server.transfer.READ_BYTES}) at a time
+    (L{server.transfer.ImportReader}), and given the checks of a live
+    point (L{server.ingest.IngestCore.check_import_batch}: limits, times,
+    types, the series limit counting the file's new series).  The first
+    L{server.transfer.MAX_REPORTED_ROWS} bad rows are kept for the answer;
+    any bad row and nothing is applied (400).  While all is well the
+    checked rows are staged as journal entries, one JSON line per
+    L{_STEP_ROWS}, in a temporary file in the data directory (parsed
+    once: the second pass only loads JSON).
+ 2. C{applying}, on the reactor: the staged lines are read back, journaled
+    and applied in slices of at most C{slice_seconds}; live points are
+    taken between slices (for the same series they fold as any two points
+    do).  Snapshots wait meanwhile and the journal's commit marker comes
+    last, so a restart has all of the import or none of it.
 
-Memory: one read and the rows parsed from it (two while the thread works
-ahead), plus the type of each series in the file (bounded by
-C{--max-series}); not the file's size.  One import at a time: a second
-gets 409 while one runs.  A client that goes away while its file is being
-checked abandons the import; once it is being applied it completes.
+Memory: one read and the rows parsed from it, plus the type of each series
+in the file (bounded by C{--max-series}); not the file's size.  Disk: the
+spooled upload and the staged entries (about twice the upload's size)
+until the answer.  One import at a time: a second gets 409 while one runs.
+A client that goes away while its file is being checked abandons the
+import; once it is being applied it completes.
 """
 
+import json
 import secrets
+import tempfile
 import time
 
 from twisted.internet import defer
@@ -62,12 +67,15 @@ class ImportJob:
         self.rows = 0
         self.total_rows = None
         self.reader = None
+        self.staged = None
+        self.position = None  # of the staged entries applied
         self.abandoned = False
 
     def status(self):
         return {"id": self.id, "phase": self.phase, "format": self.format, "rows": self.rows,
                 "total_rows": self.total_rows,
                 "bytes": self.reader.position if self.reader else 0,
+                "staged_bytes": self.position,
                 "total_bytes": self.total_bytes, "started": self.started}
 
 
@@ -82,7 +90,7 @@ class Importer:
     log = Logger()
 
     def __init__(self, core, settings, clock, run_in_thread, snapshotter=None,
-                 timer=time.perf_counter, slice_seconds=0.02, read_bytes=transfer.READ_BYTES):
+                 timer=time.perf_counter, slice_seconds=0.01, read_bytes=transfer.READ_BYTES):
         self.core = core
         self.settings = settings
         self.clock = clock
@@ -148,9 +156,24 @@ class Importer:
         fileobj = job.file
         fileobj.seek(0)
         try:
+            job.staged = tempfile.TemporaryFile(dir=self.settings.data_dir)
+        except OSError as e:
+            return (503, {"error": "no room to stage the import in the data directory: %s" % (e,)})
+        try:
+            result = yield self._checked(job)
+        finally:
+            job.staged.close()
+        return result
+
+    @defer.inlineCallbacks
+    def _checked(self, job):
+        try:
             seen, bad, bad_count, rows, fmt = yield self.run_in_thread(self._check, job)
         except _Abandoned:
             return (503, {"error": "the import was abandoned; nothing was imported"})
+        except OSError as e:
+            return (503, {"error": "could not stage the import in the data directory (%s);"
+                                   " nothing was imported" % (e,)})
         job.format = fmt
         if not bad_count and not rows:
             bad_count, bad = 1, [(0, "the file holds no rows")]
@@ -175,9 +198,14 @@ class Importer:
         job.total_rows = rows
         job.rows = 0
         try:
-            yield self._apply(job, fmt)
-        finally:
+            yield self._apply(job)
+        except BaseException:
+            # Not committed: a restart drops what was applied of it.
+            self.core.end_import(job.id, job.rows, committed=False)
+            raise
+        else:
             self.core.end_import(job.id, job.rows)
+        finally:
             if self.snapshotter is not None:
                 self.snapshotter.release()
         try:
@@ -201,6 +229,8 @@ class Importer:
         bad_count = 0
         rows = 0
         check = self.core.check_import_batch
+        stage = self.core.import_entries
+        staged = job.staged
         for batch in reader.batches():
             if job.abandoned:
                 raise _Abandoned()
@@ -218,37 +248,26 @@ class Importer:
                 bad_count += 1
                 if len(bad) < transfer.MAX_REPORTED_ROWS:
                     bad.append((numbers[position], message))
+            if not bad_count:
+                for start in range(0, len(items), _STEP_ROWS):
+                    entries = stage(items[start:start + _STEP_ROWS])
+                    staged.write(json.dumps(entries, separators=(",", ":")).encode() + b"\n")
             rows += len(items)
             job.rows = rows
         bad.sort(key=lambda b: b[0])
         return seen, bad, bad_count, rows, reader.format
 
     @defer.inlineCallbacks
-    def _apply(self, job, fmt):
+    def _apply(self, job):
         """
-        Pass 2: the thread parses the next read while the reactor applies
-        this one in slices.
+        Pass 2, on the reactor: the staged entries applied in slices.
         """
-        job.file.seek(0)
-        reader = job.reader = transfer.ImportReader(job.file, fmt, self.settings.limits,
-                                                    self.read_bytes)
-        batches = reader.batches()
-
-        def next_items():
-            batch = next(batches, None)
-            if batch is None:
-                return None
-            return [item for _, item, _ in batch]
-
-        ahead = self.run_in_thread(next_items)
-        while True:
-            items = yield ahead
-            if items is None:
-                return
-            ahead = self.run_in_thread(next_items)
-            began = self.timer()
-            for start in range(0, len(items), _STEP_ROWS):
-                if self.timer() - began > self.slice_seconds:
-                    yield deferLater(self.clock, 0, lambda: None)
-                    began = self.timer()
-                job.rows += self.core.apply_import_batch(job.id, items[start:start + _STEP_ROWS])
+        staged = job.staged
+        staged.seek(0)
+        began = self.timer()
+        for line in staged:
+            if self.timer() - began > self.slice_seconds:
+                yield deferLater(self.clock, 0, lambda: None)
+                began = self.timer()
+            job.rows += self.core.apply_import_entries(job.id, json.loads(line))
+            job.position = staged.tell()
