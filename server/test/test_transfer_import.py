@@ -223,6 +223,32 @@ class ImportAPITests(SynchronousTestCase):
         code, body = self.answer(first)
         self.assertEqual((code, body["imported"]), (200, 10))
 
+    def test_shutdown_abandons_an_import_being_checked(self):
+        """Shutting down while a file is checked: 503, nothing applied, and later imports are refused."""
+        self.held = True
+        d = self.post(self.rows(5))
+        self.stub.flush()
+        self.api.imports.stop()
+        self.release_threads()
+        code, body = self.answer(d)
+        self.assertEqual(code, 503)
+        self.assertIn("nothing was imported", body["error"])
+        self.assertEqual(self.core.store.series, {})
+        code, body = self.answer(self.post(self.rows(5)))
+        self.assertEqual(code, 503)
+
+    def test_client_gone_while_checking_abandons(self):
+        """A client that goes away while its file is checked: nothing applied, the next import runs."""
+        self.held = True
+        d = self.api.imports.start(io.BytesIO(self.rows(5)), 100, "ndjson")
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.release_threads()
+        self.assertEqual(self.core.store.series, {})
+        self.assertEqual(self.api.imports.status(), [])
+        code, body = self.answer(self.post(self.rows(5)))
+        self.assertEqual((code, body["imported"]), (200, 5))
+
     def test_live_point_cannot_retype_a_reserved_series(self):
         """During the apply, a live point of another type for one of the import's new series is refused."""
         seen = ImportSeries(imp="c")
