@@ -230,7 +230,7 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None):
 
     factory = TupleFactory(core, settings, reactor)
     statsd = StatsdProtocol(core, settings.limits, reactor, settings.max_packet_size)
-    api = WebAPI(core, settings, reactor, snapshotter, lag, run_in_thread)
+    api = WebAPI(core, settings, reactor, snapshotter, lag)
     # Stopped before persistence: an import still being checked is abandoned.
     ImportsService(api.imports).setServiceParent(top)
     site = LimitedSite(api.app.resource(), settings.max_upload_bytes, core)

@@ -193,14 +193,15 @@ def stream(request, chunks, clock):
 # -- import --------------------------------------------------------------------
 #
 # An upload is read as a stream of row batches (ImportReader), never whole:
-# the memory an import takes is one read (READ_BYTES) plus the rows parsed
-# from it, whatever the file's size.  One row may not be longer than
+# the memory an import takes is one read (READ_BYTES) plus a batch of rows
+# (BATCH_ROWS, a few milliseconds of parsing), whatever the file's size.  One row may not be longer than
 # MAX_ROW_BYTES (a longer one is a bad row): that bounds the carry between
 # two reads.  The same reader serves the one-shot parse_import (tests, small
 # bodies) and the two passes of server.web.imports.
 
 READ_BYTES = 1 << 20
-MAX_ROW_BYTES = 4 << 20
+MAX_ROW_BYTES = 1 << 20
+BATCH_ROWS = 200
 _BOM = b"\xef\xbb\xbf"
 _JSON_SPACE = " \t\n\r"
 # Bytes that are not UTF-8, decoded with "surrogateescape": where they are
@@ -290,8 +291,8 @@ def _csv_rows(lines):
 
 class ImportReader:
     """
-    Reads an upload from a binary file as batches of rows, one batch per
-    read of about C{read_bytes}: each row is C{(row number, item, None)}
+    Reads an upload from a binary file, C{read_bytes} at a time, as
+    batches of at most about C{batch_rows} rows: each row is C{(row number, item, None)}
     (an NDJSON batch line gives one per item) or C{(row number, None,
     message)}.  A row number of 0 is a problem with the file as a whole,
     after which nothing more is read.
@@ -304,11 +305,12 @@ class ImportReader:
     @ivar format: the format read ("auto" is decided on the first read).
     """
 
-    def __init__(self, fileobj, fmt, limits, read_bytes=READ_BYTES):
+    def __init__(self, fileobj, fmt, limits, read_bytes=READ_BYTES, batch_rows=BATCH_ROWS):
         self.file = fileobj
         self.format = fmt
         self.limits = limits
         self.read_bytes = read_bytes
+        self.batch_rows = batch_rows
         self.position = 0
 
     def _read(self, size=None):
@@ -394,6 +396,9 @@ class ImportReader:
                     continue
                 for item in parsed.items:
                     rows.append((number, item, None))
+                if len(rows) >= self.batch_rows:
+                    yield rows
+                    rows = []
             if rows:
                 yield rows
 
@@ -510,7 +515,7 @@ class ImportReader:
 
     # -- csv
 
-    def _csv(self, head, rows_per_batch=5000):
+    def _csv(self, head):
         reader = self
 
         class Raw(io.RawIOBase):
@@ -557,7 +562,7 @@ class ImportReader:
                         rows.append((number, None, str(e)))
                 else:
                     rows.append((number, None, problem))
-                if len(rows) >= rows_per_batch:
+                if len(rows) >= self.batch_rows:
                     yield rows
                     rows = []
             if stopped:
@@ -569,7 +574,7 @@ class ImportReader:
             yield rows
 
 
-def parse_import(data, fmt, limits, read_bytes=READ_BYTES):
+def parse_import(data, fmt, limits, read_bytes=READ_BYTES, batch_rows=BATCH_ROWS):
     """
     Check a whole upload held in memory (the streamed reader over it).
     Returns C{(items, row_numbers, bad_rows, bad_count, format)}: the
@@ -577,7 +582,7 @@ def parse_import(data, fmt, limits, read_bytes=READ_BYTES):
     L{MAX_REPORTED_ROWS} bad rows as C{(row, message)}, and how many rows
     were bad in all.
     """
-    reader = ImportReader(io.BytesIO(data), fmt, limits, read_bytes)
+    reader = ImportReader(io.BytesIO(data), fmt, limits, read_bytes, batch_rows)
     items, numbers, bad = [], [], []
     bad_count = 0
     for rows in reader.batches():

@@ -125,31 +125,23 @@ class ReaderTests(SynchronousTestCase):
 
 class ImportAPITests(SynchronousTestCase):
     """
-    POST /api/import through StubTreq, with a synchronous "thread" unless a
-    test holds it.
+    POST /api/import through StubTreq; the import's slices end when the
+    clock is advanced.
     """
 
     def setUp(self):
         self.core = make_core(self)
         self.clock = self.core.clock
-        self.threads = []
-        self.api = WebAPI(self.core, self.core.settings, self.clock, run_in_thread=self.run_in_thread)
+        self.api = WebAPI(self.core, self.core.settings, self.clock)
         self.api.imports.read_bytes = 256
         self.stub = StubTreq(self.api.app.resource())
-        self.held = False
 
-    def run_in_thread(self, f, *args):
-        if not self.held:
-            return synchronous(f, *args)
-        d = defer.Deferred()
-        self.threads.append((d, f, args))
-        return d
-
-    def release_threads(self):
-        self.held = False
-        while self.threads:
-            d, f, args = self.threads.pop(0)
-            synchronous(f, *args).chainDeferred(d)
+    def slow(self):
+        """
+        Make every slice end after a few batches (4 ms of parsing each).
+        """
+        ticks = iter(range(10 ** 9))
+        self.api.imports.timer = lambda: next(ticks) * 0.004
 
     def post(self, body, fmt="auto"):
         return self.stub.post(BASE + "/api/import?format=" + fmt, data=body)
@@ -192,44 +184,55 @@ class ImportAPITests(SynchronousTestCase):
             self.assertIn("nested too deeply", answer["bad_rows"][0]["error"], fmt)
         self.assertEqual(self.core.store.series, {})
 
-    def test_import_is_applied_in_slices(self):
-        """A file of many reads is applied over several reactor turns, live points taken between them."""
-        ticks = iter(range(10 ** 9))
-        self.api.imports.timer = lambda: next(ticks) * 0.004
+    def test_import_is_checked_and_applied_in_slices(self):
+        """A file of many reads is checked, then applied, over many reactor turns, live points taken between them."""
+        self.slow()
+        turns = []
+        schedule = self.clock.callLater
+
+        def callLater(delay, f, *args, **kwargs):
+            # Each slice ends by asking for the next reactor turn.
+            job = self.api.imports.current
+            turns.append(job.phase)
+            if turns.count("applying") == 3:
+                self.assertEqual(self.core.submit([Sample("live", (), COUNTER, 1.0)], "test"), [])
+            return schedule(delay, f, *args, **kwargs)
+
+        self.clock.callLater = callLater
         d = self.post(self.rows(3000))
         self.stub.flush()
         self.assertNoResult(d)
         health = self.answer(self.stub.get(BASE + "/api/health"), turns=1)[1]
-        self.assertEqual(health["imports"][0]["phase"], "applying")
-        self.assertEqual(health["imports"][0]["total_rows"], 3000)
-        self.assertEqual(self.core.submit([Sample("live", (), COUNTER, 1.0)], "test"), [])
+        self.assertEqual(health["imports"][0]["phase"], "checking")
+        self.assertEqual(health["imports"][0]["total_bytes"], len(self.rows(3000)))
         code, body = self.answer(d)
         self.assertEqual((code, body), (200, {"imported": 3000, "series": 7, "format": "ndjson"}))
+        self.assertGreater(turns.count("checking"), 3)
+        self.assertGreater(turns.count("applying"), 3)
+        self.assertEqual(turns, sorted(turns, key=["checking", "applying"].index))
         self.assertIn("live", self.core.store.series)
         self.assertEqual(self.core.counters["simplestats.import.points"], 3000)
         self.assertEqual(self.api.imports.status(), [])
 
     def test_second_import_is_409_while_one_runs(self):
         """While a file is checked a second import is 409 and /api/health shows the first."""
-        self.held = True
-        first = self.post(self.rows(10))
+        self.slow()
+        first = self.post(self.rows(3000))
         self.stub.flush()
         code, body = self.answer(self.post(self.rows(1)), turns=1)
         self.assertEqual(code, 409)
         self.assertIn("already under way", body["error"])
         health = self.answer(self.stub.get(BASE + "/api/health"), turns=1)[1]
         self.assertEqual([j["phase"] for j in health["imports"]], ["checking"])
-        self.release_threads()
         code, body = self.answer(first)
-        self.assertEqual((code, body["imported"]), (200, 10))
+        self.assertEqual((code, body["imported"]), (200, 3000))
 
     def test_shutdown_abandons_an_import_being_checked(self):
         """Shutting down while a file is checked: 503, nothing applied, and later imports are refused."""
-        self.held = True
-        d = self.post(self.rows(5))
+        self.slow()
+        d = self.post(self.rows(3000))
         self.stub.flush()
         self.api.imports.stop()
-        self.release_threads()
         code, body = self.answer(d)
         self.assertEqual(code, 503)
         self.assertIn("nothing was imported", body["error"])
@@ -239,11 +242,11 @@ class ImportAPITests(SynchronousTestCase):
 
     def test_client_gone_while_checking_abandons(self):
         """A client that goes away while its file is checked: nothing applied, the next import runs."""
-        self.held = True
-        d = self.api.imports.start(io.BytesIO(self.rows(5)), 100, "ndjson")
+        self.slow()
+        d = self.api.imports.start(io.BytesIO(self.rows(3000)), 100, "ndjson")
         d.cancel()
         self.failureResultOf(d, defer.CancelledError)
-        self.release_threads()
+        self.clock.advance(0)
         self.assertEqual(self.core.store.series, {})
         self.assertEqual(self.api.imports.status(), [])
         code, body = self.answer(self.post(self.rows(5)))
@@ -262,12 +265,11 @@ class ImportAPITests(SynchronousTestCase):
 
     def test_store_changed_during_the_check(self):
         """A series given another type while the file was checked: 400, nothing applied."""
-        self.held = True
-        d = self.post(self.rows(5))
+        self.slow()
+        d = self.post(self.rows(3000))
         self.stub.flush()
+        # The check has seen imp.0 while the store had no such series.
         self.assertEqual(self.core.submit([Sample("imp.0", (), GAUGE, 1.0)], "test"), [])
-        # The check ran before the live point: it read an empty store.
-        self.release_threads()
         code, body = self.answer(d)
         self.assertEqual(code, 400)
         self.assertIn("is a gauge", body["bad_rows"][0]["error"])

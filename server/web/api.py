@@ -10,7 +10,6 @@ import os
 
 import orjson
 from klein import Klein
-from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.static import File
 
@@ -36,24 +35,19 @@ class WebAPI:
     @param core: the L{server.ingest.IngestCore} (imports go through it).
     @param snapshotter: for the snapshot status in C{/api/health} (and held
         while an import is applied).
-    @param run_in_thread: C{f(*args) -> Deferred} running C{f} in a worker
-        thread: an import is read and checked there (the server passes its
-        thread pool; the default runs C{f} at once, for tests).
     """
 
     app = Klein()
     log = Logger()
 
-    def __init__(self, core, settings, clock, snapshotter=None, lag=None, run_in_thread=None):
+    def __init__(self, core, settings, clock, snapshotter=None, lag=None):
         self.core = core
         self.store = core.store
         self.settings = settings
         self.clock = clock
         self.snapshotter = snapshotter
         self.lag = lag
-        if run_in_thread is None:
-            run_in_thread = defer.maybeDeferred
-        self.imports = Importer(core, settings, clock, run_in_thread, snapshotter)
+        self.imports = Importer(core, settings, clock, snapshotter)
 
     # -- helpers -------------------------------------------------------------
 
@@ -297,8 +291,8 @@ class WebAPI:
         size = content.tell()
         if size > self.settings.max_upload_bytes:
             raise ApiError(413, "upload larger than %d bytes" % (self.settings.max_upload_bytes,))
-        # The body is read from Twisted's spool file in a worker thread and
-        # applied in slices (server.web.imports): never whole in memory.
+        # The body is read from Twisted's spool file and checked, then
+        # applied, in reactor slices (server.web.imports): never whole.
         try:
             d = self.imports.start(content, size, fmt)
         except ImportBusy as e:
