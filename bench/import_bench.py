@@ -56,12 +56,14 @@ def main():
     parser.add_argument("--mb", type=float, default=200)
     parser.add_argument("--src", default=None, help="checkout to run the server from")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("server_args", nargs="*", help="more server flags (after --)")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="import-bench-")
     body = os.path.join(work, "import.ndjson")
     rows = write_ndjson(body, args.mb)
     size = os.path.getsize(body)
-    server = ServerProcess(os.path.join(work, "data"), os.path.join(work, "server.log"))
+    server = ServerProcess(os.path.join(work, "data"), os.path.join(work, "server.log"),
+                           args.server_args)
     if args.src:
         import serverproc
         serverproc.REPO_ROOT = os.path.abspath(args.src)

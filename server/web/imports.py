@@ -9,29 +9,29 @@ from the file Twisted spooled it to, never whole in memory.
     types, the series limit counting the file's new series).  The first
     L{server.transfer.MAX_REPORTED_ROWS} bad rows are kept for the answer;
     any bad row and nothing is applied (400).  While all is well the
-    checked rows are staged as journal entries, one JSON line per
-    batch, in a temporary file in the data directory (parsed
-    once: the second pass only loads JSON).
- 2. C{applying}, on the reactor: the staged lines are read back, journaled
-    and applied in slices of at most C{slice_seconds}; live points are
-    taken between slices (for the same series they fold as any two points
-    do).  Snapshots wait meanwhile and the journal's commit marker comes
-    last, so a restart has all of the import or none of it.
+    checked rows are staged as journal entries, one JSON line per batch,
+    in a temporary file in the data directory (the file is parsed once:
+    the second pass only loads JSON).
+ 2. C{applying}: the staged lines are read back, journaled and applied
+    (L{server.ingest.IngestCore.apply_import_entries}).  Live points are
+    taken meanwhile; for the same series they fold as any two points do.
+    Snapshots wait (L{server.snapshot.Snapshotter.hold}) and the journal's
+    commit marker comes last, so a restart has all of the import or none
+    of it.
 
 Both passes run on the reactor in slices of at most C{slice_seconds}
 (10 ms), the reactor free between two.  Not in a worker thread: parsing is
 Python code holding the GIL, and a reactor sharing it with a busy thread
-waits for it after every system call (up to the 5 ms switch interval each
-time, far longer on a loaded machine): measured with a 200 MB file, the
-check in a thread held the reactor up to 290 ms where slices hold it
-for one slice plus the machine's own scheduling delay.
+waits for it after every system call.  Measured with a 200 MB file on a
+loaded two-core machine: checked in a thread, the reactor was held over
+100 ms in 16 seconds of the import (up to 290 ms); in slices, in 5.
 
-Memory: one read and a batch of rows parsed from it, plus the type of each series
-in the file (bounded by C{--max-series}); not the file's size.  Disk: the
-spooled upload and the staged entries (about twice the upload's size)
-until the answer.  One import at a time: a second gets 409 while one runs.
-A client that goes away while its file is being checked abandons the
-import; once it is being applied it completes.
+Memory: one read and a batch of rows parsed from it, plus the type of each
+series in the file (bounded by C{--max-series}); not the file's size.
+Disk: the spooled upload and the staged entries (about 1.3 times the
+upload) until the answer.  One import at a time: a second gets 409 while
+one runs.  A client that goes away while its file is being checked
+abandons the import; once it is being applied it completes.
 """
 
 import json
