@@ -344,10 +344,9 @@ class IngestCore:
         """
         The checks of L{submit} for one batch of an import's items, against
         the store and against the rows of the file before (C{seen}: the type
-        of each series the file has given a good row, updated here).  Runs
-        in a worker thread: it only reads the store (single dict lookups)
-        and changes nothing the reactor reads; L{begin_import} checks again
-        on the reactor.
+        of each series the file has given a good row, updated here).  It
+        changes nothing: the file is checked whole before any of it is
+        applied, and L{begin_import} checks its series again then.
 
         @return: C{(position, message)} of each item refused.
         """

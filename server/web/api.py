@@ -14,11 +14,11 @@ from twisted.logger import Logger
 from twisted.web.static import File
 
 from server import transfer
-from server.web.imports import ImportBusy, Importer
 from server.filters import compile_filter
 from server.model import TYPE_NAMES, ParseError, normalize_tags, series_key
 from server.query import (QueryError, choose_tier, day_week, fields_for, parse_resolution,
                           parse_time, series_points)
+from server.web.imports import ImportBusy, Importer
 
 TOKEN_HEADER = b"X-SimpleStats-Token"
 
