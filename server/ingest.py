@@ -62,6 +62,10 @@ class IngestCore:
         self.received = Counter()
         self.gauges = {}
         self.started = clock.seconds()
+        # The import being applied (see "imports" below): the type of each
+        # of its series, and how many of them it has still to create.
+        self.import_types = {}
+        self.import_new = 0
 
     # -- accepting points ------------------------------------------------
 
@@ -158,14 +162,15 @@ class IngestCore:
         """
         if series is not None:
             return _type_conflict(key, series.type, mtype)
-        known = new_types.get(key)
+        known = new_types.get(key) or self.import_types.get(key)
         if known is not None:
             return None if known == mtype else _type_conflict(key, known, mtype)
         # The server's own few series are exempt: a cardinality bomb must
         # not hide simplestats.series.refused itself.  So is the replay of
         # the journal: those series were accepted (a lower --max-series at
-        # restart is reported, not applied to stored data).
-        if len(self.store.series) + len(new_types) >= self.settings.max_series \
+        # restart is reported, not applied to stored data).  The new series
+        # of an import being applied count as if they were there.
+        if len(self.store.series) + len(new_types) + self.import_new >= self.settings.max_series \
                 and transport != "internal":
             if transport == "replay":
                 self.counters["simplestats.replay.beyond_limits"] += 1
@@ -391,6 +396,140 @@ class IngestCore:
             count += 1
         return count
 
+    # -- imports (server.web.imports) ----------------------------------------
+    #
+    # An import is checked whole before any of it is applied, then applied
+    # batch by batch between live points.  Its journal records start with
+    # ["i", id]; its last is [["ic", id, rows]], and a restart replays an
+    # import's records only when that commit marker follows them
+    # (server.recovery), so a crash mid-import loses all of it, as an
+    # import that was never answered should.
+
+    def check_import_batch(self, items, seen, now):
+        """
+        The checks of L{submit} for one batch of an import's items, against
+        the store and against the rows of the file before (C{seen}: the type
+        of each series the file has given a good row, updated here).  It
+        changes nothing: the file is checked whole before any of it is
+        applied, and L{begin_import} checks its series again then.
+
+        @return: C{(position, message)} of each item refused.
+        """
+        errors = []
+        series_map = self.store.series
+        newest = now + self.settings.future_limit
+        oldest_tier = self.store.tiers[-1]
+        oldest = 0.0 if oldest_tier.retention is None else max(0.0, now - oldest_tier.retention)
+        for position, item in enumerate(items):
+            ts = item.timestamp
+            if ts is not None and not (oldest <= ts <= newest):
+                errors.append((position, self._time_problem(ts, now)))
+                continue
+            key = item.name if not item.tags else series_key(item.name, item.tags)
+            known = seen.get(key)
+            if known is None:
+                series = series_map.get(key)
+                if series is not None:
+                    known = seen[key] = series.type
+                elif len(series_map) + seen.new >= self.settings.max_series:
+                    errors.append((position, "series limit of %d reached: new series %r refused"
+                                   % (self.settings.max_series, key)))
+                    continue
+                else:
+                    known = seen[key] = item.type
+                    seen.new += 1
+            if known != item.type:
+                errors.append((position, _type_conflict(key, known, item.type)))
+        return errors
+
+    def begin_import(self, seen):
+        """
+        Check an import's series against the store as it is now (live
+        points may have come meanwhile) and reserve them: until
+        L{end_import}, a live point cannot give one of them another type,
+        and the import's new series count against the series limit.
+
+        @return: the problems (empty: the import may be applied).
+        """
+        series_map = self.store.series
+        problems = []
+        new = 0
+        for key, mtype in seen.items():
+            series = series_map.get(key)
+            if series is None:
+                new += 1
+            elif series.type != mtype:
+                problems.append(_type_conflict(key, series.type, mtype))
+        if len(series_map) + new > self.settings.max_series:
+            problems.append("series limit of %d reached: the import's %d new series do not fit"
+                            % (self.settings.max_series, new))
+        if not problems:
+            self.import_types = seen
+            self.import_new = new
+        return problems
+
+    @staticmethod
+    def import_entries(items):
+        """
+        The journal entries of checked items, staged by an import between
+        its check and its apply (a timestamp of L{None}, "now", is decided
+        when the entry is applied).
+        """
+        return [_journal_entry(item.name if not item.tags else series_key(item.name, item.tags),
+                               item, item.timestamp) for item in items]
+
+    def apply_import_entries(self, import_id, entries):
+        """
+        Journal and apply staged entries (L{import_entries}) of import
+        C{import_id}: the path of the journal's replay, with the checks
+        done before.  A point whose time no tier keeps any longer (the
+        import outlived it) is dropped, as the store would.
+
+        @return: how many were applied.
+        """
+        now = self.clock.seconds()
+        store = self.store
+        series_map = store.series
+        kept = [["i", import_id]]
+        for entry in entries:
+            kind, key, mtype = entry[0], entry[1], entry[2]
+            ts = entry[4]
+            if ts is None:
+                ts = entry[4] = now
+            elif not store.covers(ts, now):
+                self.counters["simplestats.import.expired"] += 1
+                continue
+            series = series_map.get(key)
+            if series is None:
+                self.import_new = max(0, self.import_new - 1)
+                series = store.get_or_create(key, mtype)
+            elif series.type != mtype:
+                # begin_import reserved the type: not reached.
+                self.counters["simplestats.import.bad"] += 1
+                continue
+            kept.append(entry)
+            # What _apply does with the item replay_entries would build.
+            if kind == "s":
+                value = entry[3]
+                if entry[6]:
+                    value = _signed(value)
+                store.add(series, value, entry[5], ts, now)
+            else:
+                store.add_partial(series, _decode_fields(entry[3]), ts, now)
+        self.journal.append(kept)
+        self.counters["simplestats.import.points"] += len(kept) - 1
+        return len(kept) - 1
+
+    def end_import(self, import_id, rows, committed=True):
+        """
+        Journal the commit marker of import C{import_id} (unless it was
+        abandoned) and lift its reservations.
+        """
+        if committed:
+            self.journal.append([["ic", import_id, rows]])
+        self.import_types = {}
+        self.import_new = 0
+
     # -- the server's own series -------------------------------------------
 
     def emit_own_metrics(self):
@@ -412,6 +551,15 @@ class IngestCore:
         with C{OSError} when the disk refuses.
         """
         return self.journal.flush()
+
+
+class ImportSeries(dict):
+    """
+    The type of each series an import gives a good row; C{new} counts
+    those the store did not have when the row was checked.
+    """
+
+    new = 0
 
 
 def _type_conflict(key, existing, new):

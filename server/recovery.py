@@ -211,7 +211,8 @@ class Recovery:
         self.queue_bytes = queue_bytes
         self.until_seq = until_seq
         self.summary = {"series_loaded": 0, "records_replayed": 0, "torn": [],
-                        "moved_aside": [], "damaged": [], "missing": [], "migrated": []}
+                        "moved_aside": [], "damaged": [], "imports_dropped": [], "missing": [],
+                        "migrated": []}
         self.progress = {"phase": "waiting", "series_loaded": 0, "series_total": None,
                          "bytes_read": 0, "bytes_total": None, "journal_files": None,
                          "journal_files_done": 0, "records_replayed": 0,
@@ -221,6 +222,8 @@ class Recovery:
         self.error = None
         self.started = None
         self.packets = deque()
+        # Journal records of imports not yet seen committed, by import id.
+        self.imports = {}
         self._waiting = []
         self._gen = None
         self._call = None
@@ -376,6 +379,21 @@ class Recovery:
         """
         core = self.core
         if isinstance(record, list):
+            # An import's records (first entry ["i", id]) wait for its commit
+            # marker [["ic", id, rows]]; one never committed was never
+            # acknowledged and is dropped at the end (see replay).
+            head = record[0] if record else None
+            if head and head[0] == "i":
+                self.imports.setdefault(head[1], []).append(record)
+                return 0
+            if head and head[0] == "ic":
+                held = self.imports.pop(head[1], ())
+                applied = 0
+                for entries in held:
+                    for first in range(1, len(entries), REPLAY_PART):
+                        applied += core.replay_entries(entries[first:first + REPLAY_PART])
+                        yield
+                return applied
             applied = 0
             for first in range(0, len(record), REPLAY_PART):
                 applied += core.replay_entries(record[first:first + REPLAY_PART])
@@ -467,6 +485,12 @@ class Recovery:
                 yield
             del records
             progress["journal_files_done"] += 1
+        for import_id, held in self.imports.items():
+            self.log.warn("dropped import {id} ({records} journal records): the process stopped"
+                          " before it was committed, and it was never acknowledged",
+                          id=import_id, records=len(held))
+            summary["imports_dropped"].append(import_id)
+        self.imports = {}
         report_beyond_limits(self.core, summary)
         # What came due while the server was down, in slices.
         progress["phase"] = "tick"
@@ -583,15 +607,33 @@ def report_beyond_limits(core, summary):
                  "and every new series is refused until fewer remain", series=series, limit=limit)
 
 
-def replay(core, records):
+def replay(core, records, imports=None):
     """
     Feed journal records back through C{core}: raw input through the same
     parser and checks at its arrival time, JSON entries directly.  Returns
     the number of points applied.
+
+    The records of an import (first entry C{["i", id]}) are held in
+    C{imports} until its commit marker C{[["ic", id, rows]]} comes, then
+    applied; those of an import never committed stay there (the caller
+    drops them).  Held records are the lists already read from the file
+    (journal files are read whole), kept a little longer: no copy.  An
+    import never spans two files: snapshots, which rotate the journal, wait
+    while one is applied (L{server.snapshot.Snapshotter.hold}).
     """
     applied = 0
+    if imports is None:
+        imports = {}
     for record in records:
         if isinstance(record, list):
+            first = record[0] if record else None
+            if first and first[0] == "i":
+                imports.setdefault(first[1], []).append(record)
+                continue
+            if first and first[0] == "ic":
+                for held in imports.pop(first[1], ()):
+                    applied += core.replay_entries(held[1:])
+                continue
             applied += core.replay_entries(record)
             continue
         kind, now, data = record

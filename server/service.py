@@ -81,6 +81,20 @@ class LagService(Service):
         self.monitor.stop()
 
 
+class ImportsService(Service):
+    """
+    Tells the importer the server is shutting down.
+    """
+
+    def __init__(self, importer):
+        self.setName("imports")
+        self.importer = importer
+
+    def stopService(self):
+        Service.stopService(self)
+        self.importer.stop()
+
+
 class PersistenceService(Service):
     """
     Starts first and stops last: runs the journal's writer thread; on
@@ -323,6 +337,8 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
     factory = TupleFactory(core, settings, reactor, recovery)
     statsd = StatsdProtocol(core, settings.limits, reactor, settings.max_packet_size, recovery)
     api = WebAPI(core, settings, reactor, snapshotter, lag, recovery)
+    # Stopped before persistence: an import still being checked is abandoned.
+    ImportsService(api.imports).setServiceParent(top)
     site = LimitedSite(RecoveringGate(api.app.resource(), recovery), settings, core, reactor)
     top.api = api
     top.site = site

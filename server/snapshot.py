@@ -347,6 +347,18 @@ class Snapshotter:
         self.journal_mark = journal.written
         self.status = {"last": None, "duration": None, "bytes": None, "series": None,
                        "max_block": None, "error": None}
+        self.holds = 0
+
+    def hold(self):
+        """
+        An import is being applied: until L{release}, a snapshot waits
+        before it rotates the journal, so that none holds half an import
+        (a restart replays an import only whole, see L{server.recovery}).
+        """
+        self.holds += 1
+
+    def release(self):
+        self.holds -= 1
 
     def take(self):
         """
@@ -371,6 +383,12 @@ class Snapshotter:
         if not self.store.settle(deadline=began + self.slice_seconds, timer=self.timer):
             blocks.append(self.timer() - began)
             self.clock.callLater(0, self._settle)
+            return
+        if self.holds:
+            # An import is being applied: its records must not straddle the
+            # rotation (see hold).
+            blocks.append(self.timer() - began)
+            self.clock.callLater(0.05, self._settle)
             return
         # Records queued until now go to the current journal file, later
         # ones to the next: the store as it is now plus the files from the

@@ -10,10 +10,12 @@ aggregate object otherwise.  Each series is exported at the finest tier that
 holds each stretch of time, so nothing is counted twice.
 """
 
+import codecs
 import csv
 import io
 import json
 import math
+import re
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
@@ -246,16 +248,37 @@ def stream(request, chunks, clock):
 
 
 # -- import --------------------------------------------------------------------
+#
+# An upload is read as a stream of row batches (ImportReader), never whole:
+# the memory an import takes is one read (READ_BYTES) plus a batch of rows
+# (BATCH_ROWS, a few milliseconds of parsing), whatever the file's size.  One row may not be longer than
+# MAX_ROW_BYTES (a longer one is a bad row): that bounds the carry between
+# two reads.  The same reader serves the one-shot parse_import (tests, small
+# bodies) and the two passes of server.web.imports.
+
+READ_BYTES = 1 << 20
+MAX_ROW_BYTES = 1 << 20
+BATCH_ROWS = 200
+_BOM = b"\xef\xbb\xbf"
+_JSON_SPACE = " \t\n\r"
+# Bytes that are not UTF-8, decoded with "surrogateescape": where they are
+# found does not depend on how the file was cut into reads.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 def detect_format(data):
+    """
+    The format of an upload from its first bytes (a few MiB at most: a
+    JSON array spanning many lines is told from one ndjson line by whether
+    anything follows the first line).
+    """
     text = data.lstrip()[:1]
     if text == b"[":
         # A JSON array of tuples spans the whole body; ndjson has one per line.
         first_line = data.lstrip().split(b"\n", 1)[0].strip()
         try:
             value = json.loads(first_line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return "json"
         if value and isinstance(value, list) and isinstance(value[0], list) \
                 and data.strip().count(b"\n") > 0:
@@ -270,8 +293,12 @@ def _csv_uncell(text):
     return text
 
 
-def _csv_rows(text):
-    reader = csv.reader(io.StringIO(text))
+def _csv_rows(lines):
+    """
+    C{(record number, item or None, problem or None)} of each record of
+    the CSV text in C{lines} (an iterable of lines).
+    """
+    reader = csv.reader(lines)
     for number, cells in enumerate(reader, 1):
         if not cells or all(not c.strip() for c in cells):
             continue
@@ -283,7 +310,8 @@ def _csv_rows(text):
         name, ts, value = (_csv_uncell(c.strip()) for c in cells[:3])
         try:
             ts_value = None if ts in ("", "null") else json.loads(ts)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # parse_tuple names what is wrong with the text.
             ts_value = ts
         if value.startswith("{"):
             try:
@@ -291,11 +319,17 @@ def _csv_rows(text):
             except ValueError:
                 yield number, None, "value %r is not a JSON object" % (value[:40],)
                 continue
+            except RecursionError:
+                yield number, None, "value %r... is nested too deeply" % (value[:20],)
+                continue
         else:
             try:
                 value = json.loads(value)
             except ValueError:
                 pass
+            except RecursionError:
+                yield number, None, "value %r... is nested too deeply" % (value[:20],)
+                continue
         item = [name, ts_value, value]
         if len(cells) == 4 and cells[3].strip():
             tags = {}
@@ -312,71 +346,312 @@ def _csv_rows(text):
         yield number, item, None
 
 
-def parse_import(data, fmt, limits):
+class ImportReader:
     """
-    Check a whole upload.  Returns C{(items, row_numbers, bad_rows,
-    bad_count, format)}: the parsed items with the row each came from, the
-    first L{MAX_REPORTED_ROWS} bad rows as C{(row, message)}, and how many
-    rows were bad in all.
+    Reads an upload from a binary file, C{read_bytes} at a time, as
+    batches of at most about C{batch_rows} rows: each row is C{(row number, item, None)}
+    (an NDJSON batch line gives one per item) or C{(row number, None,
+    message)}.  A row number of 0 is a problem with the file as a whole,
+    after which nothing more is read.
+
+    Every row is parsed exactly as the TCP port parses a tuple
+    (L{parse_tuple}); malformed input, deep nesting included, is a bad row
+    with a message, never an exception.
+
+    @ivar position: bytes of the file read so far (progress).
+    @ivar format: the format read ("auto" is decided on the first read).
     """
-    if fmt == "auto":
-        fmt = detect_format(data)
-    items, numbers, bad = [], [], []
-    bad_count = 0
 
-    def refuse(number, message):
-        nonlocal bad_count
-        bad_count += 1
-        if len(bad) < MAX_REPORTED_ROWS:
-            bad.append((number, message))
+    def __init__(self, fileobj, fmt, limits, read_bytes=READ_BYTES, batch_rows=BATCH_ROWS):
+        self.file = fileobj
+        self.format = fmt
+        self.limits = limits
+        self.read_bytes = read_bytes
+        self.batch_rows = batch_rows
+        self.position = 0
 
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        refuse(0, "the file is not UTF-8 (byte %d)" % (e.start,))
-        return items, numbers, bad, bad_count, fmt
-    if fmt == "ndjson":
-        for number, line in enumerate(text.split("\n"), 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                parsed = parse_line(line.encode(), limits)
-            except ParseError as e:
-                refuse(number, str(e))
-                continue
-            items.extend(parsed.items)
-            numbers.extend([number] * len(parsed.items))
-    elif fmt == "json":
-        try:
-            rows = json.loads(text)
-        except ValueError as e:
-            refuse(0, "not a JSON document: %s" % (e,))
-            return items, numbers, bad, bad_count, fmt
-        if not isinstance(rows, list):
-            refuse(0, "a JSON import must be an array of [name, timestamp, value] tuples")
-            return items, numbers, bad, bad_count, fmt
-        for number, row in enumerate(rows, 1):
-            try:
-                items.append(parse_tuple(row, limits))
-                numbers.append(number)
-            except ParseError as e:
-                refuse(number, str(e))
-    else:
-        try:
-            for number, row, problem in _csv_rows(text):
-                if problem is not None:
-                    refuse(number, problem)
+    def _read(self, size=None):
+        data = self.file.read(self.read_bytes if size is None else size)
+        if self.position == 0 and data[:1] == _BOM[:1]:
+            while len(data) < len(_BOM) and _BOM.startswith(data):
+                more = self.file.read(len(_BOM) - len(data))
+                if not more:
+                    break
+                data += more
+            if data.startswith(_BOM):
+                self.position += len(_BOM)
+                data = data[len(_BOM):] or self.file.read(self.read_bytes if size is None else size)
+        self.position += len(data)
+        return data
+
+    def batches(self):
+        """
+        Yield the batches (lists of rows, never empty) to the end of the
+        file.
+        """
+        head = b""
+        if self.format == "auto":
+            # Enough to see the first line and whether anything follows it.
+            while len(head) < MAX_ROW_BYTES:
+                data = self._read()
+                if not data:
+                    break
+                head += data
+                if head.strip().count(b"\n") > 0:
+                    break
+            self.format = detect_format(head)
+        if self.format == "ndjson":
+            return self._ndjson(head)
+        if self.format == "json":
+            return self._json(head)
+        return self._csv(head)
+
+    # -- ndjson
+
+    def _ndjson(self, head):
+        number = 0
+        rest = b""
+        skipping = False  # inside a row too long to keep
+        limits = self.limits
+        while True:
+            data, head = head or self._read(), b""
+            if not data and not rest:
+                return
+            rows = []
+            if data:
+                if skipping:
+                    cut = data.find(b"\n")
+                    if cut < 0:
+                        continue
+                    data = data[cut + 1:]
+                    skipping = False
+                data = rest + data
+                lines = data.split(b"\n")
+                rest = lines.pop()
+                if len(rest) > MAX_ROW_BYTES:
+                    lines.append(None)
+                    rest = b""
+                    skipping = True
+            else:
+                lines, rest = [rest], b""
+            for line in lines:
+                number += 1
+                if line is None:
+                    rows.append((number, None, "row is longer than %d bytes" % (MAX_ROW_BYTES,)))
                     continue
                 try:
-                    items.append(parse_tuple(row, limits))
-                    numbers.append(number)
+                    text = line.decode("utf-8").strip()
+                except UnicodeDecodeError as e:
+                    rows.append((number, None, "row is not UTF-8 (byte %d of the row)" % (e.start,)))
+                    continue
+                if not text:
+                    continue
+                try:
+                    parsed = parse_line(text.encode(), limits)
                 except ParseError as e:
-                    refuse(number, str(e))
+                    rows.append((number, None, str(e)))
+                    continue
+                for item in parsed.items:
+                    rows.append((number, item, None))
+                if len(rows) >= self.batch_rows:
+                    yield rows
+                    rows = []
+            if rows:
+                yield rows
+
+    # -- json
+
+    def _json(self, head):
+        """
+        A JSON array of tuples, one element at a time (C{raw_decode} on a
+        decoded window of the file); an element may not be longer than
+        L{MAX_ROW_BYTES}.
+        """
+        decoder = json.JSONDecoder()
+        utf8 = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        state = {"buf": "", "pos": 0, "eof": False, "base": 0, "not_utf8": None}
+
+        def more(pending=b""):
+            # Append the next read to the window, dropping what was parsed.
+            data = pending or self._read()
+            if not data:
+                state["eof"] = True
+            text = utf8.decode(data, final=not data)
+            state["base"] += state["pos"]
+            if state["not_utf8"] is None:
+                found = _NOT_UTF8.search(text)
+                if found:
+                    state["not_utf8"] = state["base"] + len(state["buf"]) - state["pos"] + found.start()
+            state["buf"] = state["buf"][state["pos"]:] + text
+            state["pos"] = 0
+
+        def skip_space():
+            # The next non-space character, reading on as needed ("" at the end).
+            while True:
+                buf, pos = state["buf"], state["pos"]
+                while pos < len(buf) and buf[pos] in _JSON_SPACE:
+                    pos += 1
+                state["pos"] = pos
+                if pos < len(buf) or state["eof"]:
+                    return buf[pos:pos + 1]
+                more()
+
+        def fail(message):
+            return [(0, None, "not a JSON document: %s (at character %d)"
+                     % (message, state["base"] + state["pos"]))]
+
+        more(head)
+        first = skip_space()
+        if first != "[":
+            yield [(0, None, "a JSON import must be an array of [name, timestamp, value] tuples")]
+            return
+        state["pos"] += 1
+        number = 0
+        rows = []
+        if skip_space() == "]":
+            state["pos"] += 1
+        else:
+            while True:
+                number += 1
+                skip_space()
+                while True:
+                    try:
+                        value, end = decoder.raw_decode(state["buf"], state["pos"])
+                    except ValueError as e:
+                        if state["eof"]:
+                            if rows:
+                                yield rows
+                            yield fail(getattr(e, "msg", str(e)))
+                            return
+                        value = end = None
+                    except RecursionError:
+                        if rows:
+                            yield rows
+                        yield [(number, None, "row is nested too deeply"), (0, None, (
+                            "not a JSON document: row %d is nested too deeply; the rest of"
+                            " the file was not read" % (number,)))]
+                        return
+                    # A number at the end of the window may go on in the next read.
+                    if end is not None and (end < len(state["buf"]) or state["eof"]):
+                        break
+                    if len(state["buf"]) - state["pos"] > MAX_ROW_BYTES:
+                        if rows:
+                            yield rows
+                        yield fail("row %d is longer than %d bytes" % (number, MAX_ROW_BYTES))
+                        return
+                    more()
+                    if rows:
+                        yield rows
+                        rows = []
+                state["pos"] = end
+                if state["not_utf8"] is not None and state["not_utf8"] < state["base"] + end:
+                    rows.append((number, None, "row is not UTF-8"))
+                    yield rows
+                    yield fail("the file is not UTF-8 at row %d; the rest was not read" % (number,))
+                    return
+                try:
+                    rows.append((number, parse_tuple(value, self.limits), None))
+                except ParseError as e:
+                    rows.append((number, None, str(e)))
+                after = skip_space()
+                state["pos"] += 1
+                if after == "]":
+                    break
+                if after != ",":
+                    state["pos"] -= 1
+                    if rows:
+                        yield rows
+                    yield fail("expected , or ] after row %d" % (number,))
+                    return
+        if rows:
+            yield rows
+            rows = []
+        if skip_space():
+            yield fail("extra data after the array")
+            return
+
+    # -- csv
+
+    def _csv(self, head):
+        reader = self
+
+        class Raw(io.RawIOBase):
+            # The file as a stream for TextIOWrapper, the head first.
+            pending = head
+
+            def readable(self):
+                return True
+
+            def readinto(self, buffer):
+                data = Raw.pending or reader._read(len(buffer))
+                Raw.pending = data[len(buffer):]
+                data = data[:len(buffer)]
+                buffer[:len(data)] = data
+                return len(data)
+
+        text = io.TextIOWrapper(io.BufferedReader(Raw(), self.read_bytes), encoding="utf-8",
+                                errors="surrogateescape", newline="\n")
+        record = [0]
+        stopped = []
+
+        def lines():
+            while True:
+                line = text.readline(MAX_ROW_BYTES)
+                if not line:
+                    return
+                if len(line) >= MAX_ROW_BYTES and not line.endswith("\n"):
+                    stopped.append("a line after record %d is longer than %d characters"
+                                   % (record[0], MAX_ROW_BYTES))
+                    return
+                if _NOT_UTF8.search(line):
+                    stopped.append("a line after record %d is not UTF-8" % (record[0],))
+                    return
+                yield line
+
+        rows = []
+        try:
+            for number, row, problem in _csv_rows(lines()):
+                record[0] = number
+                if problem is None:
+                    try:
+                        rows.append((number, parse_tuple(row, self.limits), None))
+                    except ParseError as e:
+                        rows.append((number, None, str(e)))
+                else:
+                    rows.append((number, None, problem))
+                if len(rows) >= self.batch_rows:
+                    yield rows
+                    rows = []
+            if stopped:
+                rows.append((0, None, "not a CSV file: %s; the rest was not read" % (stopped[0],)))
         except csv.Error as e:
             # The reader gives up on the whole file (a lone "\r" inside a row).
-            refuse(0, "not a CSV file: %s" % (e,))
-    if not items and not bad_count:
-        refuse(0, "the file holds no rows")
-    return items, numbers, bad, bad_count, fmt
+            rows.append((0, None, "not a CSV file: %s" % (e,)))
+        if rows:
+            yield rows
 
+
+def parse_import(data, fmt, limits, read_bytes=READ_BYTES, batch_rows=BATCH_ROWS):
+    """
+    Check a whole upload held in memory (the streamed reader over it).
+    Returns C{(items, row_numbers, bad_rows, bad_count, format)}: the
+    parsed items with the row each came from, the first
+    L{MAX_REPORTED_ROWS} bad rows as C{(row, message)}, and how many rows
+    were bad in all.
+    """
+    reader = ImportReader(io.BytesIO(data), fmt, limits, read_bytes, batch_rows)
+    items, numbers, bad = [], [], []
+    bad_count = 0
+    for rows in reader.batches():
+        for number, item, problem in rows:
+            if problem is None:
+                items.append(item)
+                numbers.append(number)
+            else:
+                bad_count += 1
+                if len(bad) < MAX_REPORTED_ROWS:
+                    bad.append((number, problem))
+    if not items and not bad_count:
+        bad_count = 1
+        bad.append((0, "the file holds no rows"))
+    return items, numbers, bad, bad_count, reader.format

@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from server.filters import compile_filter, merge_runs, run_in_slices, select, sorted_runs
-from server.model import COUNTER, GAUGE, ParseError, Sample
+from server.model import GAUGE, ParseError, Sample
 from server.test.test_web_api import BASE, APITestCase
 from server.web.api import WebAPI
 

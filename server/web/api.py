@@ -22,6 +22,7 @@ from server.model import TYPE_NAMES, ParseError, normalize_tags, series_key
 from server.query import (QueryError, choose_tier, day_week, fields_for, parse_resolution,
                           parse_time, series_points)
 from server.web.auth import refusal
+from server.web.imports import ImportBusy, Importer
 
 _KEY = attrgetter("key")
 
@@ -36,7 +37,8 @@ class ApiError(Exception):
 class WebAPI:
     """
     @param core: the L{server.ingest.IngestCore} (imports go through it).
-    @param snapshotter: for the snapshot status in C{/api/health}.
+    @param snapshotter: for the snapshot status in C{/api/health} (and held
+        while an import is applied).
     """
 
     app = Klein()
@@ -53,6 +55,7 @@ class WebAPI:
         self.lag = lag
         # Work over every series goes on for this long per reactor turn.
         self.slice_seconds = slice_seconds
+        self.imports = Importer(core, settings, clock, snapshotter)
 
     # -- helpers -------------------------------------------------------------
 
@@ -270,6 +273,8 @@ class WebAPI:
             # How long the reactor was held (server.lag): what a benchmark
             # reads back for the time of one heavy operation.
             "reactor": self.lag.status(now) if self.lag else None,
+            # The import under way: phase "checking" then "applying".
+            "imports": self.imports.status(),
         })
 
     @app.route("/api/metrics", methods=["GET"])
@@ -432,25 +437,21 @@ class WebAPI:
         if fmt not in transfer.IMPORT_FORMATS:
             raise ApiError(400, "format must be one of %s, got %r"
                            % (", ".join(transfer.IMPORT_FORMATS), fmt), "format")
-        body = request.content.read(self.settings.max_upload_bytes + 1)
-        if len(body) > self.settings.max_upload_bytes:
+        content = request.content
+        content.seek(0, os.SEEK_END)
+        size = content.tell()
+        if size > self.settings.max_upload_bytes:
             raise ApiError(413, "upload larger than %d bytes" % (self.settings.max_upload_bytes,))
-        items, numbers, bad_rows, bad_count, detected = transfer.parse_import(body, fmt, self.settings.limits)
-        if bad_count:
-            self.core.counters["simplestats.import.bad"] += bad_count
-            return self._json(request, {
-                "error": "%d bad rows in the %s file; nothing was imported" % (bad_count, detected),
-                "bad_rows": [{"row": r, "error": m} for r, m in bad_rows],
-                "bad_row_count": bad_count, "format": detected}, 400)
-        refused = self.core.submit(items, "import", atomic=True)
-        if refused:
-            rows = [{"row": numbers[p], "error": m} for p, m in refused[:100]]
-            return self._json(request, {
-                "error": "%d rows refused; nothing was imported" % (len(refused),),
-                "bad_rows": rows, "bad_row_count": len(refused), "format": detected}, 400)
-        keys = {series_key(i.name, i.tags) for i in items}
-        return self._when_journaled(request, {"imported": len(items), "series": len(keys),
-                                              "format": detected})
+        # The body is read from Twisted's spool file and checked, then
+        # applied, in reactor slices (server.web.imports): never whole.
+        try:
+            d = self.imports.start(content, size, fmt)
+        except ImportBusy as e:
+            running = e.args[0]
+            raise ApiError(409, "an import is already under way (%s, %s of %s bytes read);"
+                           " try again when it has finished"
+                           % (running["phase"], running["bytes"], running["total_bytes"]))
+        return d.addCallback(lambda answer: self._json(request, answer[1], answer[0]))
 
     @app.route("/", branch=True)
     def static(self, request):

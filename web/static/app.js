@@ -972,10 +972,45 @@
         var $bar = $progress.find(".progress-bar").css("width", "0%").text("");
         $("#import-file").prop("disabled", true);
 
+        var poll = null;
+
         function finish() {
             importing = false;
-            $progress.addClass("d-none");
+            if (poll !== null) {
+                clearInterval(poll);
+                poll = null;
+            }
+            $progress.addClass("d-none").attr("aria-label", "Upload progress");
             $("#import-file").prop("disabled", false).val("");
+        }
+
+        function showBar(percent, label) {
+            $bar.css("width", percent + "%").text(label);
+            $progress.attr("aria-valuenow", percent);
+        }
+
+        // Once the file is uploaded the server checks every row, then applies
+        // them; /api/health "imports" says how far it has got.
+        function showProcessing() {
+            $progress.attr("aria-label", "Import progress");
+            showBar(0, "Checking…");
+            poll = setInterval(function () {
+                api("/api/health").then(function (health) {
+                    var job = (health.imports || [])[0];
+                    if (!job || poll === null) {
+                        return;
+                    }
+                    var percent;
+                    if (job.phase === "checking") {
+                        percent = job.total_bytes ? Math.round(100 * job.bytes / job.total_bytes) : 0;
+                        showBar(percent, "Checking " + percent + "%");
+                    } else {
+                        percent = job.total_rows ? Math.round(100 * job.rows / job.total_rows) : 0;
+                        showBar(percent, "Importing " + formatNumber(job.rows) + " of " +
+                                formatNumber(job.total_rows) + " rows");
+                    }
+                }, function () { /* the next poll tries again */ });
+            }, 500);
         }
 
         var xhr = new XMLHttpRequest();
@@ -984,10 +1019,10 @@
         xhr.upload.onprogress = function (event) {
             if (event.lengthComputable) {
                 var percent = Math.round(100 * event.loaded / event.total);
-                $bar.css("width", percent + "%").text(percent + "%");
-                $progress.attr("aria-valuenow", percent);
+                showBar(percent, "Uploading " + percent + "%");
             }
         };
+        xhr.upload.onload = showProcessing;
         xhr.onload = function () {
             finish();
             askForTokenOn(xhr.status);
