@@ -101,6 +101,11 @@ class ReadAPITests(APITestCase):
         body = self.get_json("/api/metrics?filter=host:web1")
         self.assertEqual([m["name"] for m in body["metrics"]], ["web.hits"])
 
+    def test_negative_limit_is_400(self):
+        """limit=-1 is a 400 naming limit (the fuzzer found it raising inside the sliced list)."""
+        body = self.get_json("/api/metrics?limit=-1", status=400)
+        self.assertEqual(body["parameter"], "limit")
+
     def test_bad_filter_is_400(self):
         """A filter that does not compile is a 400 naming the filter."""
         body = self.get_json("/api/metrics?filter=/(/", status=400)

@@ -284,8 +284,11 @@ class WebAPI:
         limit = self._arg(request, "limit")
         try:
             limit = None if limit is None else int(limit)
+            if limit is not None and limit < 0:
+                raise ValueError
         except ValueError:
-            raise ApiError(400, "limit must be a whole number, got %r" % (limit,), "limit")
+            raise ApiError(400, "limit must be a whole number, 0 or more, got %r" % (limit,),
+                           "limit")
         return self._sliced(self._metrics(request, matches, limit))
 
     def _metrics(self, request, matches, limit, rows_per_slice=256):
