@@ -105,6 +105,7 @@ class ReadAPITests(APITestCase):
         """limit=-1 is a 400 naming limit (the fuzzer found it raising inside the sliced list)."""
         body = self.get_json("/api/metrics?limit=-1", status=400)
         self.assertEqual(body["parameter"], "limit")
+        self.assertEqual(self.get_json("/api/metrics?limit=%d" % (10 ** 30,))["count"], 0)
 
     def test_bad_filter_is_400(self):
         """A filter that does not compile is a 400 naming the filter."""

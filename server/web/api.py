@@ -8,6 +8,7 @@ JSON naming what was wrong, with a status that fits.
 """
 
 import os
+import sys
 from operator import attrgetter
 
 import orjson
@@ -286,6 +287,9 @@ class WebAPI:
             limit = None if limit is None else int(limit)
             if limit is not None and limit < 0:
                 raise ValueError
+            if limit is not None and limit > sys.maxsize:
+                limit = None  # more than there can ever be
+
         except ValueError:
             raise ApiError(400, "limit must be a whole number, 0 or more, got %r" % (limit,),
                            "limit")
