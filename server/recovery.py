@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 
 from server import snapshot as snapshots
 from server.journal import journal_files, journal_path, scan_journal, write_journal_file
-from server.migrate import TierMismatch, show_step, trimmed_rows
+from server.tiers import TierMismatch, show_step, trimmed_rows
 from server.model import Limits, ParseError
 from server.parse_tuple import parse_line
 

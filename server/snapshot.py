@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from server.aggregate import STORED_FIELDS, aggregate_from_json
 from server.cardinality import EXACT_LIMIT
 from server.datadir import new_private_file
-from server.migrate import convert_series, convert_watermarks, plan as plan_tiers
+from server.tiers import convert_series, convert_watermarks, plan as plan_tiers
 from server.store import Series, StoredTier
 
 FORMAT = "simplestats-snapshot"
@@ -189,8 +189,8 @@ def load_steps(path, store, progress=None, drop_removed_tiers=False):
     caller empties it.
 
     A snapshot written with other tier steps is rebucketed into the
-    store's tiers where that is exact (L{server.migrate}); C{store.migration}
-    is then the L{server.migrate.Plan} followed (else L{None}).
+    store's tiers where that is exact (L{server.tiers}); C{store.migration}
+    is then the L{server.tiers.Plan} followed (else L{None}).
 
     @raise SnapshotCorrupt: naming what is wrong.
     @raise SnapshotUnreadable: when the system refuses to read the file.

@@ -14,6 +14,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from server import migrate
+from server import tiers as tiermod
 from server.aggregate import STORED_FIELDS
 from server.ingest import IngestCore
 from server.journal import Journal
@@ -98,26 +99,26 @@ class PlanTests(SynchronousTestCase):
 
     def test_same_steps_need_no_plan(self):
         """Other retentions with the same steps load as they are."""
-        self.assertIsNone(migrate.plan([5, 60, 3600], parse_retentions("5s:1h,1m:1d,1h:1y")))
+        self.assertIsNone(tiermod.plan([5, 60, 3600], parse_retentions("5s:1h,1m:1d,1h:1y")))
 
     def test_added_tier_built_from_the_coarsest_divisor(self):
         """A 5m tier between 1m and 1h is built from the 1m rows; the others are kept."""
-        plan = migrate.plan([5, 60, 3600], parse_retentions("5s:6h,1m:8d,5m:30d,1h:forever"))
+        plan = tiermod.plan([5, 60, 3600], parse_retentions("5s:6h,1m:8d,5m:30d,1h:forever"))
         self.assertEqual(plan.sources, [("keep", 0), ("keep", 1), ("build", 1), ("keep", 2)])
         self.assertEqual(plan.removed, [])
-        plan = migrate.plan([5, 60, 3600], parse_retentions("5s:6h,1m:8d,1h:30d,1d:forever"))
+        plan = tiermod.plan([5, 60, 3600], parse_retentions("5s:6h,1m:8d,1h:30d,1d:forever"))
         self.assertEqual(plan.sources[-1], ("build", 2))
 
     def test_removed_tier_refused_naming_flag_and_command(self):
         """5s to 10s removes the 5s tier: refused naming --retentions, both steps, the flag and the command."""
         new = parse_retentions("10s:6h,1m:8d,1h:forever")
-        error = self.assertRaises(migrate.TierMismatch, migrate.plan, [5, 60, 3600], new)
+        error = self.assertRaises(tiermod.TierMismatch, tiermod.plan, [5, 60, 3600], new)
         text = str(error)
         for part in ("[5, 60, 3600]", "[10, 60, 3600]", "--retentions 10s:6h,1m:8d,1h:forever",
                      "the 5s tier would be removed", "--drop-removed-tiers",
                      "python -m server.migrate --data-dir DIR --retentions"):
             self.assertIn(part, text)
-        plan = migrate.plan([5, 60, 3600], new, drop_removed=True)
+        plan = tiermod.plan([5, 60, 3600], new, drop_removed=True)
         self.assertEqual(plan.sources, [("build", 0), ("keep", 1), ("keep", 2)])
         self.assertEqual(plan.removed, [(0, 0)])
 
@@ -130,12 +131,12 @@ class PlanTests(SynchronousTestCase):
             tiers = parse_retentions(new)
             if problem is None:
                 # 2m from 1m rows, 5s and 1m removed: only on purpose.
-                self.assertRaises(migrate.TierMismatch, migrate.plan, [5, 60, 3600], tiers)
-                plan = migrate.plan([5, 60, 3600], tiers, drop_removed=True)
+                self.assertRaises(tiermod.TierMismatch, tiermod.plan, [5, 60, 3600], tiers)
+                plan = tiermod.plan([5, 60, 3600], tiers, drop_removed=True)
                 self.assertEqual(plan.sources, [("build", 1), ("keep", 2)])
                 self.assertEqual(plan.removed, [(0, 0), (1, 0)])
                 continue
-            error = self.assertRaises(migrate.TierMismatch, migrate.plan, [5, 60, 3600], tiers,
+            error = self.assertRaises(tiermod.TierMismatch, tiermod.plan, [5, 60, 3600], tiers,
                                       drop_removed=True)
             self.assertIn(problem, str(error))
             self.assertIn("--retentions", str(error))
