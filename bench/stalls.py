@@ -560,9 +560,10 @@ def measure(make_system, args, log=print):
     for k in ("series", "import_mb", "set_members"):
         if getattr(args, k, None):
             sizes[k] = getattr(args, k)
-    phase_a = ["--snapshot-interval", "3600", "--snapshot-journal-bytes", "0"]
+    extra = list(getattr(args, "server_arg", None) or [])
+    phase_a = ["--snapshot-interval", "3600", "--snapshot-journal-bytes", "0"] + extra
     phase_c = ["--snapshot-interval", "%g" % args.snapshot_interval,
-               "--snapshot-journal-bytes", "0"]
+               "--snapshot-journal-bytes", "0"] + extra
     system = make_system(list(phase_a))
     result = {"sizes": sizes, "target_ms": TARGET_MS, "timeout": args.timeout,
               "statsd_rate": args.rate, "statsd_per_packet": args.per_packet,
@@ -793,6 +794,9 @@ def parse_args(argv):
     parser.add_argument("--snapshot-interval", type=float, default=30.0,
                         help="the server's --snapshot-interval after the start-up operation "
                              "(the snapshot operations wait for the periodic one; default 30)")
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="one more flag for the server (repeat), e.g."
+                             " --server-arg=--max-filter-terms=1000")
     parser.add_argument("--python", default=None)
     parser.add_argument("--repo", default=systems.REPO_ROOT,
                         help="run the server/ of this checkout (e.g. git archive HEAD server web "
