@@ -3,11 +3,15 @@ Export and import of stored points as ndjson, JSON or CSV.
 
 An exported row is a tuple the TCP port accepts: C{["name", ts, value]} or
 C{["name", ts, value, {tags}]}, one per stored bucket, the value written so
-that importing it rebuilds the same bucket: a plain number for a bucket of one
-plain sample (the original SimpleStats format), C{"12c"} for a counter,
-C{"23g"} for a gauge set once, C{"153ms"} for one timer value, and a partial
-aggregate object otherwise.  Each series is exported at the finest tier that
-holds each stretch of time, so nothing is counted twice.
+that importing it (or piping it to the TCP port) rebuilds the same bucket bit
+for bit: a plain number for a bucket of one plain sample (the original
+SimpleStats format), C{"12c"} for a counter, C{"23g"} for a gauge set once to
+a value >= 0 (a negative one is C{{"type": "g", "last": -5}}: C{"-5g"} is a
+change), C{"153ms"} for one timer value, and a partial aggregate object
+otherwise -- a distribution's with its stored percentiles (C{p50} ... C{p99},
+taken as they are: a closed bucket keeps no sketch), a set's with its count.
+Each series is exported at the finest tier that holds each stretch of time,
+so nothing is counted twice.
 """
 
 import codecs
@@ -22,7 +26,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.python import failure
 from zope.interface import implementer
 
-from server.aggregate import ROWS
+from server.aggregate import QUANTILE_FIELDS, ROWS
 from server.model import COUNTER, GAUGE, SAMPLE, SET, ParseError
 from server.parse_tuple import parse_line, parse_tuple
 from server.query import bucket_rows
@@ -41,7 +45,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def _number(x):
     # abs() first: int() of an infinity (a sum past the float range) raises.
-    if abs(x) < 2 ** 53 and x == int(x):
+    # -0.0 stays a float: its sign is part of the value.
+    if abs(x) < 2 ** 53 and x == int(x) and (x or math.copysign(1.0, x) > 0):
         return int(x)
     return x
 
@@ -49,41 +54,66 @@ def _number(x):
 def _finite_fields(partial):
     """
     C{partial} without the fields that overflowed (a sum of squares of
-    values past 1e154): infinity is no JSON.  C{sumsq} is optional, and an
-    import without it takes every value at the mean.
+    values past 1e154) or have no value (the percentiles of a bucket
+    merged from partials without a sketch): infinity and NaN are no JSON.
+    C{sumsq} is optional, and an import without it takes every value at
+    the mean; without percentiles they stay unknown.
     """
     return {k: v for k, v in partial.items() if not isinstance(v, float) or v - v == 0.0}
 
 
+def _positive(x):
+    # Neither negative nor -0.0: "5g" sets a gauge, "-5g" would change it.
+    return math.copysign(1.0, x) > 0
+
+
 def export_value(series, row):
     """
-    The TCP-protocol value that rebuilds a stored bucket C{row}.
+    The TCP-protocol value that rebuilds a stored bucket C{row} bit for bit
+    when imported into an empty bucket (or piped to the TCP port): the short
+    text form where it rebuilds exactly that row, else a partial aggregate
+    object with every stored field.
     """
     fam = series.family
     row = ROWS[fam]._make(row)
     if fam == COUNTER:
         return "%rc" % (_number(row.count),)
     if fam == GAUGE:
-        if row.updates == 1:
-            return "%rg" % (_number(row.last),)
+        if row.updates == 1 and row.min == row.max == row.last == row.sum:
+            if _positive(row.last):
+                return "%rg" % (_number(row.last),)
+            # A negative value as text would be read as a change.
+            return {"type": "g", "last": _number(row.last)}
         return _finite_fields({"type": "g", "last": row.last, "min": row.min, "max": row.max,
                                "count": _number(row.updates), "sum": row.sum})
     if fam == SET:
         return {"type": "s", "count": _number(row.count)}
-    if row.count == 1 and row.min == row.max:
+    one = row.min
+    if (row.count == 1 and row.max == one and row.sum == one and row.last == one
+            and row.sumsq == one * one and row.p50 == row.p90 == row.p95 == row.p99 == one):
         if series.type == SAMPLE:
-            return _number(row.min)
-        return "%r%s" % (_number(row.min), series.type)
-    return _finite_fields({"type": series.type, "count": _number(row.count), "sum": row.sum,
-                           "min": row.min, "max": row.max, "sumsq": row.sumsq, "last": row.last})
+            return _number(one)
+        return "%r%s" % (_number(one), series.type)
+    partial = {"type": series.type, "count": _number(row.count), "sum": row.sum,
+               "min": row.min, "max": row.max, "sumsq": row.sumsq, "last": row.last}
+    quantiles = [getattr(row, name) for name in QUANTILE_FIELDS]
+    if all(q - q == 0.0 for q in quantiles):
+        partial.update(zip(QUANTILE_FIELDS, quantiles))
+    return _finite_fields(partial)
 
 
 def export_rows(store, series, start, until, now):
     """
-    C{(bucket start, row)} of C{series} from C{start} to C{until}, each
-    stretch of time from the finest tier that still holds all of it.
+    C{(bucket start, row)} of C{series} from C{start} to C{until} (an
+    infinite C{until}: its latest point), each stretch of time from the
+    finest tier that still holds all of it.
     """
     tiers = store.tiers
+    if until == math.inf:
+        # Everything accepted: up to the series' latest point, which may be
+        # stamped in the future.
+        store.fold_series(series)
+        until = max(now, series.last_seen)
     # Tier i holds every point from `boundary` on; coarser tiers hold what
     # is older, cut at their own step so no coarse bucket is split.
     upper = until
