@@ -239,10 +239,15 @@ class DistAgg:
     kept), else L{None}: alone in a bucket they are its percentiles, bit
     for bit; with other values they are combined weighted by count, as
     L{merge_rows} combines a late bucket.
+
+    C{pinned} is the percentiles of a partial that came with both its
+    percentiles and its sketch (an export of an open bucket) into an empty
+    bucket: they are the bucket's percentiles, bit for bit, until anything
+    else joins it; from then on its sketch answers, exactly merged.
     """
 
     __slots__ = ("count", "sum", "sumsq", "min", "max", "last", "last_ts", "sketch",
-                 "unsketched", "given")
+                 "unsketched", "given", "pinned")
 
     def __init__(self, accuracy):
         self.count = 0.0
@@ -255,6 +260,7 @@ class DistAgg:
         self.sketch = Sketch(accuracy)
         self.unsketched = 0.0
         self.given = None
+        self.pinned = None
 
     def fold(self, values, rate, ts):
         """
@@ -263,6 +269,7 @@ class DistAgg:
         """
         vals = _floats(values)
         weight = 1.0 / rate
+        self.pinned = None
         self.count = add_count(self.count, len(vals), weight)
         self.sum = left_sum(_weighted(vals, weight), self.sum)
         self.sumsq = left_sum(_weighted(list(map(mul, vals, vals)), weight), self.sumsq)
@@ -275,6 +282,8 @@ class DistAgg:
         total = fields["sum"]
         lo = fields["min"]
         hi = fields["max"]
+        empty = not self.count
+        self.pinned = None
         self.count += count
         self.sum += total
         # Without a sum of squares, take every value at the mean: the
@@ -286,12 +295,16 @@ class DistAgg:
             self.last = fields.get("last", hi)
             self.last_ts = ts
         sketch = fields.get("sketch")
-        if "p50" in fields:
+        if sketch is not None and abs(sketch.count - count) <= 1e-9 * count:
+            self.sketch.merge(sketch.rebinned(self.sketch.accuracy))
+            if empty and "p50" in fields and sketch.accuracy == self.sketch.accuracy:
+                # An open bucket's export: its percentiles as they were (the
+                # sketch's total weight may differ in its last bits).
+                self.pinned = [fields[name] for name in QUANTILE_FIELDS]
+        elif "p50" in fields:
             # A stored bucket's row: its percentiles as they were.
             self.given = _weigh_quantiles(
                 self.given, [count] + [fields[name] for name in QUANTILE_FIELDS])
-        elif sketch is not None and abs(sketch.count - count) <= 1e-9 * count:
-            self.sketch.merge(sketch.rebinned(self.sketch.accuracy))
         elif count <= 2:
             # One or two values are their min and max: exact.
             self.sketch.add(lo, 1.0)
@@ -301,6 +314,7 @@ class DistAgg:
             self.unsketched += count
 
     def merge(self, other):
+        self.pinned = other.pinned if not self.count else None
         self.count += other.count
         self.sum += other.sum
         self.sumsq += other.sumsq
@@ -318,6 +332,8 @@ class DistAgg:
         given = self.given
         if self.unsketched:
             quantiles = [NAN] * len(QUANTILES)
+        elif self.pinned is not None:
+            quantiles = self.pinned
         elif given is not None and not self.sketch.count:
             quantiles = given[1:]
         else:
@@ -334,10 +350,13 @@ class DistAgg:
     def to_json(self):
         data = [self.count, self.sum, self.sumsq, self.min, self.max, self.last,
                 self.last_ts, self.sketch.to_json()]
-        if self.unsketched or self.given is not None:
+        given, pinned = self.given, self.pinned
+        if self.unsketched or given is not None or pinned is not None:
             data.append(self.unsketched)
-        if self.given is not None:
-            data.append(list(self.given))
+        if given is not None or pinned is not None:
+            data.append(None if given is None else list(given))
+        if pinned is not None:
+            data.append(list(pinned))
         return data
 
     @classmethod
@@ -348,8 +367,10 @@ class DistAgg:
         agg.sketch = Sketch.from_json(sketch)
         if len(data) > 8:
             agg.unsketched = float(data[8])
-        if len(data) > 9:
+        if len(data) > 9 and data[9] is not None:
             agg.given = [float(v) for v in data[9]]
+        if len(data) > 10:
+            agg.pinned = [float(v) for v in data[10]]
         return agg
 
     @staticmethod

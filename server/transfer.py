@@ -20,6 +20,7 @@ import io
 import json
 import math
 import re
+from bisect import bisect_left
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
@@ -27,9 +28,11 @@ from twisted.python import failure
 from zope.interface import implementer
 
 from server.aggregate import QUANTILE_FIELDS, ROWS
-from server.model import COUNTER, GAUGE, SAMPLE, SET, ParseError
+from server.model import COUNTER, GAUGE, SAMPLE, SET, Limits, ParseError
 from server.parse_tuple import parse_line, parse_tuple
-from server.query import bucket_rows
+# _pending: the open aggregates a read merges (the export takes a sketch or
+# the members from them).
+from server.query import _pending, bucket_rows
 
 EXPORT_FORMATS = {
     "ndjson": (b"application/x-ndjson; charset=utf-8", b"ndjson"),
@@ -39,6 +42,9 @@ EXPORT_FORMATS = {
 IMPORT_FORMATS = ("auto", "ndjson", "json", "csv")
 CSV_HEADER = ["name", "timestamp", "value", "tags"]
 MAX_REPORTED_ROWS = 100
+# An open set bucket's members are exported up to this many (the TCP port's
+# default --max-set-members), else its count.
+MAX_EXPORTED_MEMBERS = Limits().max_set_members
 # Spreadsheet programs run a cell starting with these as a formula.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -67,12 +73,14 @@ def _positive(x):
     return math.copysign(1.0, x) > 0
 
 
-def export_value(series, row):
+def export_value(series, row, agg=None):
     """
     The TCP-protocol value that rebuilds a stored bucket C{row} bit for bit
     when imported into an empty bucket (or piped to the TCP port): the short
     text form where it rebuilds exactly that row, else a partial aggregate
-    object with every stored field.
+    object with every stored field.  C{agg}: the aggregate of a bucket
+    still open (none of it closed), whose distribution sketch or set
+    members go along, so that later points merge with it exactly.
     """
     fam = series.family
     row = ROWS[fam]._make(row)
@@ -87,6 +95,9 @@ def export_value(series, row):
         return _finite_fields({"type": "g", "last": row.last, "min": row.min, "max": row.max,
                                "count": _number(row.updates), "sum": row.sum})
     if fam == SET:
+        if (agg is not None and agg.members is not None and not agg.extra
+                and 0 < len(agg.members) <= MAX_EXPORTED_MEMBERS):
+            return {"type": "s", "members": sorted(agg.members)}
         return {"type": "s", "count": _number(row.count)}
     one = row.min
     if (row.count == 1 and row.max == one and row.sum == one and row.last == one
@@ -99,14 +110,37 @@ def export_value(series, row):
     quantiles = [getattr(row, name) for name in QUANTILE_FIELDS]
     if all(q - q == 0.0 for q in quantiles):
         partial.update(zip(QUANTILE_FIELDS, quantiles))
+        if agg is not None and agg.given is None and not agg.unsketched:
+            partial["sketch"] = agg.sketch.to_json()
     return _finite_fields(partial)
 
 
-def export_rows(store, series, start, until, now):
+def _open_only(store, series, i, first, last):
     """
-    C{(bucket start, row)} of C{series} from C{start} to C{until} (an
-    infinite C{until}: its latest point), each stretch of time from the
-    finest tier that still holds all of it.
+    C{{number: aggregate}} of the buckets numbered C{first}..C{last} of
+    tier C{i} that are open and hold all their points (nothing of them was
+    stored yet).
+    """
+    pending = _pending(store, series, i, first, last)
+    stored = series.stored[i]
+    if stored is None or not pending:
+        return pending
+    index = stored.index
+
+    def closed(n):
+        at = bisect_left(index, n)
+        return at < len(index) and index[at] == n
+
+    return {n: agg for n, agg in pending.items() if not closed(n)}
+
+
+def export_rows(store, series, start, until, now, with_open=False):
+    """
+    C{(bucket start, row, aggregate or None)} of C{series} from C{start} to
+    C{until} (an infinite C{until}: its latest point), each stretch of time
+    from the finest tier that still holds all of it; with C{with_open}, the
+    aggregate of a bucket all of whose points are in an open one
+    (L{_open_only}).
     """
     tiers = store.tiers
     if until == math.inf:
@@ -131,8 +165,9 @@ def export_rows(store, series, start, until, now):
             if upper == last * step and upper != until:
                 last -= 1
             rows = bucket_rows(store, series, i, first, last)
+            opened = _open_only(store, series, i, first, last) if with_open else {}
             for number in sorted(rows, reverse=True):
-                yield number * step, rows[number]
+                yield number * step, rows[number], opened.get(number)
         upper = lower
         if upper <= start:
             break
@@ -143,10 +178,11 @@ def _tuples(store, keys, start, until, now):
         series = store.series.get(key)
         if series is None:
             continue
-        rows = sorted(export_rows(store, series, start, until, now), key=lambda r: r[0])
+        with_open = series.family in (SET, "dist")
+        rows = sorted(export_rows(store, series, start, until, now, with_open), key=lambda r: r[0])
         tags = dict(series.tags)
-        for ts, row in rows:
-            item = [series.name, ts, export_value(series, row)]
+        for ts, row, agg in rows:
+            item = [series.name, ts, export_value(series, row, agg)]
             if tags:
                 item.append(tags)
             yield item
