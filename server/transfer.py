@@ -11,8 +11,8 @@ change), C{"153ms"} for one timer value, and a partial aggregate object
 otherwise -- a distribution's with its stored percentiles (C{p50} ... C{p99},
 taken as they are: a closed bucket keeps no sketch), a set's with its count;
 a bucket still open goes with its sketch or its members as well, so that
-later points merge with it exactly.  Each series is exported at the finest tier that holds each stretch of time,
-so nothing is counted twice.
+later points merge with it exactly.  Each series is exported at the finest
+tier that holds each stretch of time, so nothing is counted twice.
 """
 
 import codecs

@@ -10,7 +10,6 @@ import math
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from treq.testing import StubTreq
-from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from server import transfer
