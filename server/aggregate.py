@@ -47,6 +47,9 @@ DistRow = namedtuple("DistRow", "count sum sumsq min max last p50 p90 p95 p99")
 ROWS = {COUNTER: CounterRow, GAUGE: GaugeRow, SET: SetRow, "dist": DistRow}
 STORED_FIELDS = {fam: row._fields for fam, row in ROWS.items()}
 _FIRST_QUANTILE = DistRow._fields.index("p50")
+# The stored percentiles, in QUANTILES order (also the fields of an exported
+# distribution partial that carry them).
+QUANTILE_FIELDS = DistRow._fields[_FIRST_QUANTILE:]
 
 
 def field_index(fam, name):
@@ -230,10 +233,21 @@ class DistAgg:
     C{unsketched} counts values merged in without their distribution (a
     client partial of more than two values and no sketch): the bucket's
     percentiles are then unknown (NaN, C{null} in answers), not invented.
+
+    C{given} is C{[count, p50, p90, p95, p99]} of partials that came with
+    their percentiles (an export of a stored bucket, whose sketch is not
+    kept), else L{None}: alone in a bucket they are its percentiles, bit
+    for bit; with other values they are combined weighted by count, as
+    L{merge_rows} combines a late bucket.
+
+    C{pinned} is the percentiles of a partial that came with both its
+    percentiles and its sketch (an export of an open bucket) into an empty
+    bucket: they are the bucket's percentiles, bit for bit, until anything
+    else joins it; from then on its sketch answers, exactly merged.
     """
 
     __slots__ = ("count", "sum", "sumsq", "min", "max", "last", "last_ts", "sketch",
-                 "unsketched")
+                 "unsketched", "given", "pinned")
 
     def __init__(self, accuracy):
         self.count = 0.0
@@ -245,6 +259,8 @@ class DistAgg:
         self.last_ts = -math.inf
         self.sketch = Sketch(accuracy)
         self.unsketched = 0.0
+        self.given = None
+        self.pinned = None
 
     def fold(self, values, rate, ts):
         """
@@ -253,6 +269,7 @@ class DistAgg:
         """
         vals = _floats(values)
         weight = 1.0 / rate
+        self.pinned = None
         self.count = add_count(self.count, len(vals), weight)
         self.sum = left_sum(_weighted(vals, weight), self.sum)
         self.sumsq = left_sum(_weighted(list(map(mul, vals, vals)), weight), self.sumsq)
@@ -265,6 +282,8 @@ class DistAgg:
         total = fields["sum"]
         lo = fields["min"]
         hi = fields["max"]
+        empty = not self.count
+        self.pinned = None
         self.count += count
         self.sum += total
         # Without a sum of squares, take every value at the mean: the
@@ -278,6 +297,14 @@ class DistAgg:
         sketch = fields.get("sketch")
         if sketch is not None and abs(sketch.count - count) <= 1e-9 * count:
             self.sketch.merge(sketch.rebinned(self.sketch.accuracy))
+            if empty and "p50" in fields and sketch.accuracy == self.sketch.accuracy:
+                # An open bucket's export: its percentiles as they were (the
+                # sketch's total weight may differ in its last bits).
+                self.pinned = [fields[name] for name in QUANTILE_FIELDS]
+        elif "p50" in fields:
+            # A stored bucket's row: its percentiles as they were.
+            self.given = _weigh_quantiles(
+                self.given, [count] + [fields[name] for name in QUANTILE_FIELDS])
         elif count <= 2:
             # One or two values are their min and max: exact.
             self.sketch.add(lo, 1.0)
@@ -287,6 +314,7 @@ class DistAgg:
             self.unsketched += count
 
     def merge(self, other):
+        self.pinned = other.pinned if not self.count else None
         self.count += other.count
         self.sum += other.sum
         self.sumsq += other.sumsq
@@ -297,24 +325,38 @@ class DistAgg:
             self.last_ts = other.last_ts
         self.sketch.merge(other.sketch)
         self.unsketched += other.unsketched
+        if other.given is not None:
+            self.given = _weigh_quantiles(self.given, other.given)
 
     def row(self):
+        given = self.given
         if self.unsketched:
             quantiles = [NAN] * len(QUANTILES)
+        elif self.pinned is not None:
+            quantiles = self.pinned
+        elif given is not None and not self.sketch.count:
+            quantiles = given[1:]
         else:
             # The sketch's answer is within its relative error of a value
             # seen; never outside what was seen.
             lo, hi = self.min, self.max
             quantiles = [lo if q < lo else hi if q > hi else q
                          for q in self.sketch.quantiles(QUANTILES)]
+            if given is not None:
+                quantiles = _weigh_quantiles(given, [self.sketch.count] + quantiles)[1:]
         return DistRow(self.count, self.sum, self.sumsq, self.min, self.max, self.last,
                        *quantiles)
 
     def to_json(self):
         data = [self.count, self.sum, self.sumsq, self.min, self.max, self.last,
                 self.last_ts, self.sketch.to_json()]
-        if self.unsketched:
+        given, pinned = self.given, self.pinned
+        if self.unsketched or given is not None or pinned is not None:
             data.append(self.unsketched)
+        if given is not None or pinned is not None:
+            data.append(None if given is None else list(given))
+        if pinned is not None:
+            data.append(list(pinned))
         return data
 
     @classmethod
@@ -325,6 +367,10 @@ class DistAgg:
         agg.sketch = Sketch.from_json(sketch)
         if len(data) > 8:
             agg.unsketched = float(data[8])
+        if len(data) > 9 and data[9] is not None:
+            agg.given = [float(v) for v in data[9]]
+        if len(data) > 10:
+            agg.pinned = [float(v) for v in data[10]]
         return agg
 
     @staticmethod
@@ -343,6 +389,19 @@ class DistAgg:
                      for a, b in zip(old[_FIRST_QUANTILE:], new[_FIRST_QUANTILE:])]
         return DistRow(total, old.sum + new.sum, old.sumsq + new.sumsq, min(old.min, new.min),
                        max(old.max, new.max), new.last, *quantiles)
+
+
+def _weigh_quantiles(old, new):
+    """
+    C{[count, p50, p90, p95, p99]} of two such lists together: C{new} when
+    there is no C{old}, else the percentiles weighted by count (as
+    L{DistAgg.merge_rows} does).
+    """
+    if old is None:
+        return list(new)
+    c1, c2 = old[0], new[0]
+    total = c1 + c2
+    return [total] + [(a * c1 + b * c2) / total for a, b in zip(old[1:], new[1:])]
 
 
 class SetAgg:

@@ -13,7 +13,9 @@ C{timestamp} is a number, a numeric string or C{null} ("now").  C{value} is
     timer, C{"23g"} gauge, C{"+3g"} / C{"-2g"} gauge change, C{"5h"}
     histogram, C{"5d"} distribution;
   - an object: a partial aggregate computed by the client, e.g.
-    C{{"type": "ms", "count": 12, "sum": 1840.5, "min": 3.1, "max": 410}}.
+    C{{"type": "ms", "count": 12, "sum": 1840.5, "min": 3.1, "max": 410}}
+    (an export adds C{"p50"}, C{"p90"}, C{"p95"}, C{"p99"}: the stored
+    bucket's percentiles, taken as they are).
 
 L{parse_line} is pure: bytes in, L{ParsedLine} out, or L{ParseError} whose
 message tells the person at the other end what to fix.
@@ -62,6 +64,8 @@ _SUFFIX_HELP = (
 )
 
 _PARTIAL_TYPES = "c, g, ms, h, d, v, s"
+# A stored bucket's percentiles, as an export writes them (all or none).
+_QUANTILE_FIELDS = ("p50", "p90", "p95", "p99")
 _REQUIRED = {
     COUNTER: ("count",),
     GAUGE: ("last",),
@@ -74,7 +78,7 @@ _OPTIONAL = {
 }
 for _type in DISTRIBUTION_TYPES:
     _REQUIRED[_type] = ("count", "sum", "min", "max")
-    _OPTIONAL[_type] = ("sumsq", "last", "sketch")
+    _OPTIONAL[_type] = ("sumsq", "last", "sketch") + _QUANTILE_FIELDS
 del _type
 
 # Relative slack allowed when checking min <= sum / count <= max: a client
@@ -402,6 +406,26 @@ def _parse_partial(obj, limits):
         )
     if fields.get("sumsq", 0.0) < 0:
         raise ParseError("%s sumsq must be >= 0, got %s" % (what, _show(fields["sumsq"])))
+    given = [key for key in _QUANTILE_FIELDS if key in fields]
+    if given:
+        if len(given) < len(_QUANTILE_FIELDS):
+            raise ParseError(
+                "%s percentiles come all together (%s), got only %s"
+                % (what, ", ".join(_QUANTILE_FIELDS), ", ".join(given))
+            )
+        quantiles = [fields[key] for key in _QUANTILE_FIELDS]
+        if any(a > b for a, b in zip(quantiles, quantiles[1:])):
+            raise ParseError(
+                "%s percentiles must not decrease (p50 <= p90 <= p95 <= p99), got %s"
+                % (what, _show(quantiles))
+            )
+        # A stored row's percentiles may lie a rounding outside min..max
+        # (a late bucket's were combined weighted by count).
+        if quantiles[0] < low - slack or quantiles[-1] > high + slack:
+            raise ParseError(
+                "%s percentiles %s are outside min..max [%s, %s]"
+                % (what, _show(quantiles), _show(low), _show(high))
+            )
     if "sketch" in obj:
         try:
             fields["sketch"] = Sketch.from_json(obj["sketch"])

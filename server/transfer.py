@@ -3,11 +3,16 @@ Export and import of stored points as ndjson, JSON or CSV.
 
 An exported row is a tuple the TCP port accepts: C{["name", ts, value]} or
 C{["name", ts, value, {tags}]}, one per stored bucket, the value written so
-that importing it rebuilds the same bucket: a plain number for a bucket of one
-plain sample (the original SimpleStats format), C{"12c"} for a counter,
-C{"23g"} for a gauge set once, C{"153ms"} for one timer value, and a partial
-aggregate object otherwise.  Each series is exported at the finest tier that
-holds each stretch of time, so nothing is counted twice.
+that importing it (or piping it to the TCP port) rebuilds the same bucket bit
+for bit: a plain number for a bucket of one plain sample (the original
+SimpleStats format), C{"12c"} for a counter, C{"23g"} for a gauge set once to
+a value >= 0 (a negative one is C{{"type": "g", "last": -5}}: C{"-5g"} is a
+change), C{"153ms"} for one timer value, and a partial aggregate object
+otherwise -- a distribution's with its stored percentiles (C{p50} ... C{p99},
+taken as they are: a closed bucket keeps no sketch), a set's with its count;
+a bucket still open goes with its sketch or its members as well, so that
+later points merge with it exactly.  Each series is exported at the finest
+tier that holds each stretch of time, so nothing is counted twice.
 """
 
 import codecs
@@ -16,16 +21,19 @@ import io
 import json
 import math
 import re
+from bisect import bisect_left
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.python import failure
 from zope.interface import implementer
 
-from server.aggregate import ROWS
-from server.model import COUNTER, GAUGE, SAMPLE, SET, ParseError
+from server.aggregate import QUANTILE_FIELDS, ROWS
+from server.model import COUNTER, GAUGE, SAMPLE, SET, Limits, ParseError
 from server.parse_tuple import parse_line, parse_tuple
-from server.query import bucket_rows
+# _pending: the open aggregates a read merges (the export takes a sketch or
+# the members from them).
+from server.query import _pending, bucket_rows
 
 EXPORT_FORMATS = {
     "ndjson": (b"application/x-ndjson; charset=utf-8", b"ndjson"),
@@ -35,13 +43,17 @@ EXPORT_FORMATS = {
 IMPORT_FORMATS = ("auto", "ndjson", "json", "csv")
 CSV_HEADER = ["name", "timestamp", "value", "tags"]
 MAX_REPORTED_ROWS = 100
+# An open set bucket's members are exported up to this many (the TCP port's
+# default --max-set-members), else its count.
+MAX_EXPORTED_MEMBERS = Limits().max_set_members
 # Spreadsheet programs run a cell starting with these as a formula.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _number(x):
     # abs() first: int() of an infinity (a sum past the float range) raises.
-    if abs(x) < 2 ** 53 and x == int(x):
+    # -0.0 stays a float: its sign is part of the value.
+    if abs(x) < 2 ** 53 and x == int(x) and (x or math.copysign(1.0, x) > 0):
         return int(x)
     return x
 
@@ -49,41 +61,94 @@ def _number(x):
 def _finite_fields(partial):
     """
     C{partial} without the fields that overflowed (a sum of squares of
-    values past 1e154): infinity is no JSON.  C{sumsq} is optional, and an
-    import without it takes every value at the mean.
+    values past 1e154) or have no value (the percentiles of a bucket
+    merged from partials without a sketch): infinity and NaN are no JSON.
+    C{sumsq} is optional, and an import without it takes every value at
+    the mean; without percentiles they stay unknown.
     """
     return {k: v for k, v in partial.items() if not isinstance(v, float) or v - v == 0.0}
 
 
-def export_value(series, row):
+def _positive(x):
+    # Neither negative nor -0.0: "5g" sets a gauge, "-5g" would change it.
+    return math.copysign(1.0, x) > 0
+
+
+def export_value(series, row, agg=None):
     """
-    The TCP-protocol value that rebuilds a stored bucket C{row}.
+    The TCP-protocol value that rebuilds a stored bucket C{row} bit for bit
+    when imported into an empty bucket (or piped to the TCP port): the short
+    text form where it rebuilds exactly that row, else a partial aggregate
+    object with every stored field.  C{agg}: the aggregate of a bucket
+    still open (none of it closed), whose distribution sketch or set
+    members go along, so that later points merge with it exactly.
     """
     fam = series.family
     row = ROWS[fam]._make(row)
     if fam == COUNTER:
         return "%rc" % (_number(row.count),)
     if fam == GAUGE:
-        if row.updates == 1:
-            return "%rg" % (_number(row.last),)
+        if row.updates == 1 and row.min == row.max == row.last == row.sum:
+            if _positive(row.last):
+                return "%rg" % (_number(row.last),)
+            # A negative value as text would be read as a change.
+            return {"type": "g", "last": _number(row.last)}
         return _finite_fields({"type": "g", "last": row.last, "min": row.min, "max": row.max,
                                "count": _number(row.updates), "sum": row.sum})
     if fam == SET:
+        if (agg is not None and agg.members is not None and not agg.extra
+                and 0 < len(agg.members) <= MAX_EXPORTED_MEMBERS):
+            return {"type": "s", "members": sorted(agg.members)}
         return {"type": "s", "count": _number(row.count)}
-    if row.count == 1 and row.min == row.max:
+    one = row.min
+    if (row.count == 1 and row.max == one and row.sum == one and row.last == one
+            and row.sumsq == one * one and row.p50 == row.p90 == row.p95 == row.p99 == one):
         if series.type == SAMPLE:
-            return _number(row.min)
-        return "%r%s" % (_number(row.min), series.type)
-    return _finite_fields({"type": series.type, "count": _number(row.count), "sum": row.sum,
-                           "min": row.min, "max": row.max, "sumsq": row.sumsq, "last": row.last})
+            return _number(one)
+        return "%r%s" % (_number(one), series.type)
+    partial = {"type": series.type, "count": _number(row.count), "sum": row.sum,
+               "min": row.min, "max": row.max, "sumsq": row.sumsq, "last": row.last}
+    quantiles = [getattr(row, name) for name in QUANTILE_FIELDS]
+    if all(q - q == 0.0 for q in quantiles):
+        partial.update(zip(QUANTILE_FIELDS, quantiles))
+        if agg is not None and agg.given is None and not agg.unsketched:
+            partial["sketch"] = agg.sketch.to_json()
+    return _finite_fields(partial)
 
 
-def export_rows(store, series, start, until, now):
+def _open_only(store, series, i, first, last):
     """
-    C{(bucket start, row)} of C{series} from C{start} to C{until}, each
-    stretch of time from the finest tier that still holds all of it.
+    C{{number: aggregate}} of the buckets numbered C{first}..C{last} of
+    tier C{i} that are open and hold all their points (nothing of them was
+    stored yet).
+    """
+    pending = _pending(store, series, i, first, last)
+    stored = series.stored[i]
+    if stored is None or not pending:
+        return pending
+    index = stored.index
+
+    def closed(n):
+        at = bisect_left(index, n)
+        return at < len(index) and index[at] == n
+
+    return {n: agg for n, agg in pending.items() if not closed(n)}
+
+
+def export_rows(store, series, start, until, now, with_open=False):
+    """
+    C{(bucket start, row, aggregate or None)} of C{series} from C{start} to
+    C{until} (an infinite C{until}: its latest point), each stretch of time
+    from the finest tier that still holds all of it; with C{with_open}, the
+    aggregate of a bucket all of whose points are in an open one
+    (L{_open_only}).
     """
     tiers = store.tiers
+    if until == math.inf:
+        # Everything accepted: up to the series' latest point, which may be
+        # stamped in the future.
+        store.fold_series(series)
+        until = max(now, series.last_seen)
     # Tier i holds every point from `boundary` on; coarser tiers hold what
     # is older, cut at their own step so no coarse bucket is split.
     upper = until
@@ -101,8 +166,9 @@ def export_rows(store, series, start, until, now):
             if upper == last * step and upper != until:
                 last -= 1
             rows = bucket_rows(store, series, i, first, last)
+            opened = _open_only(store, series, i, first, last) if with_open else {}
             for number in sorted(rows, reverse=True):
-                yield number * step, rows[number]
+                yield number * step, rows[number], opened.get(number)
         upper = lower
         if upper <= start:
             break
@@ -113,10 +179,11 @@ def _tuples(store, keys, start, until, now):
         series = store.series.get(key)
         if series is None:
             continue
-        rows = sorted(export_rows(store, series, start, until, now), key=lambda r: r[0])
+        with_open = series.family in (SET, "dist")
+        rows = sorted(export_rows(store, series, start, until, now, with_open), key=lambda r: r[0])
         tags = dict(series.tags)
-        for ts, row in rows:
-            item = [series.name, ts, export_value(series, row)]
+        for ts, row, agg in rows:
+            item = [series.name, ts, export_value(series, row, agg)]
             if tags:
                 item.append(tags)
             yield item

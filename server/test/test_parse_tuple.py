@@ -197,9 +197,10 @@ BAD_LINES = [
     (b'["a", 1, {"type": "g", "last": 1, "sketch": {}}]', LIMITS, 'unknown field "sketch"'),
     (b'["a", 1, {"type": "ms", "count": 1}]', LIMITS, "timer partial needs fields sum, min, max"),
     (
-        b'["a", 1, {"type": "ms", "count": 1, "sum": 1, "min": 1, "max": 1, "avg": 1, "p99": 1}]',
+        b'["a", 1, {"type": "ms", "count": 1, "sum": 1, "min": 1, "max": 1, "avg": 1, "p999": 1}]',
         LIMITS,
-        'unknown fields "avg", "p99" in a timer partial (allowed: count, sum, min, max, sumsq, last, sketch)',
+        'unknown fields "avg", "p999" in a timer partial (allowed: count, sum, min, max, sumsq, last,'
+        ' sketch, p50, p90, p95, p99)',
     ),
     (b'["a", 1, {"type": "ms", "count": 0, "sum": 0, "min": 0, "max": 0}]', LIMITS, "timer partial count must be greater than 0"),
     (b'["a", 1, {"type": "ms", "count": -1, "sum": 1, "min": 1, "max": 1}]', LIMITS, "count must be greater than 0"),

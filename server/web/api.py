@@ -7,6 +7,7 @@ a slice per reactor turn (L{server.filters.run_in_slices}).  Every error is
 JSON naming what was wrong, with a status that fits.
 """
 
+import math
 import os
 import sys
 from operator import attrgetter
@@ -414,7 +415,12 @@ class WebAPI:
         self._check_token(request)
         now = self.clock.seconds()  # _export_keys folds the pending runs
         matches = self._filter(request)
-        start, until = self._range(request, now, default_from="0")
+        if self._arg(request, "until") is None:
+            # The default reaches accepted points stamped in the future.
+            start = parse_time("from", self._arg(request, "from", "0"), now)
+            until = math.inf
+        else:
+            start, until = self._range(request, now, default_from="0")
         fmt = self._arg(request, "format", "ndjson")
         if fmt not in transfer.EXPORT_FORMATS:
             raise ApiError(400, "format must be one of %s, got %r"
