@@ -77,6 +77,8 @@ LOG_PROBLEMS_KEPT = 20
 # CRC-32 and the header's, then the payload.
 JOURNAL_MAGIC = b"SSJ1\n"
 JOURNAL_MAGIC_2 = b"SSJ2\n"
+# SSJ2's framing, statsd parser 2 (server/journal.py).
+JOURNAL_MAGIC_3 = b"SSJ3\n"
 JOURNAL_NAME = re.compile(r"^journal\.(\d{6,})\.log$")
 _HEADER = struct.Struct(">IIc")
 _HEADER_2 = struct.Struct(">4sIcII")
@@ -139,7 +141,7 @@ def journal_summary(directory):
         out["bytes"] += os.path.getsize(path)
         with open(path, "rb", buffering=1 << 20) as f:
             magic = f.read(len(JOURNAL_MAGIC))
-            if magic not in (JOURNAL_MAGIC, JOURNAL_MAGIC_2):
+            if magic not in (JOURNAL_MAGIC, JOURNAL_MAGIC_2, JOURNAL_MAGIC_3):
                 if magic:
                     out["torn"].append("%s: bad magic" % name)
                 continue

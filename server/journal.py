@@ -49,9 +49,16 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from server.datadir import PRIVATE, new_private_file
+from server.model import STATSD_PARSER_VERSION
 
-MAGIC = b"SSJ2\n"
+# The magic names the framing and the statsd parser version that read the
+# file's packets (server.model.STATSD_PARSER_VERSION): SSJ3 is SSJ2's
+# framing, read by parser 2 (Telegraf-style tags); SSJ2 and SSJ1 files were
+# read by parser 1, and are replayed as it read them.
+MAGIC = b"SSJ3\n"
+MAGIC_V2 = b"SSJ2\n"
 MAGIC_V1 = b"SSJ1\n"
+PARSER_BY_MAGIC = {MAGIC: 2, MAGIC_V2: 1, MAGIC_V1: 1}
 MARKER = b"\xa7SJ\x8e"
 _PREFIX = struct.Struct(">4sIcI")
 _HEADER_CRC = struct.Struct(">I")
@@ -64,7 +71,9 @@ _KINDS = frozenset([b"j", b"u", b"t"])
 _KIND_BYTES = re.compile(b"[jut]")
 _crc32 = zlib.crc32
 
-JournalScan = collections.namedtuple("JournalScan", "records torn damage")
+# parser: the statsd parser version that read the file's packets.
+JournalScan = collections.namedtuple("JournalScan", "records torn damage parser",
+                                     defaults=(STATSD_PARSER_VERSION,))
 
 
 class JournalCorrupt(Exception):
@@ -386,12 +395,13 @@ def _fire(d, result):
         d.callback(result)
 
 
-def write_journal_file(path, records):
+def write_journal_file(path, records, parser=STATSD_PARSER_VERSION):
     """
     Write C{records} (as L{read_journal} returns them) as a new journal
-    file at C{path}, atomically.
+    file at C{path}, atomically, marked as read by statsd parser version
+    C{parser} (the version of the file they came from).
     """
-    chunks = [MAGIC]
+    chunks = [MAGIC if parser == 2 else MAGIC_V2]
     for record in records:
         if isinstance(record, list):
             chunks.append(encode_entries(record))
@@ -488,11 +498,13 @@ def scan_journal(path):
         data = f.read()
     records = []
     damage = []
-    if data.startswith(MAGIC):
+    magic = data[:len(MAGIC)]
+    parser = PARSER_BY_MAGIC.get(magic)
+    if magic in (MAGIC, MAGIC_V2):
         parse, find = _parse_v2, _find_v2
-    elif data.startswith(MAGIC_V1):
+    elif magic == MAGIC_V1:
         parse, find = _parse_v1, _find_v1
-    elif MAGIC.startswith(data) or MAGIC_V1.startswith(data):
+    elif any(m.startswith(data) for m in PARSER_BY_MAGIC):
         # Killed between creating the file and writing its magic.
         return JournalScan(records, (0, "empty file") if data else None, damage)
     else:
@@ -522,7 +534,7 @@ def scan_journal(path):
             break
         damage.append((number, offset, "%s; %d bytes skipped" % (problem, following - offset)))
         offset = following
-    return JournalScan(records, torn, damage)
+    return JournalScan(records, torn, damage, parser)
 
 
 def _parse_v2(data, offset):

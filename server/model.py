@@ -122,6 +122,11 @@ NAME_ALPHABET = "letters, digits, '_', '-' and '.'"
 TAG_VALUE_ALPHABET = "letters, digits and '_-.:/@+'"
 
 
+# The statsd parser's version, journaled with the packets it read (see
+# server.parse_statsd and server.recovery): 2 reads Telegraf-style tags.
+STATSD_PARSER_VERSION = 2
+
+
 class Limits(NamedTuple):
     """
     Size limits the parsers enforce (built from the settings).
@@ -132,3 +137,6 @@ class Limits(NamedTuple):
     max_tag_length: int = 100
     max_batch: int = 10000
     max_set_members: int = 10000
+    # Telegraf-style tags in statsd names (name,k=v): statsd parser
+    # version 2 on.  A journal written by version 1 replays without them.
+    telegraf_tags: bool = True

@@ -36,6 +36,11 @@ from server.model import (
 __all__ = ["BadMetric", "fast_line", "fast_rows", "packet_lines", "parse_metric", "parse_packet",
            "split_packet"]
 
+# What a line means, by version (server.model.STATSD_PARSER_VERSION): a
+# journal records the version that read its statsd packets, and replays
+# them as that version did (1: before Telegraf-style tags, when "name,k=v"
+# dropped the comma and the "="; Limits.telegraf_tags off).
+
 _TYPES = {"c": COUNTER, "ms": TIMER, "h": HISTOGRAM, "d": DISTRIBUTION, "g": GAUGE, "s": SET}
 _TYPE_HELP = "c, ms, h, d, g or s"
 # Types whose samples carry a sample rate (statsd ignores it for the others).
@@ -216,7 +221,7 @@ def _parse_line(line, limits):
             'unknown type "%s" (expected %s)' % (_excerpt(fields[0], 30), _TYPE_HELP)
         )
 
-    name, tags = _sanitise_name(line[:colon])
+    name, tags = _sanitise_name(line[:colon], limits.telegraf_tags)
     if not name:
         raise BadMetric("empty metric name")
     if len(name) > limits.max_name_length:
@@ -270,7 +275,7 @@ def _parse_line(line, limits):
     return result
 
 
-def _sanitise_name(raw):
+def _sanitise_name(raw, telegraf_tags=True):
     """
     Etsy statsd's keyNameSanitize, then Graphite tags split off the name.
 
@@ -279,7 +284,7 @@ def _sanitise_name(raw):
     if _NAME_OK(raw) is not None:
         return raw, {}
     tags = {}
-    if "," in raw:
+    if telegraf_tags and "," in raw:
         # Telegraf's form (hot-shots with telegraf: true):
         # name,key=value,key2=value2 -- tags, not characters to drop.
         raw, *pairs = raw.split(",")

@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from server import snapshot as snapshots
 from server.journal import journal_files, journal_path, scan_journal, write_journal_file
 from server.tiers import TierMismatch, show_step, trimmed_rows
-from server.model import Limits, ParseError
+from server.model import STATSD_PARSER_VERSION, Limits, ParseError
 from server.parse_tuple import parse_line
 
 log = Logger()
@@ -24,6 +24,9 @@ log = Logger()
 # limits that refuse nothing for size, so lowering a limit loses nothing.
 REPLAY_LIMITS = Limits(max_name_length=1 << 30, max_tags=1 << 30, max_tag_length=1 << 30,
                        max_batch=1 << 30, max_set_members=1 << 30)
+# Statsd packets are replayed as the parser version that read them did
+# (server.journal: a file's magic says which).
+REPLAY_LIMITS_BY_VERSION = {1: REPLAY_LIMITS._replace(telegraf_tags=False), 2: REPLAY_LIMITS}
 
 # A journaled TCP line this long (a large batch) is parsed in a thread, and
 # the points of a record are applied this many per reactor turn.
@@ -224,6 +227,8 @@ class Recovery:
         self.packets = deque()
         # Journal records of imports not yet seen committed, by import id.
         self.imports = {}
+        # How the statsd packets of the file being replayed are read.
+        self.replay_limits = REPLAY_LIMITS
         self._waiting = []
         self._gen = None
         self._call = None
@@ -401,7 +406,7 @@ class Recovery:
             return applied
         kind, now, data = record
         if kind != "tcp" or len(data) < LONG_LINE:
-            return replay(core, (record,))
+            return replay(core, (record,), limits=self.replay_limits)
         try:
             items = (yield from self._in_thread(parse_line, data, REPLAY_LIMITS)).items
         except ParseError:
@@ -469,6 +474,8 @@ class Recovery:
                 scan = yield from self._in_thread(scan_journal, journal)
             except OSError as e:
                 raise unreadable(journal, e)
+            # Its statsd packets are read as the parser of their day read them.
+            self.replay_limits = REPLAY_LIMITS_BY_VERSION[scan.parser or STATSD_PARSER_VERSION]
             records, torn = scan.records, scan.torn
             if scan.damage:
                 self._damaged(journal, scan)
@@ -582,7 +589,7 @@ class Recovery:
             self.summary["damaged"].append("%s:%d" % (journal, number))
         self.summary["moved_aside"].append(_move_aside(journal, self.clock.seconds()))
         try:
-            write_journal_file(journal, scan.records)
+            write_journal_file(journal, scan.records, scan.parser or STATSD_PARSER_VERSION)
         except OSError as e:
             raise StartupError("cannot write the intact records of %s back: %s" % (journal, e))
         self.log.warn("kept the {count} intact records of {path} in a new file of that name",
@@ -607,11 +614,14 @@ def report_beyond_limits(core, summary):
                  "and every new series is refused until fewer remain", series=series, limit=limit)
 
 
-def replay(core, records, imports=None):
+def replay(core, records, imports=None, limits=None):
     """
     Feed journal records back through C{core}: raw input through the same
     parser and checks at its arrival time, JSON entries directly.  Returns
     the number of points applied.
+
+    Statsd packets are read under C{limits}: those of the parser version
+    that read them (L{REPLAY_LIMITS_BY_VERSION}, by the file's magic).
 
     The records of an import (first entry C{["i", id]}) are held in
     C{imports} until its commit marker C{[["ic", id, rows]]} comes, then
@@ -624,6 +634,8 @@ def replay(core, records, imports=None):
     applied = 0
     if imports is None:
         imports = {}
+    if limits is None:
+        limits = REPLAY_LIMITS
     for record in records:
         if isinstance(record, list):
             first = record[0] if record else None
@@ -640,7 +652,7 @@ def replay(core, records, imports=None):
         if kind == "udp":
             # The live path, shortcut included: the same folds, the same bits.
             before = core.counters["simplestats.replay.points"]
-            core.submit_statsd(data, "replay", REPLAY_LIMITS, now=now, journal=False)
+            core.submit_statsd(data, "replay", limits, now=now, journal=False)
             applied += core.counters["simplestats.replay.points"] - before
             continue
         try:

@@ -74,6 +74,14 @@ def _positive(x):
     return math.copysign(1.0, x) > 0
 
 
+def _same(a, b):
+    """
+    The same float bit for bit as far as a row can tell: equal, and of the
+    same sign (0.0 == -0.0, but a text form rebuilds only one of them).
+    """
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
 def export_value(series, row, agg=None):
     """
     The TCP-protocol value that rebuilds a stored bucket C{row} bit for bit
@@ -101,8 +109,9 @@ def export_value(series, row, agg=None):
             return {"type": "s", "members": sorted(agg.members)}
         return {"type": "s", "count": _number(row.count)}
     one = row.min
-    if (row.count == 1 and row.max == one and row.sum == one and row.last == one
-            and row.sumsq == one * one and row.p50 == row.p90 == row.p95 == row.p99 == one):
+    if (row.count == 1 and row.sumsq == one * one
+            and all(_same(one, x) for x in (row.max, row.sum, row.last, row.p50, row.p90,
+                                            row.p95, row.p99))):
         if series.type == SAMPLE:
             return _number(one)
         return "%r%s" % (_number(one), series.type)

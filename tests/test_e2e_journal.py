@@ -49,11 +49,11 @@ def journals(directory):
 
 def records(path):
     """
-    C{(record number, offset, payload)} of each record of an SSJ2 file.
+    C{(record number, offset, payload)} of each record of an SSJ3 file (SSJ2 framing).
     """
     with open(path, "rb") as f:
         data = f.read()
-    assert data.startswith(b"SSJ2\n")
+    assert data.startswith(b"SSJ3\n")
     found = []
     at = 5
     while at < len(data):

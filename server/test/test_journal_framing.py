@@ -135,10 +135,10 @@ class FramingTests(SynchronousTestCase):
         self.assertEqual(read_journal(path), (self.records[:3], (4, "zero bytes after the last record")))
 
     def test_version_in_the_magic(self):
-        """New files carry the format version SSJ2."""
+        """New files carry the format version SSJ3 (SSJ2 framing, statsd parser 2)."""
         path = write_journal(self.directory, self.records[:1])
         with open(path, "rb") as f:
-            self.assertEqual(f.read(5), b"SSJ2\n")
+            self.assertEqual(f.read(5), b"SSJ3\n")
 
     def test_first_format_still_read(self):
         """An SSJ1 file written by the previous server reads back record for record."""

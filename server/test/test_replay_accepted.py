@@ -75,3 +75,29 @@ class ReplayAsAcceptedTests(SynchronousTestCase):
         self.assertTrue(any("more than --max-series" in t for t in texts), texts)
         # Live, the lower settings apply to new data.
         self.assertNotEqual(again.core.submit([Sample("new", (), COUNTER, 1.0)], "test"), [])
+
+
+class ParserVersionTests(SynchronousTestCase):
+    def test_packets_replay_as_their_parser_read_them(self):
+        """A journal file of statsd parser 1 (SSJ2) replays 'req,host=a' as parser 1 read it; SSJ3 as tags."""
+        import os
+
+        from server.journal import journal_path, scan_journal, write_journal_file
+        clock = TurnClock()
+        clock.advance(T0)
+        server = Server(self, clock)
+        server.journal.close()
+        old = journal_path(server.directory, 1)
+        new = journal_path(server.directory, 2)
+        packet = ("udp", T0, b"req,host=a:1|c")
+        write_journal_file(old, [packet], parser=1)
+        write_journal_file(new, [packet], parser=2)
+        self.assertEqual((scan_journal(old).parser, scan_journal(new).parser), (1, 2))
+        with open(old, "rb") as f:
+            self.assertEqual(f.read(5), b"SSJ2\n")
+        for path in (journal_path(server.directory, n) for n in range(3, 5)):
+            if os.path.exists(path):
+                os.remove(path)
+        again = Server(self, clock, server.directory, now=T0)
+        recover(again.directory, again.store, again.core, False, T0, until_seq=3)
+        self.assertEqual(sorted(again.store.series), ["req;host=a", "reqhosta"])

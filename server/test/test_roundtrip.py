@@ -30,6 +30,11 @@ numbers = st.one_of(st.integers(-1000, 1000),
                     st.floats(-1e12, 1e12, allow_nan=False, allow_infinity=False),
                     st.sampled_from([-0.0, 0.5, -5.0, 1e-300]))
 positive = st.floats(0.001, 1e6, allow_nan=False)
+# Timers, histograms, distributions and samples without -0.0: a bucket that
+# holds both zeros keeps as its min and max whichever it merged first (min
+# and max keep the first of equals), and an import merges in another order.
+# Documented in docs/API.md; counters and gauges keep -0.0 in the test.
+dist_numbers = numbers.map(lambda x: x + 0.0)
 # Now (the finest tier), hours ago (only the 1-minute tier keeps them once
 # the 6 h of the 5-second tier passed), days ago (only the 1-hour tier past
 # 8 days), and ahead of the clock within the future limit.
@@ -48,7 +53,7 @@ def _text(x, suffix):
 
 @st.composite
 def dist_partial(draw, kind):
-    values = draw(st.lists(numbers, min_size=1, max_size=5))
+    values = draw(st.lists(dist_numbers, min_size=1, max_size=5))
     values = [float(v) for v in values]
     partial = {"type": kind, "count": len(values), "sum": math.fsum(values), "min": min(values),
                "max": max(values)}
@@ -74,8 +79,8 @@ def values_of(kind):
         return st.one_of(members.map(lambda m: {"type": "s", "members": m}),
                          st.integers(0, 50).map(lambda n: {"type": "s", "count": n}))
     if kind == "v":
-        return st.one_of(numbers, dist_partial("v"))
-    return st.one_of(numbers.map(lambda x: _text(x, kind)), dist_partial(kind))
+        return st.one_of(dist_numbers, dist_partial("v"))
+    return st.one_of(dist_numbers.map(lambda x: _text(x, kind)), dist_partial(kind))
 
 
 @st.composite
