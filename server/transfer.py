@@ -707,6 +707,32 @@ class ImportReader:
             yield rows
 
 
+def note_bad(bad, number, problem):
+    """
+    Keep a bad row's C{(row number, message)} for the answer, up to
+    L{MAX_REPORTED_ROWS} of them.
+    """
+    if len(bad) < MAX_REPORTED_ROWS:
+        bad.append((number, problem))
+
+
+def split_rows(rows, items, numbers, bad):
+    """
+    Sort a batch of L{ImportReader} rows: the good ones' items and row
+    numbers onto C{items} and C{numbers}, the bad ones onto C{bad} (see
+    L{note_bad}).  Returns how many were bad.
+    """
+    count = 0
+    for number, item, problem in rows:
+        if problem is None:
+            items.append(item)
+            numbers.append(number)
+        else:
+            count += 1
+            note_bad(bad, number, problem)
+    return count
+
+
 def parse_import(data, fmt, limits, read_bytes=READ_BYTES, batch_rows=BATCH_ROWS):
     """
     Check a whole upload held in memory (the streamed reader over it).
@@ -719,14 +745,7 @@ def parse_import(data, fmt, limits, read_bytes=READ_BYTES, batch_rows=BATCH_ROWS
     items, numbers, bad = [], [], []
     bad_count = 0
     for rows in reader.batches():
-        for number, item, problem in rows:
-            if problem is None:
-                items.append(item)
-                numbers.append(number)
-            else:
-                bad_count += 1
-                if len(bad) < MAX_REPORTED_ROWS:
-                    bad.append((number, problem))
+        bad_count += split_rows(rows, items, numbers, bad)
     if not items and not bad_count:
         bad_count = 1
         bad.append((0, "the file holds no rows"))

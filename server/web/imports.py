@@ -245,18 +245,10 @@ class Importer:
                 began = self.timer()
             items = []
             numbers = []
-            for number, item, problem in batch:
-                if problem is None:
-                    items.append(item)
-                    numbers.append(number)
-                else:
-                    bad_count += 1
-                    if len(bad) < transfer.MAX_REPORTED_ROWS:
-                        bad.append((number, problem))
+            bad_count += transfer.split_rows(batch, items, numbers, bad)
             for position, message in check(items, seen, now):
                 bad_count += 1
-                if len(bad) < transfer.MAX_REPORTED_ROWS:
-                    bad.append((numbers[position], message))
+                transfer.note_bad(bad, numbers[position], message)
             if not bad_count:
                 # One staged line per batch, applied in one go in pass 2.
                 staged.write(json.dumps(stage(items), separators=(",", ":")).encode() + b"\n")
