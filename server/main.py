@@ -71,8 +71,7 @@ def main(argv=None, environ=None):
     def recovered(summary):
         if not top.recovery.finished:
             return None  # failed: on_failure said why
-        gc.freeze()
-        gc.enable()
+        policy.freeze()  # collection is off: freezes what recovery made, turns it on
         log.info("SimpleStats ready: tcp={bind}:{tcp} udp={bind}:{udp} http={bind}:{http} "
                  "data_dir={data_dir} pid={pid}", **where)
         return summary
