@@ -384,25 +384,11 @@ class Recovery:
         """
         core = self.core
         if isinstance(record, list):
-            # An import's records (first entry ["i", id]) wait for its commit
-            # marker [["ic", id, rows]]; one never committed was never
-            # acknowledged and is dropped at the end (see replay).
-            head = record[0] if record else None
-            if head and head[0] == "i":
-                self.imports.setdefault(head[1], []).append(record)
-                return 0
-            if head and head[0] == "ic":
-                held = self.imports.pop(head[1], ())
-                applied = 0
-                for entries in held:
-                    for first in range(1, len(entries), REPLAY_PART):
-                        applied += core.replay_entries(entries[first:first + REPLAY_PART])
-                        yield
-                return applied
             applied = 0
-            for first in range(0, len(record), REPLAY_PART):
-                applied += core.replay_entries(record[first:first + REPLAY_PART])
-                yield
+            for entries in entries_to_apply(record, self.imports):
+                for first in range(0, len(entries), REPLAY_PART):
+                    applied += core.replay_entries(entries[first:first + REPLAY_PART])
+                    yield
             return applied
         kind, now, data = record
         if kind != "tcp" or len(data) < LONG_LINE:
@@ -614,6 +600,24 @@ def report_beyond_limits(core, summary):
                  "and every new series is refused until fewer remain", series=series, limit=limit)
 
 
+def entries_to_apply(record, imports):
+    """
+    The lists of JSON entries a journal record of entries lets replay apply
+    now: none for a record of an import (first entry C{["i", id]}), held
+    in C{imports} by id until its commit marker C{[["ic", id, rows]]},
+    which releases them all (their entries after the C{["i", id]}); any
+    other record itself.  An import never committed stays in C{imports}
+    (never acknowledged: the caller drops it).
+    """
+    head = record[0] if record else None
+    if head and head[0] == "i":
+        imports.setdefault(head[1], []).append(record)
+        return ()
+    if head and head[0] == "ic":
+        return [held[1:] for held in imports.pop(head[1], ())]
+    return (record,)
+
+
 def replay(core, records, imports=None, limits=None):
     """
     Feed journal records back through C{core}: raw input through the same
@@ -638,15 +642,8 @@ def replay(core, records, imports=None, limits=None):
         limits = REPLAY_LIMITS
     for record in records:
         if isinstance(record, list):
-            first = record[0] if record else None
-            if first and first[0] == "i":
-                imports.setdefault(first[1], []).append(record)
-                continue
-            if first and first[0] == "ic":
-                for held in imports.pop(first[1], ()):
-                    applied += core.replay_entries(held[1:])
-                continue
-            applied += core.replay_entries(record)
+            for entries in entries_to_apply(record, imports):
+                applied += core.replay_entries(entries)
             continue
         kind, now, data = record
         if kind == "udp":
