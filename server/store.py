@@ -461,14 +461,16 @@ class Store:
             todo = self._settling
             if todo is None:
                 todo = self._settling = list(self.running)
-            done = 0
+            seen = 0
             while todo:
                 pending = todo.pop().run
                 if pending:
                     fold(pending)
-                    done += 1
-                    if not done & 63 and timer() > deadline:
-                        return False
+                seen += 1
+                # Counted by runs visited, not folded: after a burst most
+                # are empty, and a walk of 500k of them is a slice too.
+                if not seen & 63 and timer() > deadline:
+                    return False
             self._settling = None
         # One pass in full: what came while the slices went on (a walk over
         # runs that are mostly empty by now).
