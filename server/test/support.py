@@ -44,3 +44,23 @@ def synchronous(f, *args):
     A run_in_thread that runs in this thread (tests own their time).
     """
     return defer.maybeDeferred(f, *args)
+
+
+def replayed(testcase, live):
+    """
+    A fresh core that replayed C{live}'s journal (written first), both then
+    settled and ticked at the live clock's time, for comparing their bits.
+    """
+    from server.journal import read_journal
+    from server.recovery import replay
+    live.durable()
+    records, torn = read_journal(os.path.join(live.settings.data_dir, "journal.000001.log"))
+    testcase.assertIsNone(torn)
+    fresh = make_core(testcase)
+    fresh.store = Store(live.settings.tiers, now=T0)
+    fresh.clock = live.clock
+    replay(fresh, records)
+    for core in (live, fresh):
+        core.store.settle()
+        core.store.tick(live.clock.seconds())
+    return fresh

@@ -5,20 +5,16 @@ the bit however the runs are cut (reads, ticks, other inputs) and whichever
 way the point came (the statsd shortcut, the full parser, the journal).
 """
 
-import os
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.journal import read_journal
 from server.model import COUNTER, GAUGE, TIMER, Sample
 from server.parse_statsd import parse_packet
 from server.protocols.statsd import StatsdProtocol
 from server.query import bucket_rows
-from server.recovery import replay
-from server.store import Store
-from server.test.support import T0, make_core
+from server.test.support import T0, make_core, replayed
 
 PEER = ("127.0.0.1", 40000)
 STEP = 5.0
@@ -128,16 +124,7 @@ class OneApplyPathTests(SynchronousTestCase):
         """Replaying the journal (the same shortcut, no reads in between) gives the bits the live server reached with its reads."""
         live = make_core(self)
         self.run_actions(script, live, tick=False)
-        live.durable()
-        records, torn = read_journal(os.path.join(live.settings.data_dir, "journal.000001.log"))
-        self.assertIsNone(torn)
-        fresh = make_core(self)
-        fresh.store = Store(live.settings.tiers, now=T0)
-        fresh.clock = live.clock
-        replay(fresh, records)
-        for core in (live, fresh):
-            core.store.settle()
-            core.store.tick(live.clock.seconds())
+        fresh = replayed(self, live)
         # The replayed server counts its points under replay.
         self.assertEqual(state(fresh), state(live))
 

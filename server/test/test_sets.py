@@ -6,22 +6,19 @@ a few kilobytes.
 """
 
 import json
-import os
 import random
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from server import cardinality
 from server.aggregate import SetAgg
-from server.journal import read_journal
 from server.model import SET, Partial
 from server.protocols.statsd import StatsdProtocol
 from server.query import bucket_rows
-from server.recovery import replay
 from server.settings import SettingsError, load, parse_retentions
 from server.snapshot import decode_series, encode_series
 from server.store import Store
-from server.test.support import T0, make_core
+from server.test.support import T0, make_core, replayed
 from server.test.test_apply_path import state
 
 LIMIT = cardinality.EXACT_LIMIT
@@ -268,15 +265,6 @@ class SnapshotAndJournalTests(SynchronousTestCase):
             if k % 25 == 0:
                 live.store.tick(live.clock.seconds())
             live.clock.advance(0.5)
-        live.durable()
-        records, torn = read_journal(os.path.join(live.settings.data_dir, "journal.000001.log"))
-        self.assertIsNone(torn)
-        fresh = make_core(self)
-        fresh.store = Store(live.settings.tiers, now=T0)
-        fresh.clock = live.clock
-        replay(fresh, records)
-        for core in (live, fresh):
-            core.store.settle()
-            core.store.tick(live.clock.seconds())
+        fresh = replayed(self, live)
         self.assertEqual(state(fresh), state(live))
         self.assertIsNone(live.store.series["s"].open[1][T0].members)
