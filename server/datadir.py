@@ -16,6 +16,17 @@ LOCK_NAME = "simplestats.lock"
 PRIVATE = 0o600
 
 
+def fsync_directory(directory):
+    """
+    Make a file's creation, rename or removal in C{directory} durable.
+    """
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def new_private_file(path, flags):
     """
     An C{open()} opener: C{path} made anew (a leftover is removed, so no

@@ -48,7 +48,7 @@ import zlib
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from server.datadir import PRIVATE, new_private_file
+from server.datadir import PRIVATE, fsync_directory, new_private_file
 from server.model import STATSD_PARSER_VERSION
 
 # The magic names the framing and the statsd parser version that read the
@@ -415,7 +415,7 @@ def write_journal_file(path, records, parser=STATSD_PARSER_VERSION):
         f.flush()
         os.fsync(f.fileno())
     os.replace(temp, path)
-    _fsync_directory(os.path.dirname(path) or ".")
+    fsync_directory(os.path.dirname(path) or ".")
 
 
 def _open(directory, seq):
@@ -425,7 +425,7 @@ def _open(directory, seq):
         os.fchmod(fd, PRIVATE)  # only the server reads its data: whatever the umask or an older mode
         if os.fstat(fd).st_size == 0:
             os.write(fd, MAGIC)
-        _fsync_directory(directory)
+        fsync_directory(directory)
     except OSError:
         os.close(fd)
         raise
@@ -628,10 +628,3 @@ def _decode(kind, payload):
         raise ValueError("unknown record kind %r" % (kind,))
     return name, _TIME.unpack_from(payload)[0], payload[_TIME.size:]
 
-
-def _fsync_directory(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 
 from server.aggregate import STORED_FIELDS, aggregate_from_json
 from server.cardinality import EXACT_LIMIT
-from server.datadir import new_private_file
+from server.datadir import fsync_directory, new_private_file
 from server.tiers import convert_series, convert_watermarks, plan as plan_tiers
 from server.store import Series, StoredTier
 
@@ -151,11 +151,7 @@ def write_file(directory, chunks):
         f.flush()
         os.fsync(f.fileno())
     os.replace(temp, path)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(directory)
     return len(data)
 
 

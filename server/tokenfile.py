@@ -17,6 +17,7 @@ import sys
 
 from twisted.logger import Logger
 
+from server.datadir import fsync_directory
 from server.web.auth import is_loopback, reads_need_token
 
 log = Logger()
@@ -167,11 +168,7 @@ def _create(path, token):
         return False
     finally:
         os.unlink(temp)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(directory)
     return True
 
 
