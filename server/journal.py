@@ -627,4 +627,3 @@ def _decode(kind, payload):
     if name is None or len(payload) < _TIME.size:
         raise ValueError("unknown record kind %r" % (kind,))
     return name, _TIME.unpack_from(payload)[0], payload[_TIME.size:]
-
