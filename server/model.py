@@ -41,6 +41,12 @@ class ParseError(ValueError):
     """
 
 
+class StartupError(Exception):
+    """
+    The server must not start; the message names the file and the problem.
+    """
+
+
 class Sample(NamedTuple):
     """
     One measurement.

@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from server import snapshot as snapshots
 from server.journal import journal_files, journal_path, scan_journal, write_journal_file
 from server.tiers import TierMismatch, show_step, trimmed_rows
-from server.model import STATSD_PARSER_VERSION, Limits, ParseError
+from server.model import STATSD_PARSER_VERSION, Limits, ParseError, StartupError
 from server.parse_tuple import parse_line
 
 log = Logger()
@@ -32,12 +32,6 @@ REPLAY_LIMITS_BY_VERSION = {1: REPLAY_LIMITS._replace(telegraf_tags=False), 2: R
 # the points of a record are applied this many per reactor turn.
 LONG_LINE = 16 * 1024
 REPLAY_PART = 512
-
-
-class StartupError(Exception):
-    """
-    The server must not start; the message names the file and the problem.
-    """
 
 
 def unreadable(path, error):
