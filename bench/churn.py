@@ -26,12 +26,12 @@ sys.path.insert(0, REPO_ROOT)
 
 from twisted.internet.task import Clock  # noqa: E402
 
-from server.ingest import IngestCore  # noqa: E402
-from server.journal import Journal  # noqa: E402
-from server.model import COUNTER, Sample  # noqa: E402
-from server.rollup import RollupTimer  # noqa: E402
+from server.core.ingest import IngestCore  # noqa: E402
+from server.durability.journal import Journal  # noqa: E402
+from server.core.model import COUNTER, Sample  # noqa: E402
+from server.core.rollup import RollupTimer  # noqa: E402
 from server.settings import load  # noqa: E402
-from server.store import Store  # noqa: E402
+from server.core.store import Store  # noqa: E402
 
 T0 = 1795392000.0
 

@@ -51,13 +51,13 @@ def build_server(directory, start, ticks):
     """
     from twisted.internet import task
 
-    from server.ingest import IngestCore
-    from server.journal import Journal
-    from server.protocols.statsd import StatsdProtocol
-    from server.rollup import RollupTimer
+    from server.core.ingest import IngestCore
+    from server.durability.journal import Journal
+    from server.receivers.statsd import StatsdProtocol
+    from server.core.rollup import RollupTimer
     from server.settings import load
-    from server.snapshot import Snapshotter
-    from server.store import Store
+    from server.durability.snapshot import Snapshotter
+    from server.core.store import Store
 
     settings = dataclasses.replace(load([]), data_dir=directory)
     clock = task.Clock()

@@ -70,14 +70,14 @@ CHECKED_COUNTERS = 2
 # Lines of warnings and errors from the restart's log kept in the result.
 LOG_PROBLEMS_KEPT = 20
 
-# The journal format (server/journal.py), read here independently of the
+# The journal format (server/durability/journal.py), read here independently of the
 # server's code: magic, then records of a 4-byte length, a CRC-32 of kind
 # and payload, a 1-byte kind and the payload (u: 8-byte time + packet).
 # SSJ2 records are a 4-byte marker, the length, the kind, the payload's
 # CRC-32 and the header's, then the payload.
 JOURNAL_MAGIC = b"SSJ1\n"
 JOURNAL_MAGIC_2 = b"SSJ2\n"
-# SSJ2's framing, statsd parser 2 (server/journal.py).
+# SSJ2's framing, statsd parser 2 (server/durability/journal.py).
 JOURNAL_MAGIC_3 = b"SSJ3\n"
 JOURNAL_NAME = re.compile(r"^journal\.(\d{6,})\.log$")
 _HEADER = struct.Struct(">IIc")

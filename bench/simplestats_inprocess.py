@@ -40,7 +40,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIX = (("c", 12), ("ms", 5), ("g", 3))
 # Values per bucket, by kind.
 VALUES = {"c": 3, "ms": 50, "g": 3}
-# The server's rollup timer slice (server.rollup.RollupTimer's default).
+# The server's rollup timer slice (server.core.rollup.RollupTimer's default).
 SLICE_SECONDS = 0.02
 # Lognormal latencies drawn once; each timer bucket takes 50 in a row from
 # its own offset, so buckets and series differ.
@@ -93,9 +93,9 @@ class GcPauses:
 
 
 def measure(count, buckets, start=1_700_000_000.0):
-    from server.model import COUNTER, GAUGE, TIMER
+    from server.core.model import COUNTER, GAUGE, TIMER
     from server.settings import load
-    from server.store import Store
+    from server.core.store import Store
 
     settings = load([])
     types = {"c": COUNTER, "ms": TIMER, "g": GAUGE}

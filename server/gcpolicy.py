@@ -37,7 +37,7 @@ THRESHOLDS = (50_000, 2, 1000)
 
 class GcPolicy:
     """
-    @param gauges: the server's own gauges (L{server.ingest.IngestCore.gauges}).
+    @param gauges: the server's own gauges (L{server.core.ingest.IngestCore.gauges}).
     """
 
     def __init__(self, gauges, timer=time.perf_counter, collector=gc):

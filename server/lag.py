@@ -20,7 +20,7 @@ class LagMonitor:
     @param timer: a monotonic clock in seconds that keeps running while the
         reactor is held (C{time.perf_counter}); in tests the fake clock's
         C{seconds}.
-    @param gauges: the server's own gauges (L{server.ingest.IngestCore.gauges}).
+    @param gauges: the server's own gauges (L{server.core.ingest.IngestCore.gauges}).
     @param wall: the time the per-second maxima are labelled with
         (C{clock.seconds}).
     """

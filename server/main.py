@@ -18,7 +18,7 @@ def main(argv=None, environ=None):
     from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
     from server.gcpolicy import GcPolicy
-    from server.recovery import StartupError
+    from server.durability.recovery import StartupError
     from server.service import listening_ports, makeService
     from server.settings import SettingsError, load
 

@@ -1,7 +1,7 @@
 """
 C{python -m server.migrate --data-dir DIR --retentions NEW
 [--drop-removed-tiers]}: rewrite a stopped server's snapshot into new tiers
-(L{server.tiers} says what is exact and what is refused), keeping the old
+(L{server.durability.tiers} says what is exact and what is refused), keeping the old
 snapshot as C{snapshot.jsonl.gz.before-migration-TIME}.
 """
 
@@ -16,12 +16,12 @@ import time
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from server import snapshot as snapshots  # noqa: E402
-from server.cardinality import EXACT_LIMIT  # noqa: E402
-from server.datadir import DataDirInUse, DataDirLock  # noqa: E402
+from server.durability import snapshot as snapshots  # noqa: E402
+from server.core.cardinality import EXACT_LIMIT  # noqa: E402
+from server.durability.datadir import DataDirInUse, DataDirLock  # noqa: E402
 from server.settings import parse_retentions  # noqa: E402
-from server.store import Store  # noqa: E402
-from server.tiers import TierMismatch, plan, show_tiers  # noqa: E402
+from server.core.store import Store  # noqa: E402
+from server.durability.tiers import TierMismatch, plan, show_tiers  # noqa: E402
 
 
 def main(argv=None):

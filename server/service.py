@@ -22,18 +22,18 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from server.datadir import DataDirInUse, DataDirLock
-from server.fdlimit import fit_connection_caps, raise_soft_limit
-from server.ingest import IngestCore
-from server.journal import Journal
+from server.durability.datadir import DataDirInUse, DataDirLock
+from server.receivers.fdlimit import fit_connection_caps, raise_soft_limit
+from server.core.ingest import IngestCore
+from server.durability.journal import Journal
 from server.lag import LagMonitor
-from server.protocols.statsd import StatsdProtocol
-from server.protocols.tcp import TupleFactory
-from server.recovery import Recovery, StartupError
-from server.rollup import RollupTimer
-from server.snapshot import Snapshotter
-from server.store import Store
-from server.tokenfile import TokenError, resolve_token
+from server.receivers.statsd import StatsdProtocol
+from server.receivers.tcp import TupleFactory
+from server.durability.recovery import Recovery, StartupError
+from server.core.rollup import RollupTimer
+from server.durability.snapshot import Snapshotter
+from server.core.store import Store
+from server.web.tokenfile import TokenError, resolve_token
 from server.web.api import WebAPI
 from server.web.recovering import RecoveringGate
 from server.web.site import LimitedSite

@@ -13,8 +13,8 @@ import math
 import re
 from typing import NamedTuple, Optional, Tuple
 
-from server.cardinality import EXACT_LIMIT, MIN_EXACT_LIMIT
-from server.model import Limits
+from server.core.cardinality import EXACT_LIMIT, MIN_EXACT_LIMIT
+from server.core.model import Limits
 
 
 class SettingsError(ValueError):

@@ -541,7 +541,7 @@ def test_journal_summary_counts_lines_and_torn_records(tmp_path):
 def test_journal_summary_reads_the_server_s_current_format(tmp_path):
     """The harness counts the records of a journal the server writes today (SSJ3) and its torn end."""
     from bench import recovery
-    from server.journal import Journal
+    from server.durability.journal import Journal
     journal = Journal(str(tmp_path))
     journal.append_raw(b"u", 1.0, b"a:1|c\nb:2|c")
     journal.append([["d", "x"]])

@@ -13,9 +13,9 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from bench import stalls  # noqa: E402
-from server.parse_tuple import parse_line  # noqa: E402
+from server.receivers.parse_tuple import parse_line  # noqa: E402
 from server.settings import load  # noqa: E402
-from server.transfer import parse_import  # noqa: E402
+from server.web.transfer import parse_import  # noqa: E402
 
 LIMITS = load([], {}).limits
 MAX_LINE = load([], {}).max_line_length

@@ -25,11 +25,11 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from serverproc import TupleConnection
-from server.journal import Journal, encode_entries
+from server.durability.journal import Journal, encode_entries
 from server.service import guarded
 from server.settings import parse_retentions
-from server.snapshot import Snapshotter
-from server.store import Store
+from server.durability.snapshot import Snapshotter
+from server.core.store import Store
 
 SNAPSHOT = "snapshot.jsonl.gz"
 OK = b"--OK\r\n"

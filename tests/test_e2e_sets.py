@@ -11,7 +11,7 @@ import time
 STEP = 5
 MEMBERS = 1_000_000
 PER_LINE = 10_000
-# Three standard errors of the sketch (server/cardinality.py RELATIVE_ERROR).
+# Three standard errors of the sketch (server/core/cardinality.py RELATIVE_ERROR).
 BOUND = 3 * 0.01625
 
 

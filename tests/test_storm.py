@@ -282,8 +282,8 @@ def udp_garbage(server, tally, seed):
     three lines of random bytes without '|' (each a bad metric), or one
     over --max-packet-size (refused whole, however good its lines).
     """
-    from server.model import Limits
-    from server.parse_statsd import parse_packet
+    from server.core.model import Limits
+    from server.core.parse_statsd import parse_packet
 
     rng = random.Random(seed)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

@@ -7,10 +7,10 @@ import os
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from server.ingest import IngestCore
-from server.journal import Journal
+from server.core.ingest import IngestCore
+from server.durability.journal import Journal
 from server.settings import load
-from server.store import Store
+from server.core.store import Store
 
 # 2026-11-23 00:00:00 UTC: tests start at a known, bucket-aligned time.
 T0 = 1795392000.0
@@ -51,8 +51,8 @@ def replayed(testcase, live):
     A fresh core that replayed C{live}'s journal (written first), both then
     settled and ticked at the live clock's time, for comparing their bits.
     """
-    from server.journal import read_journal
-    from server.recovery import replay
+    from server.durability.journal import read_journal
+    from server.durability.recovery import replay
     live.durable()
     records, torn = read_journal(os.path.join(live.settings.data_dir, "journal.000001.log"))
     testcase.assertIsNone(torn)

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.model import COUNTER, GAUGE, TIMER, Sample
-from server.parse_statsd import parse_packet
-from server.protocols.statsd import StatsdProtocol
-from server.query import bucket_rows
+from server.core.model import COUNTER, GAUGE, TIMER, Sample
+from server.core.parse_statsd import parse_packet
+from server.receivers.statsd import StatsdProtocol
+from server.core.query import bucket_rows
 from server.test.support import T0, make_core, replayed
 
 PEER = ("127.0.0.1", 40000)
@@ -197,7 +197,7 @@ class ShortcutTests(SynchronousTestCase):
 
     def test_a_new_bucket_finds_the_earlier_run_without_parsing(self):
         """A token seen in the previous bucket starts its series' run in the new one without the line being parsed again; a deleted series' token is parsed afresh."""
-        from server import ingest
+        from server.core import ingest
 
         self.send(b"t:1.5|ms|#a:b\nc:1|c|@0.5")
         self.core.clock.advance(STEP)
@@ -241,7 +241,7 @@ class ShortcutTests(SynchronousTestCase):
 
     def test_runs_are_folded_as_they_fill(self):
         """A run is folded once it holds FOLD_AT values, by either way in, so a bucket's end never folds a whole bucket at once."""
-        from server.store import FOLD_AT
+        from server.core.store import FOLD_AT
 
         for n in range(3 * FOLD_AT + 5):
             self.send(b"t:%d.5|ms\nc:1|c" % (n,))

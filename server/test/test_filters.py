@@ -1,5 +1,5 @@
 """
-Tests for L{server.filters}.
+Tests for L{server.core.filters}.
 """
 
 import json
@@ -14,8 +14,8 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.filters import compile_filter, merge_runs, run_in_slices, select, sorted_runs
-from server.model import GAUGE, ParseError, Sample
+from server.core.filters import compile_filter, merge_runs, run_in_slices, select, sorted_runs
+from server.core.model import GAUGE, ParseError, Sample
 from server.test.test_web_api import BASE, APITestCase
 from server.web.api import WebAPI
 

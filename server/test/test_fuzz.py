@@ -25,15 +25,15 @@ from treq.testing import StubTreq
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from server import transfer
-from server.filters import compile_filter
-from server.model import (COUNTER, DISTRIBUTION_TYPES, GAUGE, SAMPLE, SET, TIMER, Limits,
+from server.web import transfer
+from server.core.filters import compile_filter
+from server.core.model import (COUNTER, DISTRIBUTION_TYPES, GAUGE, SAMPLE, SET, TIMER, Limits,
                           ParseError, Partial, Sample, series_key)
-from server.parse_statsd import parse_packet
-from server.parse_tuple import parse_line
-from server.protocols.statsd import StatsdProtocol
-from server.protocols.tcp import TupleFactory
-from server.query import bucket_rows
+from server.core.parse_statsd import parse_packet
+from server.receivers.parse_tuple import parse_line
+from server.receivers.statsd import StatsdProtocol
+from server.receivers.tcp import TupleFactory
+from server.core.query import bucket_rows
 from server.test.support import T0, make_core
 from server.web.api import WebAPI
 
@@ -686,7 +686,7 @@ class ImportFuzz(APIFuzzCase):
             if response.code != 200:
                 self.assertJSONError(response, answer, (400,))
         # What was taken reads back: every field of every series, and the export.
-        from server.aggregate import PUBLIC_FIELDS
+        from server.core.aggregate import PUBLIC_FIELDS
 
         self.assertGreater(len(core.store.series), 5)
         for series in list(core.store.series.values()):
@@ -853,7 +853,7 @@ class QueryFuzz(APIFuzzCase):
 class HugeValueTests(APIFuzzCase):
     def test_huge_finite_values_read_back_everywhere(self):
         """Values near the float limit (sums and squares overflow) never break a read: every endpoint answers 200 with JSON."""
-        from server.aggregate import PUBLIC_FIELDS
+        from server.core.aggregate import PUBLIC_FIELDS
 
         core, _, stub = self.make_api()
         items = []
@@ -887,7 +887,7 @@ class HugeValueTests(APIFuzzCase):
 class HostileInputTests(SynchronousTestCase):
     def test_sketch_accuracies_do_not_grow_the_cache(self):
         """Partial aggregates naming thousands of sketch accuracies leave the mapping cache bounded."""
-        from server import sketch
+        from server.core import sketch
 
         for i in range(2000):
             partial = {"type": "ms", "count": 1, "sum": 1, "min": 1, "max": 1,

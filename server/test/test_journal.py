@@ -10,13 +10,13 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.ingest import IngestCore
-from server.journal import Journal, journal_files, journal_path, read_journal
-from server.model import COUNTER, Sample
-from server.protocols import tcp
-from server.protocols.tcp import TupleFactory
-from server.snapshot import SNAPSHOT_NAME, Snapshotter
-from server.store import Store
+from server.core.ingest import IngestCore
+from server.durability.journal import Journal, journal_files, journal_path, read_journal
+from server.core.model import COUNTER, Sample
+from server.receivers import tcp
+from server.receivers.tcp import TupleFactory
+from server.durability.snapshot import SNAPSHOT_NAME, Snapshotter
+from server.core.store import Store
 from server.test.support import T0, settings_for, synchronous
 
 

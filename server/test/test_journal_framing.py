@@ -14,14 +14,14 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.datadir import DataDirInUse, DataDirLock
-from server.ingest import IngestCore
-from server.journal import (MAGIC, MAGIC_V1, Journal, JournalCorrupt, journal_path,
+from server.durability.datadir import DataDirInUse, DataDirLock
+from server.core.ingest import IngestCore
+from server.durability.journal import (MAGIC, MAGIC_V1, Journal, JournalCorrupt, journal_path,
                             read_journal, scan_journal)
-from server.recovery import StartupError, recover
+from server.durability.recovery import StartupError, recover
 from server.service import makeService
 from server.settings import load
-from server.store import Store
+from server.core.store import Store
 from server.test.support import T0, settings_for, synchronous
 
 HEADER = 17
@@ -245,8 +245,8 @@ class NumberingTests(SynchronousTestCase):
 
     def test_journal_goes_on_after_the_snapshot_s_number(self):
         """With the journal files removed by hand, the next records go to a number the snapshot does not cover, and a restart replays them."""
-        from server.model import COUNTER, Sample
-        from server.snapshot import Snapshotter
+        from server.core.model import COUNTER, Sample
+        from server.durability.snapshot import Snapshotter
         from server.test.support import make_core
 
         core = make_core(self)

@@ -14,16 +14,16 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from server import migrate
-from server import tiers as tiermod
-from server.aggregate import STORED_FIELDS
-from server.ingest import IngestCore
-from server.journal import Journal
-from server.model import SET
-from server.query import bucket_rows
-from server.recovery import StartupError, recover
+from server.durability import tiers as tiermod
+from server.core.aggregate import STORED_FIELDS
+from server.core.ingest import IngestCore
+from server.durability.journal import Journal
+from server.core.model import SET
+from server.core.query import bucket_rows
+from server.durability.recovery import StartupError, recover
 from server.settings import parse_retentions
-from server.snapshot import SNAPSHOT_NAME, Snapshotter
-from server.store import Store
+from server.durability.snapshot import SNAPSHOT_NAME, Snapshotter
+from server.core.store import Store
 from server.test.support import T0, settings_for, synchronous
 from server.test.test_persistence import mixed_items, run_snapshot, series_names
 

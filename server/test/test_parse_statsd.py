@@ -1,12 +1,12 @@
 """
-Tests for L{server.parse_statsd}.
+Tests for L{server.core.parse_statsd}.
 """
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.model import (
+from server.core.model import (
     COUNTER,
     DISTRIBUTION,
     GAUGE,
@@ -16,7 +16,7 @@ from server.model import (
     Limits,
     Sample,
 )
-from server.parse_statsd import parse_packet
+from server.core.parse_statsd import parse_packet
 
 LIMITS = Limits()
 SMALL = Limits(max_name_length=10, max_tags=2, max_tag_length=5)

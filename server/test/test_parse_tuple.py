@@ -1,5 +1,5 @@
 """
-Tests for L{server.parse_tuple}.
+Tests for L{server.receivers.parse_tuple}.
 """
 
 import json
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.model import (
+from server.core.model import (
     COUNTER,
     DISTRIBUTION,
     GAUGE,
@@ -22,8 +22,8 @@ from server.model import (
     Partial,
     Sample,
 )
-from server.parse_tuple import ParsedLine, parse_line, parse_tuple
-from server.sketch import Sketch
+from server.receivers.parse_tuple import ParsedLine, parse_line, parse_tuple
+from server.core.sketch import Sketch
 
 LIMITS = Limits()
 SMALL = Limits(max_name_length=10, max_tags=2, max_tag_length=5, max_batch=3, max_set_members=2)

@@ -12,18 +12,18 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from server import snapshot as snapshots
-from server.ingest import IngestCore
-from server.journal import (MAGIC, MARKER, Journal, JournalCorrupt, journal_files, journal_path,
+from server.durability import snapshot as snapshots
+from server.core.ingest import IngestCore
+from server.durability.journal import (MAGIC, MARKER, Journal, JournalCorrupt, journal_files, journal_path,
                             read_journal, scan_journal)
-from server.model import (COUNTER, DISTRIBUTION, GAUGE, HISTOGRAM, SAMPLE, SET, TIMER, Partial,
+from server.core.model import (COUNTER, DISTRIBUTION, GAUGE, HISTOGRAM, SAMPLE, SET, TIMER, Partial,
                           Sample)
-from server.parse_tuple import parse_line
-from server.query import bucket_rows
-from server.recovery import StartupError, recover, replay
-from server.sketch import Sketch
-from server.snapshot import SNAPSHOT_NAME, Snapshotter, encode_series
-from server.store import Store
+from server.receivers.parse_tuple import parse_line
+from server.core.query import bucket_rows
+from server.durability.recovery import StartupError, recover, replay
+from server.core.sketch import Sketch
+from server.durability.snapshot import SNAPSHOT_NAME, Snapshotter, encode_series
+from server.core.store import Store
 from server.test.support import T0, settings_for, synchronous
 
 RETENTIONS = "5s:6h,1m:8d,1h:30d"
@@ -743,7 +743,7 @@ class PendingSnapshotTests(SynchronousTestCase):
 
     def test_points_pending_when_a_snapshot_starts(self):
         """statsd points taken but not yet folded when a snapshot starts are in it: after a restart each is counted once."""
-        from server.protocols.statsd import StatsdProtocol
+        from server.receivers.statsd import StatsdProtocol
 
         clock = TurnClock()
         clock.advance(T0)

@@ -11,8 +11,8 @@ from twisted.internet import defer
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.protocols.statsd import StatsdProtocol
-from server.protocols.tcp import HINT, TupleFactory
+from server.receivers.statsd import StatsdProtocol
+from server.receivers.tcp import HINT, TupleFactory
 from server.test.support import T0, make_core
 
 PEER = ("127.0.0.1", 40000)
@@ -198,7 +198,7 @@ class StatsdFastPathTests(SynchronousTestCase):
 
     @staticmethod
     def state(core):
-        from server.query import bucket_rows
+        from server.core.query import bucket_rows
 
         store = core.store
         store.settle()  # as every reader of the store does
@@ -215,7 +215,7 @@ class StatsdFastPathTests(SynchronousTestCase):
     @settings(max_examples=60, deadline=None)
     def test_fast_path_matches_general_parser(self, packets):
         """Packets through the fast path give the same series as parse_packet + submit."""
-        from server.parse_statsd import parse_packet
+        from server.core.parse_statsd import parse_packet
 
         fast = make_core(self)
         general = make_core(self)
@@ -231,9 +231,9 @@ class StatsdFastPathTests(SynchronousTestCase):
 
     def test_replay_of_fast_path_packets(self):
         """Packets taken by the fast path replay from the journal to the same state."""
-        from server.journal import read_journal
-        from server.recovery import replay
-        from server.store import Store
+        from server.durability.journal import read_journal
+        from server.durability.recovery import replay
+        from server.core.store import Store
 
         core = make_core(self)
         proto = StatsdProtocol(core, core.settings.limits, core.clock)

@@ -9,9 +9,9 @@ import dataclasses
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.model import COUNTER, Sample
-from server.parse_tuple import parse_line
-from server.recovery import recover
+from server.core.model import COUNTER, Sample
+from server.receivers.parse_tuple import parse_line
+from server.durability.recovery import recover
 from server.test.support import T0
 from server.test.test_persistence import Server, TurnClock
 
@@ -82,7 +82,7 @@ class ParserVersionTests(SynchronousTestCase):
         """A journal file of statsd parser 1 (SSJ2) replays 'req,host=a' as parser 1 read it; SSJ3 as tags."""
         import os
 
-        from server.journal import journal_path, scan_journal, write_journal_file
+        from server.durability.journal import journal_path, scan_journal, write_journal_file
         clock = TurnClock()
         clock.advance(T0)
         server = Server(self, clock)

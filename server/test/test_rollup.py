@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.aggregate import PUBLIC_FIELDS, QUANTILES, STORED_FIELDS, family
-from server.model import (COUNTER, DISTRIBUTION, GAUGE, HISTOGRAM, SAMPLE, SET, TIMER,
+from server.core.aggregate import PUBLIC_FIELDS, QUANTILES, STORED_FIELDS, family
+from server.core.model import (COUNTER, DISTRIBUTION, GAUGE, HISTOGRAM, SAMPLE, SET, TIMER,
                           Partial, Sample, series_key)
-from server.query import bucket_rows, series_points
-from server.sketch import Sketch
-from server.store import MOVING_AVERAGE_WINDOW
+from server.core.query import bucket_rows, series_points
+from server.core.sketch import Sketch
+from server.core.store import MOVING_AVERAGE_WINDOW
 from server.test.support import T0, make_core
 
 RETENTIONS = "5s:6h,1m:8d,1h:30d"

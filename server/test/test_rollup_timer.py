@@ -5,9 +5,9 @@ survives a failing tick.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.model import COUNTER, TIMER, Sample
-from server.query import bucket_rows
-from server.rollup import RollupTimer
+from server.core.model import COUNTER, TIMER, Sample
+from server.core.query import bucket_rows
+from server.core.rollup import RollupTimer
 from server.test.support import T0, make_core
 
 
@@ -140,7 +140,7 @@ class RetentionSweepTests(SynchronousTestCase):
         self.assertEqual(left, [])
         self.assertIn("simplestats.series.expired_empty", core.store.series)
         core.durable()
-        from server.journal import journal_path, read_journal
+        from server.durability.journal import journal_path, read_journal
         records, _ = read_journal(journal_path(core.journal.directory, core.journal.seq))
         deleted = [e[1] for r in records if isinstance(r, list) for e in r if e[0] == "d"]
         self.assertEqual(sorted(k for k in deleted if k.startswith("s0")),

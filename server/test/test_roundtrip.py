@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
-from server import transfer
-from server.aggregate import DistAgg
-from server.model import ParseError, Partial, Sample
-from server.parse_tuple import parse_line, parse_tuple
+from server.web import transfer
+from server.core.aggregate import DistAgg
+from server.core.model import ParseError, Partial, Sample
+from server.receivers.parse_tuple import parse_line, parse_tuple
 from server.test.support import T0, make_core
 from server.web.api import WebAPI
 

@@ -10,8 +10,8 @@ from contextlib import redirect_stdout
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.model import Limits
-from server.parse_tuple import parse_line
+from server.core.model import Limits
+from server.receivers.parse_tuple import parse_line
 
 _PATH = os.path.join(os.path.dirname(__file__), "..", "..", "misc", "sample_generator.py")
 

@@ -14,15 +14,16 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from server import snapshot, tokenfile
-from server.datadir import LOCK_NAME, DataDirLock
-from server.journal import Journal, journal_files, write_journal_file
-from server.recovery import StartupError
+from server.durability import snapshot
+from server.web import tokenfile
+from server.durability.datadir import LOCK_NAME, DataDirLock
+from server.durability.journal import Journal, journal_files, write_journal_file
+from server.durability.recovery import StartupError
 from server.service import makeService
 from server.settings import SettingsError, load
 from server.test.support import settings_for, synchronous
 from server.test.test_site import LOOPBACK, REMOTE, SiteCase, upload_head
-from server.tokenfile import TOKEN_NAME, TokenError, generated_token, read_token_file
+from server.web.tokenfile import TOKEN_NAME, TokenError, generated_token, read_token_file
 from server.web.auth import is_static
 
 TOKEN = "s3cret-token-0123456789"

@@ -19,10 +19,10 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from server.model import GAUGE, SAMPLE, TIMER, Sample
+from server.core.model import GAUGE, SAMPLE, TIMER, Sample
 from server.service import makeService
 from server.test.support import T0, make_core, settings_for, synchronous
-from server.transfer import FORMULA_START
+from server.web.transfer import FORMULA_START
 from server.web.api import WebAPI
 
 BASE = "http://127.0.0.1:8080"

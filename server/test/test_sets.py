@@ -10,14 +10,14 @@ import random
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from server import cardinality
-from server.aggregate import SetAgg
-from server.model import SET, Partial
-from server.protocols.statsd import StatsdProtocol
-from server.query import bucket_rows
+from server.core import cardinality
+from server.core.aggregate import SetAgg
+from server.core.model import SET, Partial
+from server.receivers.statsd import StatsdProtocol
+from server.core.query import bucket_rows
 from server.settings import SettingsError, load, parse_retentions
-from server.snapshot import decode_series, encode_series
-from server.store import Store
+from server.durability.snapshot import decode_series, encode_series
+from server.core.store import Store
 from server.test.support import T0, make_core, replayed
 from server.test.test_apply_path import state
 

@@ -1,6 +1,6 @@
 """
 The HTTP site's limits (server.web.site), the export's backpressure
-(server.transfer.stream), the TCP idle timeout and the open files budget,
+(server.web.transfer.stream), the TCP idle timeout and the open files budget,
 driven through Site.buildProtocol and StringTransport on a Clock: no sockets.
 """
 
@@ -15,9 +15,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from server import fdlimit, transfer
-from server.protocols.tcp import HINT, TupleFactory
-from server.recovery import StartupError
+from server.receivers import fdlimit
+from server.web import transfer
+from server.receivers.tcp import HINT, TupleFactory
+from server.durability.recovery import StartupError
 from server.test.support import make_core
 from server.web.api import WebAPI
 from server.web.site import REFUSAL_SLACK, LimitedSite

@@ -1,5 +1,5 @@
 """
-Tests for L{server.sketch}: the relative-error guarantee, exact merging and
+Tests for L{server.core.sketch}: the relative-error guarantee, exact merging and
 the JSON form clients and snapshots use.
 """
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.sketch import DEFAULT_ACCURACY, Sketch
+from server.core.sketch import DEFAULT_ACCURACY, Sketch
 
 QS = (0.0, 0.01, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 

@@ -13,12 +13,12 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.journal import journal_path, read_journal
-from server.model import COUNTER, Sample
-from server.parse_tuple import parse_line
-from server.recovery import StartupError
+from server.durability.journal import journal_path, read_journal
+from server.core.model import COUNTER, Sample
+from server.receivers.parse_tuple import parse_line
+from server.durability.recovery import StartupError
 from server.service import makeService
-from server.snapshot import SNAPSHOT_NAME
+from server.durability.snapshot import SNAPSHOT_NAME
 from server.test.support import T0, settings_for, synchronous
 
 BASE = "http://127.0.0.1:8080"

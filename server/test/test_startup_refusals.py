@@ -12,10 +12,10 @@ import os
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.journal import MAGIC, journal_files, journal_path
-from server.model import COUNTER, Sample
-from server.recovery import StartupError, missing_data, recover
-from server.snapshot import SNAPSHOT_NAME
+from server.durability.journal import MAGIC, journal_files, journal_path
+from server.core.model import COUNTER, Sample
+from server.durability.recovery import StartupError, missing_data, recover
+from server.durability.snapshot import SNAPSHOT_NAME
 from server.test.support import T0
 from server.test.test_migrate import OLD, Node
 

@@ -15,12 +15,12 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from server import transfer
-from server.ingest import ImportSeries
-from server.journal import journal_files, read_journal
-from server.model import COUNTER, GAUGE, Sample
-from server.parse_tuple import parse_line, parse_tuple
-from server.snapshot import Snapshotter
+from server.web import transfer
+from server.core.ingest import ImportSeries
+from server.durability.journal import journal_files, read_journal
+from server.core.model import COUNTER, GAUGE, Sample
+from server.receivers.parse_tuple import parse_line, parse_tuple
+from server.durability.snapshot import Snapshotter
 from server.test.support import T0, make_core, synchronous
 from server.test.test_persistence import Server
 from server.web.api import WebAPI

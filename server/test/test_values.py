@@ -3,7 +3,7 @@ Values that must not look wrong (#12): percentiles never outside what was
 seen, and never invented for a partial that came without its distribution.
 """
 
-from server.model import TIMER, Partial, Sample
+from server.core.model import TIMER, Partial, Sample
 from server.test.support import T0
 from server.test.test_web_api import APITestCase
 
@@ -50,7 +50,7 @@ class PercentileTests(APITestCase):
 
     def test_sketchless_partial_survives_rollup_and_snapshot_form(self):
         """The unknown percentiles stay unknown in the 1-minute tier and through to_json/from_json."""
-        from server.aggregate import DistAgg
+        from server.core.aggregate import DistAgg
         agg = DistAgg(0.01)
         agg.merge_partial({"count": 5, "sum": 10.0, "min": 1.0, "max": 3.0}, T0)
         again = DistAgg.from_json(agg.to_json(), 0.01)
@@ -70,7 +70,7 @@ class CurrentValueTests(APITestCase):
 
     def test_counter_value_is_its_latest_bucket(self):
         """A counter shows its latest 5 s bucket's count, then 0 once a bucket passed empty."""
-        from server.model import COUNTER
+        from server.core.model import COUNTER
         self.clock.advance(1)
         self.submit(Sample("hits", (), COUNTER, 2000.0))
         self.assertEqual(self.value("hits"), 2000.0)
@@ -86,7 +86,7 @@ class CurrentValueTests(APITestCase):
 
     def test_gauge_value_stays(self):
         """A gauge keeps its value however long nothing comes."""
-        from server.model import GAUGE
+        from server.core.model import GAUGE
         self.submit(Sample("temp", (), GAUGE, 21.5))
         self.clock.advance(90)
         self.core.store.tick(self.clock.seconds())
@@ -96,7 +96,7 @@ class CurrentValueTests(APITestCase):
 class FuturePointTests(APITestCase):
     def test_accepted_future_point_is_readable(self):
         """A point stamped 590 s ahead is in /api/series at once, with the default until."""
-        from server.model import GAUGE
+        from server.core.model import GAUGE
         self.submit(Sample("soon", (), GAUGE, 7.0, T0 + 590))
         body = self.get_json("/api/series?name=soon&from=-1h&resolution=5s&fields=last")
         self.assertEqual(body["fields"]["last"][-1], [T0 + 590, 7.0])
@@ -109,7 +109,7 @@ class FuturePointTests(APITestCase):
 class TagSubsetTests(APITestCase):
     def test_subset_of_tags_lists_the_tag_sets(self):
         """Asking with some of a series' tags is a 404 naming tags and listing the tag sets that exist."""
-        from server.model import COUNTER
+        from server.core.model import COUNTER
         self.submit(Sample("t2.req", (("env", "ci"), ("host", "web2")), COUNTER, 1.0),
                     Sample("t2.req", (("env", "ci"), ("host", "web1")), COUNTER, 1.0),
                     Sample("t2.req", (), COUNTER, 1.0))

@@ -7,7 +7,7 @@ import json
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.model import COUNTER, GAUGE, SAMPLE, SET, TIMER, Sample
+from server.core.model import COUNTER, GAUGE, SAMPLE, SET, TIMER, Sample
 from server.test.support import T0, make_core
 from server.web.api import WebAPI
 
@@ -73,7 +73,7 @@ class ReadAPITests(APITestCase):
 
     def test_health_counts_udp_lines_received(self):
         """/api/health counts every statsd line read since the start, good, bad or refused, never reset by the emission of the server's own series."""
-        from server.model import Limits
+        from server.core.model import Limits
 
         limits = Limits(max_name_length=12)
         self.core.submit_statsd(b"a:1|c\nb:2.5|ms|#x:y\nnot a line", "udp", limits)

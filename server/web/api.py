@@ -3,7 +3,7 @@ The JSON API and the dashboard's static files (Klein, port 8080).
 
 Handlers are synchronous except the export, which streams, and those that
 match a filter over every series (metric list, export, delete), which do it
-a slice per reactor turn (L{server.filters.run_in_slices}).  Every error is
+a slice per reactor turn (L{server.core.filters.run_in_slices}).  Every error is
 JSON naming what was wrong, with a status that fits.
 """
 
@@ -17,11 +17,11 @@ from klein import Klein
 from twisted.logger import Logger
 from twisted.web.static import File
 
-from server import transfer
-from server.filters import (SLICE_SECONDS, compile_filter, merge_runs, run_in_slices, select,
+from server.web import transfer
+from server.core.filters import (SLICE_SECONDS, compile_filter, merge_runs, run_in_slices, select,
                             sorted_runs)
-from server.model import TYPE_NAMES, ParseError, normalize_tags, series_key
-from server.query import (QueryError, choose_tier, day_week, fields_for, parse_resolution,
+from server.core.model import TYPE_NAMES, ParseError, normalize_tags, series_key
+from server.core.query import (QueryError, choose_tier, day_week, fields_for, parse_resolution,
                           parse_time, series_points)
 from server.web.auth import refusal
 from server.web.imports import ImportBusy, Importer
@@ -38,7 +38,7 @@ class ApiError(Exception):
 
 class WebAPI:
     """
-    @param core: the L{server.ingest.IngestCore} (imports go through it).
+    @param core: the L{server.core.ingest.IngestCore} (imports go through it).
     @param snapshotter: for the snapshot status in C{/api/health} (and held
         while an import is applied).
     """
@@ -258,7 +258,7 @@ class WebAPI:
             status = "degraded"
         return self._json(request, {
             "status": status,
-            # Start-up's progress (server.recovery), then what it did.
+            # Start-up's progress (server.durability.recovery), then what it did.
             "recovery": recovery.status() if recovery is not None else None,
             "uptime": now - self.core.started,
             "series": len(self.store.series),

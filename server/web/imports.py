@@ -3,19 +3,19 @@ File imports that never hold the reactor: the upload is read in two passes
 from the file Twisted spooled it to, never whole in memory.
 
  1. C{checking}: every row is parsed, one read
-    (L{server.transfer.READ_BYTES}) at a time
-    (L{server.transfer.ImportReader}), and given the checks of a live
-    point (L{server.ingest.IngestCore.check_import_batch}: limits, times,
+    (L{server.web.transfer.READ_BYTES}) at a time
+    (L{server.web.transfer.ImportReader}), and given the checks of a live
+    point (L{server.core.ingest.IngestCore.check_import_batch}: limits, times,
     types, the series limit counting the file's new series).  The first
-    L{server.transfer.MAX_REPORTED_ROWS} bad rows are kept for the answer;
+    L{server.web.transfer.MAX_REPORTED_ROWS} bad rows are kept for the answer;
     any bad row and nothing is applied (400).  While all is well the
     checked rows are staged as journal entries, one JSON line per batch,
     in a temporary file in the data directory (the file is parsed once:
     the second pass only loads JSON).
  2. C{applying}: the staged lines are read back, journaled and applied
-    (L{server.ingest.IngestCore.apply_import_entries}).  Live points are
+    (L{server.core.ingest.IngestCore.apply_import_entries}).  Live points are
     taken meanwhile; for the same series they fold as any two points do.
-    Snapshots wait (L{server.snapshot.Snapshotter.hold}) and the journal's
+    Snapshots wait (L{server.durability.snapshot.Snapshotter.hold}) and the journal's
     commit marker comes last, so a restart has all of the import or none
     of it.
 
@@ -43,8 +43,8 @@ from twisted.internet import defer
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from server import transfer
-from server.ingest import ImportSeries
+from server.web import transfer
+from server.core.ingest import ImportSeries
 
 
 class ImportBusy(Exception):

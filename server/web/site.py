@@ -33,8 +33,8 @@ from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request, Site
 
-from server.fdlimit import REFUSAL_SLACK
-from server.logutil import BoundedLog
+from server.receivers.fdlimit import REFUSAL_SLACK
+from server.core.logutil import BoundedLog
 from server.web.auth import READ_METHODS, refusal
 
 # A read (GET, HEAD, OPTIONS) has no use for a body; this much is tolerated.

@@ -129,7 +129,7 @@ TAG_VALUE_ALPHABET = "letters, digits and '_-.:/@+'"
 
 
 # The statsd parser's version, journaled with the packets it read (see
-# server.parse_statsd and server.recovery): 2 reads Telegraf-style tags.
+# server.core.parse_statsd and server.durability.recovery): 2 reads Telegraf-style tags.
 STATSD_PARSER_VERSION = 2
 
 

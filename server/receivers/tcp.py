@@ -15,10 +15,10 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
-from server.fdlimit import REFUSAL_SLACK
-from server.logutil import BoundedLog
-from server.model import ParseError
-from server.parse_tuple import parse_line
+from server.receivers.fdlimit import REFUSAL_SLACK
+from server.core.logutil import BoundedLog
+from server.core.model import ParseError
+from server.receivers.parse_tuple import parse_line
 
 # Reads whose answers may wait for the journal before the connection stops
 # reading (it reads again when half of them are out).
@@ -264,7 +264,7 @@ class TupleFactory(Factory):
         self.core = core
         self.settings = settings
         # While it holds ingest, new connections are not read (see
-        # L{server.recovery.Recovery}).
+        # L{server.durability.recovery.Recovery}).
         self.recovery = recovery
         self.limits = settings.limits
         self.clock = clock

@@ -11,7 +11,7 @@ import resource
 
 from twisted.logger import Logger
 
-from server.model import StartupError
+from server.core.model import StartupError
 
 # Past its cap a listener still accepts and answers a refusal (a 503 or an
 # --ERROR line) before closing; this many such sockets may be open at once,

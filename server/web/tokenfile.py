@@ -17,7 +17,7 @@ import sys
 
 from twisted.logger import Logger
 
-from server.datadir import fsync_directory
+from server.durability.datadir import fsync_directory
 from server.web.auth import is_loopback, reads_need_token
 
 log = Logger()

@@ -30,11 +30,11 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from server.aggregate import STORED_FIELDS, aggregate_from_json
-from server.cardinality import EXACT_LIMIT
-from server.datadir import fsync_directory, new_private_file
-from server.tiers import convert_series, convert_watermarks, plan as plan_tiers
-from server.store import Series, StoredTier
+from server.core.aggregate import STORED_FIELDS, aggregate_from_json
+from server.core.cardinality import EXACT_LIMIT
+from server.durability.datadir import fsync_directory, new_private_file
+from server.durability.tiers import convert_series, convert_watermarks, plan as plan_tiers
+from server.core.store import Series, StoredTier
 
 FORMAT = "simplestats-snapshot"
 VERSION = 1
@@ -185,8 +185,8 @@ def load_steps(path, store, progress=None, drop_removed_tiers=False):
     caller empties it.
 
     A snapshot written with other tier steps is rebucketed into the
-    store's tiers where that is exact (L{server.tiers}); C{store.migration}
-    is then the L{server.tiers.Plan} followed (else L{None}).
+    store's tiers where that is exact (L{server.durability.tiers}); C{store.migration}
+    is then the L{server.durability.tiers.Plan} followed (else L{None}).
 
     @raise SnapshotCorrupt: naming what is wrong.
     @raise SnapshotUnreadable: when the system refuses to read the file.
@@ -349,7 +349,7 @@ class Snapshotter:
         """
         An import is being applied: until L{release}, a snapshot waits
         before it rotates the journal, so that none holds half an import
-        (a restart replays an import only whole, see L{server.recovery}).
+        (a restart replays an import only whole, see L{server.durability.recovery}).
         """
         self.holds += 1
 

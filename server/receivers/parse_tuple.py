@@ -25,7 +25,7 @@ import json
 import re
 from typing import List, NamedTuple, Union
 
-from server.model import (
+from server.core.model import (
     COUNTER,
     DISTRIBUTION,
     DISTRIBUTION_TYPES,
@@ -45,7 +45,7 @@ from server.model import (
     Partial,
     Sample,
 )
-from server.sketch import Sketch
+from server.core.sketch import Sketch
 
 __all__ = ["ParsedLine", "parse_line", "parse_tuple"]
 

@@ -12,7 +12,7 @@ A file starts with the magic C{SSJ2\\n} (the format version); each record is
 a 4-byte sync marker, the 4-byte payload length, a 1-byte kind, the CRC-32
 of the payload, the CRC-32 of the 13 header bytes before it, and the payload:
 
-    j   JSON list of entries (see L{server.ingest})
+    j   JSON list of entries (see L{server.core.ingest})
     u   8-byte big-endian arrival time, then a statsd packet
     t   8-byte big-endian arrival time, then a TCP line
 
@@ -48,11 +48,11 @@ import zlib
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from server.datadir import PRIVATE, fsync_directory, new_private_file
-from server.model import STATSD_PARSER_VERSION
+from server.durability.datadir import PRIVATE, fsync_directory, new_private_file
+from server.core.model import STATSD_PARSER_VERSION
 
 # The magic names the framing and the statsd parser version that read the
-# file's packets (server.model.STATSD_PARSER_VERSION): SSJ3 is SSJ2's
+# file's packets (server.core.model.STATSD_PARSER_VERSION): SSJ3 is SSJ2's
 # framing, read by parser 2 (Telegraf-style tags); SSJ2 and SSJ1 files were
 # read by parser 1, and are replayed as it read them.
 MAGIC = b"SSJ3\n"

@@ -15,7 +15,7 @@ open bucket's start to the series that have it open.
 
 Points wait in their series' pending run (L{Pending}) until a read, the
 close of their bucket or a point by another way folds them in (see
-L{server.aggregate}).
+L{server.core.aggregate}).
 """
 
 import math
@@ -23,9 +23,9 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
 
-from server.aggregate import AGGREGATES, STORED_FIELDS, family, left_sum, new_aggregate
-from server.cardinality import EXACT_LIMIT, MIN_EXACT_LIMIT
-from server.model import COUNTER, GAUGE, SET, split_series_key
+from server.core.aggregate import AGGREGATES, STORED_FIELDS, family, left_sum, new_aggregate
+from server.core.cardinality import EXACT_LIMIT, MIN_EXACT_LIMIT
+from server.core.model import COUNTER, GAUGE, SET, split_series_key
 
 MOVING_AVERAGE_WINDOW = 60.0
 _APPEND = array.append
@@ -152,7 +152,7 @@ class Series:
 class Pending(list):
     """
     Values that arrived for one series, to be folded into one open aggregate
-    (L{server.aggregate}'s C{fold}): in arrival order, at non-decreasing
+    (L{server.core.aggregate}'s C{fold}): in arrival order, at non-decreasing
     times, with one sample rate.  A series has at most one active at a time,
     so its points are folded in the order they came, whatever the path.
 
@@ -186,7 +186,7 @@ class Store:
             raise ValueError("set_limit %r is below %d" % (set_limit, MIN_EXACT_LIMIT))
         self.tiers = tuple(tiers)
         self.accuracy = accuracy
-        # Members a set keeps exactly (see server.cardinality).
+        # Members a set keeps exactly (see server.core.cardinality).
         self.set_limit = set_limit
         self.late_grace = late_grace
         self.series = {}

@@ -8,7 +8,7 @@ import socket
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from server.logutil import BoundedLog
+from server.core.logutil import BoundedLog
 
 # Write the journal early when this much is waiting, whatever the interval.
 JOURNAL_HIGH_WATER = 1 << 20
@@ -27,7 +27,7 @@ class StatsdProtocol(DatagramProtocol):
         @param max_packet_size: the largest datagram taken; the port must
             read one byte more, so that a larger one shows (the kernel cuts
             a datagram to the read size without a word).
-        @param recovery: while it holds ingest (L{server.recovery.Recovery}),
+        @param recovery: while it holds ingest (L{server.durability.recovery.Recovery}),
             packets are queued there and taken after it.
         """
         self.core = core

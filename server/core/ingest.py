@@ -7,7 +7,7 @@ journal, applies it to the store and counts everything in the server's own
 C{simplestats.*} series.  It never sees a socket and never reads the wall
 clock: it is given one.
 
-Every point reaches the store by one way, L{server.store.Store.add} (and its
+Every point reaches the store by one way, L{server.core.store.Store.add} (and its
 statsd shortcut, a run found by the line's name, type, rate and tags, with
 the same fold): TCP, statsd, imports, the journal's replay and the server's
 own series alike.
@@ -18,11 +18,11 @@ from collections import Counter
 
 from twisted.logger import Logger
 
-from server.model import (COUNTER, GAUGE, TYPE_NAMES, Partial, Sample, series_key,
+from server.core.model import (COUNTER, GAUGE, TYPE_NAMES, Partial, Sample, series_key,
                           split_series_key)
-from server.parse_statsd import BadMetric, fast_line, fast_rows, packet_lines, parse_metric
-from server.sketch import Sketch
-from server.store import FOLD_AT
+from server.core.parse_statsd import BadMetric, fast_line, fast_rows, packet_lines, parse_metric
+from server.core.sketch import Sketch
+from server.core.store import FOLD_AT
 
 
 class _Names(dict):
@@ -186,7 +186,7 @@ class IngestCore:
         """
         Take one statsd datagram: apply its metrics in order and journal
         what was accepted (when any is).  A line of the common shape
-        (L{server.parse_statsd.fast_rows}) whose name, type, rate and tags
+        (L{server.core.parse_statsd.fast_rows}) whose name, type, rate and tags
         were seen in this finest bucket costs a dict lookup and an append;
         any other line is parsed in full.  Replay calls this with the
         journaled time and C{journal=False}.
@@ -402,7 +402,7 @@ class IngestCore:
     # batch by batch between live points.  Its journal records start with
     # ["i", id]; its last is [["ic", id, rows]], and a restart replays an
     # import's records only when that commit marker follows them
-    # (server.recovery), so a crash mid-import loses all of it, as an
+    # (server.durability.recovery), so a crash mid-import loses all of it, as an
     # import that was never answered should.
 
     def check_import_batch(self, items, seen, now):

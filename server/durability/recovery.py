@@ -12,11 +12,11 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from server import snapshot as snapshots
-from server.journal import journal_files, journal_path, scan_journal, write_journal_file
-from server.tiers import TierMismatch, show_step, trimmed_rows
-from server.model import STATSD_PARSER_VERSION, Limits, ParseError, StartupError
-from server.parse_tuple import parse_line
+from server.durability import snapshot as snapshots
+from server.durability.journal import journal_files, journal_path, scan_journal, write_journal_file
+from server.durability.tiers import TierMismatch, show_step, trimmed_rows
+from server.core.model import STATSD_PARSER_VERSION, Limits, ParseError, StartupError
+from server.receivers.parse_tuple import parse_line
 
 log = Logger()
 
@@ -25,7 +25,7 @@ log = Logger()
 REPLAY_LIMITS = Limits(max_name_length=1 << 30, max_tags=1 << 30, max_tag_length=1 << 30,
                        max_batch=1 << 30, max_set_members=1 << 30)
 # Statsd packets are replayed as the parser version that read them did
-# (server.journal: a file's magic says which).
+# (server.durability.journal: a file's magic says which).
 REPLAY_LIMITS_BY_VERSION = {1: REPLAY_LIMITS._replace(telegraf_tags=False), 2: REPLAY_LIMITS}
 
 # A journaled TCP line this long (a large batch) is parsed in a thread, and
@@ -627,7 +627,7 @@ def replay(core, records, imports=None, limits=None):
     drops them).  Held records are the lists already read from the file
     (journal files are read whole), kept a little longer: no copy.  An
     import never spans two files: snapshots, which rotate the journal, wait
-    while one is applied (L{server.snapshot.Snapshotter.hold}).
+    while one is applied (L{server.durability.snapshot.Snapshotter.hold}).
     """
     applied = 0
     if imports is None:

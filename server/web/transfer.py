@@ -28,12 +28,12 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.python import failure
 from zope.interface import implementer
 
-from server.aggregate import QUANTILE_FIELDS, ROWS
-from server.model import COUNTER, GAUGE, SAMPLE, SET, Limits, ParseError
-from server.parse_tuple import parse_line, parse_tuple
+from server.core.aggregate import QUANTILE_FIELDS, ROWS
+from server.core.model import COUNTER, GAUGE, SAMPLE, SET, Limits, ParseError
+from server.receivers.parse_tuple import parse_line, parse_tuple
 # _pending: the open aggregates a read merges (the export takes a sketch or
 # the members from them).
-from server.query import _pending, bucket_rows
+from server.core.query import _pending, bucket_rows
 
 EXPORT_FORMATS = {
     "ndjson": (b"application/x-ndjson; charset=utf-8", b"ndjson"),

@@ -22,7 +22,7 @@ type, rate and tags were not seen yet is parsed in full (L{parse_metric}).
 import re
 from typing import List, Tuple
 
-from server.model import (
+from server.core.model import (
     COUNTER,
     DISTRIBUTION,
     GAUGE,
@@ -36,7 +36,7 @@ from server.model import (
 __all__ = ["BadMetric", "fast_line", "fast_rows", "packet_lines", "parse_metric", "parse_packet",
            "split_packet"]
 
-# What a line means, by version (server.model.STATSD_PARSER_VERSION): a
+# What a line means, by version (server.core.model.STATSD_PARSER_VERSION): a
 # journal records the version that read its statsd packets, and replays
 # them as that version did (1: before Telegraf-style tags, when "name,k=v"
 # dropped the comma and the "="; Limits.telegraf_tags off).
@@ -51,7 +51,7 @@ _NAME_OK = re.compile(r"[A-Za-z0-9_.\-]+").fullmatch
 # Etsy statsd keyNameSanitize, step by step.
 _WHITESPACE = re.compile(r"\s+")
 _NOT_KEY_CHAR = re.compile(r"[^a-zA-Z_\-0-9.;=]")
-# What survives in tag keys and values (server.model TAG_KEY_PATTERN and
+# What survives in tag keys and values (server.core.model TAG_KEY_PATTERN and
 # TAG_VALUE_PATTERN, negated).
 _TAG_KEY_OK = re.compile(r"[A-Za-z0-9_.\-]+").fullmatch
 _NOT_TAG_KEY_CHAR = re.compile(r"[^A-Za-z0-9_.\-]")

@@ -10,9 +10,9 @@ import re
 from bisect import bisect_left
 from collections import deque
 
-from server.aggregate import (AGGREGATES, DEFAULT_FIELDS, PUBLIC_FIELDS, STORED_FIELDS,
+from server.core.aggregate import (AGGREGATES, DEFAULT_FIELDS, PUBLIC_FIELDS, STORED_FIELDS,
                               GaugeRow, derive, field_index, new_aggregate)
-from server.model import COUNTER, GAUGE
+from server.core.model import COUNTER, GAUGE
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)(s|m|min|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}

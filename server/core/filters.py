@@ -38,7 +38,7 @@ from typing import Callable, Mapping
 import re2
 from twisted.internet import defer
 
-from server.model import ParseError
+from server.core.model import ParseError
 
 __all__ = ["compile_filter", "run_in_slices", "select", "sorted_runs", "merge_runs"]
 
@@ -53,7 +53,7 @@ def compile_filter(text: str, max_terms=None, max_length=None) -> Predicate:
     """
     Compile C{text} into C{predicate(name, tags) -> bool}.  C{tags} is a
     mapping of tag key to value, or the sorted tuple of pairs a
-    L{server.model.Sample} holds.
+    L{server.core.model.Sample} holds.
 
     @param max_terms: the most terms allowed (L{None}: any number).
     @param max_length: the most characters allowed (L{None}: any length).

@@ -22,11 +22,11 @@ from functools import partial, reduce
 from itertools import repeat
 from operator import add, mul, truediv
 
-from server.cardinality import EXACT_LIMIT, add_all, merged, sketch_of
-from server.cardinality import decode as decode_hll
-from server.cardinality import encode as encode_hll
-from server.model import COUNTER, DISTRIBUTION_TYPES, GAUGE, SET
-from server.sketch import Sketch, add_count
+from server.core.cardinality import EXACT_LIMIT, add_all, merged, sketch_of
+from server.core.cardinality import decode as decode_hll
+from server.core.cardinality import encode as encode_hll
+from server.core.model import COUNTER, DISTRIBUTION_TYPES, GAUGE, SET
+from server.core.sketch import Sketch, add_count
 
 NAN = math.nan
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
@@ -407,7 +407,7 @@ def _weigh_quantiles(old, new):
 class SetAgg:
     """
     The members seen in the bucket, exactly up to C{limit} of them; past
-    that a HyperLogLog sketch of them (L{server.cardinality}) and no
+    that a HyperLogLog sketch of them (L{server.core.cardinality}) and no
     members.  Plus C{extra}: unique counts merged in without their members
     (an imported export of a closed bucket).
 

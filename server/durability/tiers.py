@@ -25,9 +25,9 @@ C{snapshot.jsonl.gz.before-migration-TIME}.
 
 import math
 
-from server.aggregate import AGGREGATES
-from server.model import SET
-from server.store import Series, StoredTier
+from server.core.aggregate import AGGREGATES
+from server.core.model import SET
+from server.core.store import Series, StoredTier
 
 
 class TierMismatch(Exception):
