@@ -129,6 +129,8 @@ def parse_body(body: bytes, limits: Limits, multiple: bool) -> Tuple[List[Sample
     @raise ParseError: the body as a whole cannot be taken (no message, or
         more than C{limits.max_batch} of them).
     """
+    if not body.strip():
+        raise ParseError("the body holds no message")
     if multiple:
         lines = body.split(b"\n")
         if lines[-1] == b"":
@@ -137,9 +139,7 @@ def parse_body(body: bytes, limits: Limits, multiple: bool) -> Tuple[List[Sample
             raise ParseError("%d messages is more than the limit of %d in one body (--max-batch)"
                              % (len(lines), limits.max_batch))
     else:
-        lines = [body] if body.strip() else []
-    if not lines:
-        raise ParseError("the body holds no message")
+        lines = [body]
     samples = []
     bad = []
     for number, line in enumerate(lines, 1):
