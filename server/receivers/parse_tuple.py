@@ -141,7 +141,7 @@ def decode_json(data: bytes, what="line"):
     except UnicodeDecodeError as e:
         raise ParseError("%s is not valid UTF-8 (bad byte at position %d)" % (what, e.start))
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return _DECODER.decode(text)
     except _Constant as e:
         raise ParseError("%s is not allowed: numbers must be finite" % (e.args[0],))
     except ValueError as e:
@@ -156,6 +156,10 @@ class _Constant(Exception):
 
 def _refuse_constant(name):
     raise _Constant(name)
+
+
+# One decoder for every line (json.loads with an argument builds one a call).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _json_error(text, error):
