@@ -32,7 +32,7 @@ from twisted.web.resource import Resource
 
 from server.core.logutil import BoundedLog
 from server.core.model import ParseError
-from server.receivers.parse_dattss import parse_agg
+from server.receivers.parse_dattss import KINDS, parse_agg
 from server.receivers.parse_nsq import BadMessage, check_topic, parse_body
 from server.web.auth import refusal
 
@@ -120,7 +120,7 @@ class HttpIngest:
         if not refused:
             answer = (200, {"ok": True})
         else:
-            order = {kind: n for n, kind in enumerate(("c", "ms", "g"))}
+            order = {kind: n for n, kind in enumerate(KINDS)}
             refused.sort(key=lambda r: (order[r["kind"]], r["index"]))
             answer = (200 if accepted else 400,
                       {"ok": False, "accepted": accepted, "refused": refused})
