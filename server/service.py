@@ -1,7 +1,7 @@
 """
 Assembly: L{makeService} wires the whole server together.  Start reading here.
 
-    transports (TCP tuples, statsd UDP, HTTP import)
+    transports (TCP tuples, statsd UDP, HTTP import, HTTP ingest: NSQ JSON, DaTtSs)
         -> IngestCore (checks, journal, counts)
             -> Store (open buckets, rollup tiers)
     timers: rollup tick, journal flush and fsync (done by the journal's writer
@@ -35,6 +35,7 @@ from server.durability.snapshot import Snapshotter
 from server.core.store import Store
 from server.web.tokenfile import TokenError, resolve_token
 from server.web.api import WebAPI
+from server.web.ingest import HttpIngest, IngestRouter
 from server.web.recovering import RecoveringGate
 from server.web.site import LimitedSite
 
@@ -337,9 +338,11 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
     factory = TupleFactory(core, settings, reactor, recovery)
     statsd = StatsdProtocol(core, settings.limits, reactor, settings.max_packet_size, recovery)
     api = WebAPI(core, settings, reactor, snapshotter, lag, recovery)
+    ingest = HttpIngest(core, settings, reactor, recovery)
     # Stopped before persistence: an import still being checked is abandoned.
     ImportsService(api.imports).setServiceParent(top)
-    site = LimitedSite(RecoveringGate(api.app.resource(), recovery), settings, core, reactor)
+    site = LimitedSite(RecoveringGate(IngestRouter(ingest.app.resource(), api.app.resource()),
+                                      recovery), settings, core, reactor)
     top.api = api
     top.site = site
     for name, listen in (

@@ -47,7 +47,7 @@ from server.core.model import (
 )
 from server.core.sketch import Sketch
 
-__all__ = ["ParsedLine", "parse_line", "parse_tuple"]
+__all__ = ["ParsedLine", "decode_json", "parse_line", "parse_tuple"]
 
 _NAME_OK = re.compile(NAME_PATTERN).fullmatch
 _TAG_KEY_OK = re.compile(TAG_KEY_PATTERN).fullmatch
@@ -107,18 +107,7 @@ def parse_line(line: bytes, limits: Limits) -> ParsedLine:
     """
     if line.endswith(b"\r"):
         line = line[:-1]
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ParseError("line is not valid UTF-8 (bad byte at position %d)" % (e.start,))
-    try:
-        obj = json.loads(text, parse_constant=_refuse_constant)
-    except _Constant as e:
-        raise ParseError("%s is not allowed: numbers must be finite" % (e.args[0],))
-    except ValueError as e:
-        raise ParseError(_json_error(text, e))
-    except RecursionError:
-        raise ParseError("line is nested too deeply")
+    obj = decode_json(line)
     if not isinstance(obj, list):
         raise ParseError(
             "%s, or an array of them; got %s" % (_ARITY, _kind(obj))
@@ -140,12 +129,37 @@ def parse_line(line: bytes, limits: Limits) -> ParsedLine:
     return ParsedLine(items, True)
 
 
+def decode_json(data: bytes, what="line"):
+    """
+    The JSON value C{data} holds (UTF-8; finite numbers only).
+
+    @param what: what C{data} is, for the messages.
+    @raise ParseError: naming what is wrong.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ParseError("%s is not valid UTF-8 (bad byte at position %d)" % (what, e.start))
+    try:
+        return _DECODER.decode(text)
+    except _Constant as e:
+        raise ParseError("%s is not allowed: numbers must be finite" % (e.args[0],))
+    except ValueError as e:
+        raise ParseError(_json_error(text, e))
+    except RecursionError:
+        raise ParseError("%s is nested too deeply" % (what,))
+
+
 class _Constant(Exception):
     pass
 
 
 def _refuse_constant(name):
     raise _Constant(name)
+
+
+# One decoder for every line (json.loads with an argument builds one a call).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _json_error(text, error):
@@ -455,3 +469,15 @@ def _parse_members(members, limits):
                 "set partial members must be strings or finite numbers, got %s" % (_show(member),)
             )
     return result
+
+
+# The checks the other JSON wires share with this one (server.receivers.parse_nsq,
+# server.receivers.parse_dattss): one spelling of each rule and of its message.
+is_number = _is_number
+show = _show
+kind_of = _kind
+parse_name = _parse_name
+parse_tags = _parse_tags
+parse_timestamp = _parse_timestamp
+parse_value_text = _parse_value_text
+parse_partial = _parse_partial

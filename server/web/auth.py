@@ -11,13 +11,14 @@ handlers.
   The dashboard's page, scripts and styles hold no data and stay open.
 
 The token comes in the C{X-SimpleStats-Token} header or as
-C{Authorization: Bearer <token>} (what Grafana and Prometheus send).
+C{Authorization: Bearer <token>} (what Grafana and Prometheus send); to
+C{/agg} also as its C{auth} parameter, where DaTtSs clients put their key.
 """
 
 import hmac
 import ipaddress
 import posixpath
-from urllib.parse import unquote_to_bytes
+from urllib.parse import parse_qs, unquote_to_bytes
 
 TOKEN_HEADER = b"X-SimpleStats-Token"
 AUTHORIZATION = b"Authorization"
@@ -27,6 +28,12 @@ READ_METHODS = (b"GET", b"HEAD", b"OPTIONS")
 # under /api/) may answer with data.
 STATIC_SUFFIXES = (".html", ".js", ".css", ".map", ".ico", ".png", ".svg", ".woff", ".woff2")
 READ_TOKEN_MODES = ("auto", "on", "off")
+# Reads open to all: they hold counts and the server's state, no metric
+# names or values (/ping is nsqd's liveness probe, server.web.ingest).
+OPEN_READS = (b"/api/health", b"/ping")
+# Paths whose token may come as the query's auth parameter (DaTtSs clients:
+# PUT /agg?auth=KEY).
+QUERY_TOKEN_PATHS = (b"/agg",)
 
 
 def is_loopback(host):
@@ -80,6 +87,19 @@ def given_token(get_header):
     return None
 
 
+def query_token(path, query):
+    """
+    The token a request to one of L{QUERY_TOKEN_PATHS} carries as its
+    C{auth} parameter (bytes), or L{None}.
+
+    @param query: the target after C{?} (bytes).
+    """
+    if path not in QUERY_TOKEN_PATHS or not query:
+        return None
+    values = parse_qs(query).get(b"auth")
+    return values[0] if values else None
+
+
 def _token_refusal(token, given):
     if not given:
         return 401, ("this call needs the API token in the X-SimpleStats-Token header"
@@ -108,7 +128,7 @@ def write_refusal(token, given, host):
     return None
 
 
-def refusal(settings, method, path, get_header, host):
+def refusal(settings, method, path, get_header, host, query=b""):
     """
     Why a request is refused, or L{None} when it may go on: the one rule
     the site checks on the headers and the API's handlers check again.
@@ -116,14 +136,16 @@ def refusal(settings, method, path, get_header, host):
     @param path: the target before C{?} (bytes).
     @param get_header: C{request.getHeader}.
     @param host: the client's address (text).
+    @param query: the target after C{?} (bytes).
     @return: C{(status, message)} or L{None}.
     """
     given = given_token(get_header)
+    if given is None:
+        given = query_token(path, query)
     if method not in READ_METHODS:
         return write_refusal(settings.api_token, given, host)
-    # /api/health stays open for load balancers and probes: it holds
-    # counts and the server's state, no metric names or values.
-    if is_static(path) or path == b"/api/health" or not reads_need_token(settings):
+    # /api/health and /ping stay open for load balancers and probes.
+    if is_static(path) or path in OPEN_READS or not reads_need_token(settings):
         return None
     if not settings.api_token:
         # The service makes a token whenever reads need one; this is a

@@ -36,6 +36,7 @@ from twisted.web.server import Request, Site
 from server.receivers.fdlimit import REFUSAL_SLACK
 from server.core.logutil import BoundedLog
 from server.web.auth import READ_METHODS, refusal
+from server.web.ingest import INGEST_PATHS
 
 # A read (GET, HEAD, OPTIONS) has no use for a body; this much is tolerated.
 READ_BODY_LIMIT = 65536
@@ -422,13 +423,15 @@ class LimitedSite(Site):
             return 405, "method %s is not supported; the API takes %s" % (
                 method[:20].decode("ascii", "replace"), ", ".join(m.decode() for m in METHODS))
         host = getattr(request.getClientAddress(), "host", "")
-        refused = refusal(self.settings, method, request.uri.split(b"?", 1)[0],
-                          request.getHeader, host)
+        path, _, query = request.uri.partition(b"?")
+        refused = refusal(self.settings, method, path, request.getHeader, host, query)
         if refused is not None:
             counters["simplestats.http.unauthorized"] += 1
             return refused
         if method in READ_METHODS:
             request.body_limit = READ_BODY_LIMIT
+        elif path in INGEST_PATHS:
+            request.body_limit = self.settings.max_ingest_bytes
         else:
             request.body_limit = self.settings.max_upload_bytes
         if length is not None and length > request.body_limit:
