@@ -17,6 +17,7 @@ from klein import Klein
 from twisted.logger import Logger
 from twisted.web.static import File
 
+from server.web import batch as batches
 from server.web import transfer
 from server.core.filters import (SLICE_SECONDS, compile_filter, merge_runs, run_in_slices, select,
                             sorted_runs)
@@ -133,13 +134,25 @@ class WebAPI:
         """
         return run_in_slices(self.clock, work, self.slice_seconds)
 
+    def _args(self, request, name):
+        """
+        Every value of a repeated parameter (C{key=a&key=b}), as text.
+        """
+        try:
+            return [v.decode("utf-8") for v in request.args.get(name.encode(), [])]
+        except UnicodeDecodeError:
+            raise ApiError(400, "parameter %s is not UTF-8" % (name,), name)
+
     def _filter(self, request):
         """
         The C{filter} parameter compiled (blank matches everything).
         """
+        return self._filter_text(self._arg(request, "filter", ""))
+
+    def _filter_text(self, text):
         try:
-            return compile_filter(self._arg(request, "filter", ""),
-                                  self.settings.max_filter_terms, self.settings.max_filter_length)
+            return compile_filter(text, self.settings.max_filter_terms,
+                                  self.settings.max_filter_length)
         except ParseError as e:
             self.core.counters["simplestats.http.bad_filter"] += 1
             raise ApiError(400, "bad filter: %s" % (e,), "filter")
@@ -239,7 +252,10 @@ class WebAPI:
     def _query_error(self, request, failure):
         e = failure.value
         self.core.counters["simplestats.http.errors"] += 1
-        return self._json(request, {"error": str(e), "parameter": e.parameter}, 400)
+        body = {"error": str(e), "parameter": e.parameter}
+        if getattr(e, "usable", None) is not None:
+            body["usable"] = e.usable
+        return self._json(request, body, 400)
 
     # -- routes ----------------------------------------------------------------
 
@@ -344,6 +360,58 @@ class WebAPI:
             "type": TYPE_NAMES[series.type], "resolution": self.store.tiers[tier].step,
             "from": start, "until": until, "fields": points,
         })
+
+    @app.route("/api/series/batch", methods=["GET", "POST"])
+    def series_batch(self, request):
+        self._check_token(request)
+        try:
+            if request.method == b"POST":
+                spec = batches.from_json(request.content.read())
+            else:
+                spec = batches.from_args(lambda name, default=None: self._arg(request, name, default),
+                                         lambda name: self._args(request, name))
+        except batches.BatchError as e:
+            raise ApiError(400, str(e), e.parameter)
+        if not spec.items and not spec.filter:
+            raise ApiError(400, "give at least one key (key=...) or a filter", "key")
+        limit = self.settings.max_batch_series
+        if len(spec.items) > limit:
+            raise ApiError(400, "%d keys, more than --max-batch-series %d"
+                           % (len(spec.items), limit), "key")
+        if spec.filter:
+            matches = self._filter_text(spec.filter)
+            return self._sliced(self._batch_matching(request, spec, matches))
+        return self._batch_answer(request, spec, [])
+
+    def _batch_matching(self, request, spec, matches):
+        _, found = yield from self._matching(matches, settle=False)
+        if len(found) > self.settings.max_batch_series:
+            raise ApiError(400, "the filter matches %d series, more than --max-batch-series %d:"
+                           " narrow it" % (len(found), self.settings.max_batch_series), "filter")
+        found.sort(key=_KEY)
+        return self._batch_answer(request, spec, found)
+
+    def _batch_answer(self, request, spec, matched):
+        store = self.store
+        found, missing, seen = [], [], set()
+        for key, fields in spec.items:
+            series = store.series.get(key)
+            if series is None:
+                missing.append(key)
+            elif key not in seen:
+                seen.add(key)
+                found.append((series, fields))
+        for series in matched:
+            if series.key not in seen and self._alive(series):
+                seen.add(series.key)
+                found.append((series, None))
+        if len(found) > self.settings.max_batch_series:
+            raise ApiError(400, "%d series, more than --max-batch-series %d: narrow the filter"
+                           % (len(found), self.settings.max_batch_series),
+                           "filter" if spec.filter else "key")
+        body = batches.answer(store, spec, found, missing, self.clock.seconds(),
+                              self.settings.max_points)
+        return self._json(request, body)
 
     @app.route("/api/series", methods=["DELETE"])
     def delete_series(self, request):
