@@ -36,7 +36,7 @@ from server.core.store import Store
 from server.web.tokenfile import TokenError, resolve_token
 from server.web.api import WebAPI
 from server.web.recovering import RecoveringGate
-from server.web.site import LimitedSite
+from server.web.site import LimitedSite, compressed
 
 log = Logger()
 
@@ -339,7 +339,8 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
     api = WebAPI(core, settings, reactor, snapshotter, lag, recovery)
     # Stopped before persistence: an import still being checked is abandoned.
     ImportsService(api.imports).setServiceParent(top)
-    site = LimitedSite(RecoveringGate(api.app.resource(), recovery), settings, core, reactor)
+    site = LimitedSite(compressed(RecoveringGate(api.app.resource(), recovery)), settings, core,
+                       reactor)
     top.api = api
     top.site = site
     for name, listen in (

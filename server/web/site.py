@@ -31,7 +31,8 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
-from twisted.web.server import Request, Site
+from twisted.web.resource import EncodingResourceWrapper
+from twisted.web.server import GzipEncoderFactory, Request, Site
 
 from server.receivers.fdlimit import REFUSAL_SLACK
 from server.core.logutil import BoundedLog
@@ -81,6 +82,34 @@ def path_problem(path):
     except UnicodeDecodeError as e:
         return "the path is not UTF-8 (byte %d of the decoded path)" % (e.start,)
     return None
+
+
+class JsonGzipFactory(GzipEncoderFactory):
+    """
+    gzip for the API's JSON answers when the client accepts it; not for the
+    export, streamed by a producer of its own (a compressor holds back what
+    it is given, which would defeat the stream's pacing), nor for static
+    files.
+    """
+
+    # Level 1: the reactor compresses.  A week of 1-minute points (10080
+    # pairs, 190-310 KB of JSON) took 1.2-2.1 ms at level 1 to 28-42 % of its
+    # size, 6.5-13 ms at level 6 (23-39 %), 22-25 ms at Twisted's default 9.
+    compressLevel = 1
+
+    def encoderForRequest(self, request):
+        path = request.path
+        if not path.startswith(b"/api/") or path.startswith(b"/api/export"):
+            return None
+        request.setHeader(b"Vary", b"Accept-Encoding")
+        return GzipEncoderFactory.encoderForRequest(self, request)
+
+
+def compressed(resource):
+    """
+    C{resource} (a leaf) answering with gzip where L{JsonGzipFactory} does.
+    """
+    return EncodingResourceWrapper(resource, [JsonGzipFactory()])
 
 
 class LimitedRequest(Request):
