@@ -288,7 +288,8 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
         def on_failure(error):
             log.critical("cannot start: {error}", error=str(error))
             reactor.stop()
-    snapshotter = Snapshotter(store, journal, directory, reactor, run_in_thread, timer=timer)
+    snapshotter = Snapshotter(store, journal, directory, reactor, run_in_thread, timer=timer,
+                              state=core.durable_state)
     # The journal file just opened is this run's: not replayed.
     recovery = Recovery(directory, store, core, settings.move_corrupt_aside, reactor,
                         run_in_thread, timer=timer, queue_bytes=settings.recovery_queue_bytes,

@@ -24,6 +24,7 @@ from server.core.filters import (SLICE_SECONDS, compile_filter, merge_runs, run_
 from server.core.model import TYPE_NAMES, ParseError, normalize_tags, series_key
 from server.core.query import (QueryError, choose_tier, day_week, fields_for, parse_resolution,
                           parse_time, series_points)
+from server.core.events import EventError, check_event
 from server.web.auth import refusal
 from server.web.imports import ImportBusy, Importer
 
@@ -68,7 +69,7 @@ class WebAPI:
         # with json (NaN and infinities, never sent, would become null).
         return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
 
-    def _when_journaled(self, request, body):
+    def _when_journaled(self, request, body, status=200):
         """
         Answer C{body} once the journal's writer has written what was
         accepted, or 503 when the disk refused.
@@ -80,7 +81,7 @@ class WebAPI:
                          " restart" % (failure.getErrorMessage(),)}, 503)
 
         d = self.core.durable()
-        return d.addCallbacks(lambda _: self._json(request, body), refused)
+        return d.addCallbacks(lambda _: self._json(request, body, status), refused)
 
     def _write_journal(self):
         """
@@ -533,6 +534,65 @@ class WebAPI:
                            " try again when it has finished"
                            % (running["phase"], running["bytes"], running["total_bytes"]))
         return d.addCallback(lambda answer: self._json(request, answer[1], answer[0]))
+
+    # -- events --------------------------------------------------------------
+
+    def _json_body(self, request, limit=65536):
+        """
+        The request's body as JSON (at most C{limit} bytes), or a 400/413.
+        """
+        content = request.content
+        content.seek(0, os.SEEK_END)
+        size = content.tell()
+        if size > limit:
+            raise ApiError(413, "the body has %d bytes, more than the limit of %d" % (size, limit))
+        content.seek(0)
+        try:
+            return orjson.loads(content.read())
+        except orjson.JSONDecodeError as e:
+            raise ApiError(400, "the body is not JSON: %s" % (e,), "body")
+
+    @app.route("/api/events", methods=["POST"])
+    def post_event(self, request):
+        self._check_token(request)
+        body = self._json_body(request)
+        now = self.clock.seconds()
+        when = body.get("when") if isinstance(body, dict) else None
+        try:
+            if when is None:
+                when = now
+            elif isinstance(when, str):
+                when = parse_time("when", when, now)
+            elif not isinstance(when, (int, float)) or isinstance(when, bool):
+                raise EventError("when", "when must be seconds since the epoch or like -5m")
+            event = check_event(body, float(when), "http")
+        except (EventError, QueryError) as e:
+            self.core.counters["simplestats.events.bad"] += 1
+            raise ApiError(400, str(e), e.parameter)
+        event = self.core.add_event(event)
+        return self._when_journaled(request, event, 201)
+
+    @app.route("/api/events", methods=["GET"])
+    def list_events(self, request):
+        self._check_token(request)
+        now = self.clock.seconds()
+        start, until = self._range(request, now, default_from="-24h")
+        tags = (self._arg(request, "tags", "") or "").replace(",", " ").split()
+        events = self.core.events
+        found = events.between(start, until, tags)
+        return self._json(request, {"events": found, "count": len(found), "stored": len(events),
+                                    "dropped": events.dropped})
+
+    @app.route("/api/events/<event_id>", methods=["DELETE"])
+    def delete_event(self, request, event_id):
+        self._check_token(request)
+        try:
+            number = int(event_id)
+        except ValueError:
+            raise ApiError(404, "no event %r (ids are numbers)" % (event_id,), "id")
+        if not self.core.delete_event(number):
+            raise ApiError(404, "no event %d" % (number,), "id")
+        return self._when_journaled(request, {"deleted": number})
 
     @app.route("/", branch=True)
     def static(self, request):
