@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from server.core.model import (COUNTER, GAUGE, TYPE_NAMES, Partial, Sample, series_key,
                           split_series_key)
+from server.core.boards import Boards
 from server.core.events import EventError, Events, check_event
 from server.core.parse_statsd import (EVENT_PREFIX, BadMetric, fast_line, fast_rows, packet_lines,
                                       parse_event, parse_metric)
@@ -71,6 +72,7 @@ class IngestCore:
         # Markers beside the series (server.core.events), journaled and
         # snapshotted like data.
         self.events = Events(settings.max_events)
+        self.boards = Boards()
 
     # -- accepting points ------------------------------------------------
 
@@ -362,11 +364,31 @@ class IngestCore:
         self.journal.append([["ed", event_id]])
         return True
 
+    # -- dashboards (server.core.boards) ----------------------------------
+
+    def put_board(self, board):
+        """
+        Hold and journal C{board} (checked, with its id and times).
+        """
+        self.boards.put(board)
+        self.journal.append([["b", board]])
+        self.counters["simplestats.dashboards.saved"] += 1
+        return board
+
+    def delete_board(self, board_id):
+        """
+        Forget one dashboard, through the journal; whether it was held.
+        """
+        if not self.boards.delete(board_id):
+            return False
+        self.journal.append([["bd", board_id]])
+        return True
+
     def durable_state(self):
         """
         What a snapshot keeps beside the series (in its header).
         """
-        return {"events": self.events.to_json()}
+        return {"events": self.events.to_json(), "dashboards": self.boards.to_json()}
 
     def load_state(self, header):
         """
@@ -374,6 +396,7 @@ class IngestCore:
         snapshot has none: nothing held).
         """
         self.events.load(header.get("events"))
+        self.boards.load(header.get("dashboards"))
 
     def _time_problem(self, ts, now):
         if not math.isfinite(ts) or ts < 0:
@@ -448,6 +471,12 @@ class IngestCore:
                 continue
             if kind == "ed":
                 self.events.delete(entry[1])
+                continue
+            if kind == "b":
+                self.boards.put(dict(entry[1]))
+                continue
+            if kind == "bd":
+                self.boards.delete(entry[1])
                 continue
             key = entry[1]
             name, tags = split_series_key(key)

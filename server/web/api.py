@@ -24,6 +24,7 @@ from server.core.filters import (SLICE_SECONDS, compile_filter, merge_runs, run_
 from server.core.model import TYPE_NAMES, ParseError, normalize_tags, series_key
 from server.core.query import (QueryError, choose_tier, day_week, fields_for, parse_resolution,
                           parse_time, series_points)
+from server.core.boards import BoardError, check_board
 from server.core.events import EventError, check_event
 from server.web.auth import refusal
 from server.web.imports import ImportBusy, Importer
@@ -593,6 +594,63 @@ class WebAPI:
         if not self.core.delete_event(number):
             raise ApiError(404, "no event %d" % (number,), "id")
         return self._when_journaled(request, {"deleted": number})
+
+    # -- dashboards ------------------------------------------------------------
+
+    def _board_body(self, request):
+        body = self._json_body(request, self.settings.max_dashboard_bytes)
+        try:
+            return check_board(body)
+        except BoardError as e:
+            self.core.counters["simplestats.dashboards.bad"] += 1
+            raise ApiError(400, str(e), e.parameter)
+
+    def _board(self, board_id):
+        board = self.core.boards.by_id.get(board_id)
+        if board is None:
+            raise ApiError(404, "no dashboard %r" % (board_id,), "id")
+        return board
+
+    @app.route("/api/dashboards", methods=["POST"])
+    def post_board(self, request):
+        self._check_token(request)
+        board = self._board_body(request)
+        boards = self.core.boards
+        if len(boards) >= self.settings.max_dashboards:
+            raise ApiError(409, "%d dashboards are saved, the limit (--max-dashboards): delete one"
+                           " first" % (len(boards),))
+        now = self.clock.seconds()
+        board.update(id=boards.fresh_id(), created=now, updated=now)
+        self.core.put_board(board)
+        request.setHeader(b"Location", b"/api/dashboards/" + board["id"].encode())
+        return self._when_journaled(request, board, 201)
+
+    @app.route("/api/dashboards", methods=["GET"])
+    def list_boards(self, request):
+        self._check_token(request)
+        rows = self.core.boards.listing()
+        return self._json(request, {"dashboards": rows, "count": len(rows)})
+
+    @app.route("/api/dashboards/<board_id>", methods=["GET"])
+    def get_board(self, request, board_id):
+        self._check_token(request)
+        return self._json(request, self._board(board_id))
+
+    @app.route("/api/dashboards/<board_id>", methods=["PUT"])
+    def put_board(self, request, board_id):
+        self._check_token(request)
+        old = self._board(board_id)
+        board = self._board_body(request)
+        board.update(id=board_id, created=old["created"], updated=self.clock.seconds())
+        self.core.put_board(board)
+        return self._when_journaled(request, board)
+
+    @app.route("/api/dashboards/<board_id>", methods=["DELETE"])
+    def delete_board(self, request, board_id):
+        self._check_token(request)
+        if not self.core.delete_board(board_id):
+            raise ApiError(404, "no dashboard %r" % (board_id,), "id")
+        return self._when_journaled(request, {"deleted": board_id})
 
     @app.route("/", branch=True)
     def static(self, request):
