@@ -36,7 +36,7 @@ from twisted.web.server import GzipEncoderFactory, Request, Site
 
 from server.receivers.fdlimit import REFUSAL_SLACK
 from server.core.logutil import BoundedLog
-from server.web.auth import READ_METHODS, refusal
+from server.web.auth import READ_METHODS, READ_POSTS, refusal
 
 # A read (GET, HEAD, OPTIONS) has no use for a body; this much is tolerated.
 READ_BODY_LIMIT = 65536
@@ -451,18 +451,20 @@ class LimitedSite(Site):
             return 405, "method %s is not supported; the API takes %s" % (
                 method[:20].decode("ascii", "replace"), ", ".join(m.decode() for m in METHODS))
         host = getattr(request.getClientAddress(), "host", "")
-        refused = refusal(self.settings, method, request.uri.split(b"?", 1)[0],
-                          request.getHeader, host)
+        path = request.uri.split(b"?", 1)[0]
+        refused = refusal(self.settings, method, path, request.getHeader, host)
         if refused is not None:
             counters["simplestats.http.unauthorized"] += 1
             return refused
-        if method in READ_METHODS:
+        # A batch read by POST is a read: its body is a query, not an upload.
+        reading = method in READ_METHODS or (method == b"POST" and path in READ_POSTS)
+        if reading:
             request.body_limit = READ_BODY_LIMIT
         else:
             request.body_limit = self.settings.max_upload_bytes
         if length is not None and length > request.body_limit:
             counters["simplestats.http.too_large"] += 1
-            if method in READ_METHODS:
+            if reading:
                 return 413, "a %s takes no body larger than %d bytes; this one has %d" % (
                     method.decode(), request.body_limit, length)
             return 413, "upload of %d bytes is larger than the limit of %d bytes" % (
