@@ -81,7 +81,8 @@ def check_event(body, when, source):
                              % (name, MAX_EXTRA))
         event[name] = value
     if event.get("priority", "normal") not in PRIORITIES:
-        raise EventError("priority", "priority must be low or normal, got %r" % (event["priority"],))
+        raise EventError("priority", "priority must be low or normal, got %r"
+                         % (event["priority"],))
     if event.get("alert_type", "info") not in ALERT_TYPES:
         raise EventError("alert_type", "alert_type must be one of %s, got %r"
                          % (", ".join(ALERT_TYPES), event["alert_type"]))

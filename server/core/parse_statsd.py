@@ -147,8 +147,8 @@ def _event_parts(body, title_length, text_length):
 
 def parse_event(line: str):
     """
-    A DogStatsD event line,
-    C{_e{title length,text length}:title|text|d:ts|h:host|p:priority|t:alert_type|k:key|s:source|#tags},
+    A DogStatsD event line, C{_e{title length,text length}:title|text}
+    then any of C{|d:ts|h:host|p:priority|t:alert_type|k:key|s:source|#tags},
     as C{(when or None, members)}: the members of an event for
     L{server.core.events.check_event} (C{what}, C{data}, C{tags} and those
     given of C{host}, C{priority}, C{alert_type}, C{aggregation_key},

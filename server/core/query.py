@@ -129,8 +129,8 @@ def choose_tier(store, start, until, now, tier=None, max_points=20000):
                 break
         points = _points(tiers[tier], start, until)
         if points > max_points:
-            raise QueryError("resolution", "resolution %s over this range gives %d points, the limit"
-                             " is %d: pick a shorter range"
+            raise QueryError("resolution", "resolution %s over this range gives %d points, the"
+                             " limit is %d: pick a shorter range"
                              % (_step_name(tiers[tier].step), points, max_points))
         return tier
     options = tier_options(store, start, until, now, max_points)
