@@ -33,6 +33,20 @@ class BatchTests(APITestCase):
         self.assertEqual(body["partial_from"], T0 + 30)
         self.assertIsNone(body["since"])
 
+    def test_series_deleted_midway_is_missing(self):
+        """A series deleted while the answer is written a series per turn is listed in missing."""
+        self.feed()
+        self.api.slice_seconds = 0  # every yield ends a slice: a series per turn
+        d = self.stub.request("GET", "http://127.0.0.1:8080/api/series/batch?key=c&key=t%3Bhost%3Da")
+        self.stub.flush()
+        self.core.delete(["t;host=a"])
+        for _ in range(100):
+            self.clock.advance(0)
+            self.stub.flush()
+        body = json.loads(self.successResultOf(self.stub.content(self.successResultOf(d))))
+        self.assertEqual([s["key"] for s in body["series"]], ["c"])
+        self.assertEqual(body["missing"], ["t;host=a"])
+
     def test_post_with_fields_per_series(self):
         """POST takes a JSON body with per-series fields and relative times."""
         self.feed()

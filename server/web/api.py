@@ -381,20 +381,22 @@ class WebAPI:
         if len(spec.items) > limit:
             raise ApiError(400, "%d keys, more than --max-batch-series %d"
                            % (len(spec.items), limit), "key")
-        if spec.filter:
-            matches = self._filter_text(spec.filter)
-            return self._sliced(self._batch_matching(request, spec, matches))
-        return self._batch_answer(request, spec, [])
+        matches = self._filter_text(spec.filter) if spec.filter else None
+        return self._sliced(self._batch(request, spec, matches))
 
-    def _batch_matching(self, request, spec, matches):
-        _, found = yield from self._matching(matches, settle=False)
-        if len(found) > self.settings.max_batch_series:
-            raise ApiError(400, "the filter matches %d series, more than --max-batch-series %d:"
-                           " narrow it" % (len(found), self.settings.max_batch_series), "filter")
-        found.sort(key=_KEY)
-        return self._batch_answer(request, spec, found)
-
-    def _batch_answer(self, request, spec, matched):
+    def _batch(self, request, spec, matches):
+        """
+        The batch answer, a series per reactor turn: a week of 1-minute
+        points of 100 series is seconds of reading, encoding and gzip.
+        """
+        matched = []
+        if matches is not None:
+            _, matched = yield from self._matching(matches, settle=False)
+            if len(matched) > self.settings.max_batch_series:
+                raise ApiError(400, "the filter matches %d series, more than --max-batch-series %d:"
+                               " narrow it" % (len(matched), self.settings.max_batch_series),
+                               "filter")
+            matched.sort(key=_KEY)
         store = self.store
         found, missing, seen = [], [], set()
         for key, fields in spec.items:
@@ -412,9 +414,22 @@ class WebAPI:
             raise ApiError(400, "%d series, more than --max-batch-series %d: narrow the filter"
                            % (len(found), self.settings.max_batch_series),
                            "filter" if spec.filter else "key")
-        body = batches.answer(store, spec, found, missing, self.clock.seconds(),
-                              self.settings.max_points)
-        return self._json(request, body)
+        head, tier, work = batches.prepare(store, spec, found, missing, self.clock.seconds(),
+                                           self.settings.max_points)
+        self._json_headers(request)
+        opening = orjson.dumps(head)[:-1] + b',"series":['
+        for series, fields in work:
+            if not self._alive(series):
+                # Deleted since the request began.
+                missing.append(series.key)
+                continue
+            item = batches.series_item(store, head, tier, series, fields)
+            request.write(opening + orjson.dumps(item))
+            opening = b","
+            yield
+        if opening != b",":
+            request.write(opening)
+        return b'],"missing":' + orjson.dumps(missing) + b"}"
 
     @app.route("/api/series", methods=["DELETE"])
     def delete_series(self, request):

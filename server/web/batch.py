@@ -108,10 +108,15 @@ def from_json(data):
                  since=_time_member(body, "since"), resolution=resolution)
 
 
-def answer(store, batch, found, missing, now, max_points):
+def prepare(store, batch, found, missing, now, max_points):
     """
-    The answer's body (a dict, see docs/API.md) for the series C{found}:
-    C{[(series, fields or None)]}, with the keys of C{missing}.
+    Check the whole request before any of the answer is written: the
+    range, the resolution and each series' fields.  Returns the answer's
+    head (a dict, every member but C{series} and C{missing}), the tier and
+    C{[(series, fields)]} to read.
+
+    @param found: C{[(series, fields or None)]}.
+    @raise QueryError: naming the parameter (and the series) at fault.
     """
     start = parse_time("from", batch.start or "-1h", now)
     until = parse_time("until", batch.until or "now", now)
@@ -125,20 +130,28 @@ def answer(store, batch, found, missing, now, max_points):
     since = None if batch.since is None else parse_time("since", batch.since, now)
     tier = parse_resolution(store, batch.resolution)
     tier = choose_tier(store, start, until, now, tier, max_points)
-    first = start if since is None else max(start, since)
-    out = []
+    work = []
     for series, wanted in found:
         try:
             fields = fields_for(series, list(wanted if wanted is not None else batch.fields))
         except QueryError as e:
             raise QueryError(e.parameter, "series %r: %s" % (series.key, e))
-        if first > until:
-            points = {name: [] for name in fields}
-        else:
-            points = series_points(store, series, fields, first, until, tier, now)
-        out.append({"key": series.key, "name": series.name, "tags": dict(series.tags),
-                    "type": TYPE_NAMES[series.type], "fields": points})
-    return {"from": start, "until": until, "now": now, "resolution": store.tiers[tier].step,
+        work.append((series, fields))
+    head = {"from": start, "until": until, "now": now, "resolution": store.tiers[tier].step,
             "partial_from": partial_from(store, tier, now), "since": since,
-            "resolutions": tier_options(store, start, until, now, max_points),
-            "series": out, "missing": missing}
+            "resolutions": tier_options(store, start, until, now, max_points)}
+    return head, tier, work
+
+
+def series_item(store, head, tier, series, fields):
+    """
+    One series of the answer: C{{"key", "name", "tags", "type", "fields"}},
+    its points from C{since} (or C{from}) to C{until}.
+    """
+    first = head["from"] if head["since"] is None else max(head["from"], head["since"])
+    if first > head["until"]:
+        points = {name: [] for name in fields}
+    else:
+        points = series_points(store, series, fields, first, head["until"], tier, head["now"])
+    return {"key": series.key, "name": series.name, "tags": dict(series.tags),
+            "type": TYPE_NAMES[series.type], "fields": points}
