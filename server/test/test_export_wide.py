@@ -69,6 +69,8 @@ class WideExportTests(APITestCase):
         rows = list(csv.reader(io.StringIO(body.decode())))
         self.assertEqual(rows[0][4:], ["min", "max", "mean", "last", "updates"])
         self.assertEqual(rows[1][:4], ["2026-11-23T00:00:00Z", "%d" % T0, "temp", "gauge"])
+        _, by_filter = self.export("format=csv-wide&filter=temp&from=%d&resolution=1m" % (T0 - 60,))
+        self.assertEqual(by_filter, body)
         _, body = self.export("format=csv-wide&key=temp&from=-7d&resolution=5s", 400)
         self.assertEqual(json.loads(body)["parameter"], "resolution")
 
