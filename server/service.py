@@ -344,6 +344,7 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
                        reactor)
     top.api = api
     top.site = site
+    api.ports = lambda: listening_ports(top)
     for name, listen in (
         ("tcp", lambda: reactor.listenTCP(settings.tcp_port, factory, interface=settings.bind)),
         ("udp", lambda: reactor.listenUDP(settings.udp_port, statsd, interface=settings.bind,

@@ -97,6 +97,9 @@ def test_events_by_http_and_dogstatsd_datagram(make_server):
 def test_gzip_answer(make_server):
     """A JSON answer is gzip when asked, the same JSON decompressed; the export is not."""
     server = make_server().start()
+    # The real ports (the test's are free ones, not the defaults), for the empty state.
+    assert server.get_json("/api/health")["ports"] == {
+        "tcp": server.tcp_port, "udp": server.udp_port, "http": server.http_port}
     server.send_udp(b"\n".join(b"e2e.gz.lat:%d|ms" % (k,) for k in range(200)))
 
     def batch(headers):

@@ -145,6 +145,16 @@ class BatchTests(APITestCase):
         self.assertIn("--max-batch-series 3", body["error"])
 
 
+class HealthPortsTests(APITestCase):
+    argv = ("--tcp-port", "9007")
+
+    def test_ports_listened_on(self):
+        """/api/health names the ports: those listened on once known, the settings' before."""
+        self.assertEqual(self.get_json("/api/health")["ports"], {"tcp": 9007, "udp": 8125, "http": 8080})
+        self.api.ports = lambda: {"tcp": 1, "udp": 2, "http": 3}
+        self.assertEqual(self.get_json("/api/health")["ports"], {"tcp": 1, "udp": 2, "http": 3})
+
+
 class BatchTokenTests(APITestCase):
     argv = ("--api-token", "s3cret-token-0123456789")
 

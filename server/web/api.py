@@ -62,6 +62,9 @@ class WebAPI:
         # Work over every series goes on for this long per reactor turn.
         self.slice_seconds = slice_seconds
         self.imports = Importer(core, settings, clock, snapshotter)
+        # C{{"tcp", "udp", "http"}}: the ports listened on (makeService sets
+        # it; the settings' ports until then).
+        self.ports = None
 
     # -- helpers -------------------------------------------------------------
 
@@ -296,7 +299,21 @@ class WebAPI:
             "reactor": self.lag.status(now) if self.lag else None,
             # The import under way: phase "checking" then "applying".
             "imports": self.imports.status(),
+            # What the dashboard's empty state tells a user to send to.
+            "ports": self._ports(),
         })
+
+    def _ports(self):
+        settings = self.settings
+        configured = {"tcp": settings.tcp_port, "udp": settings.udp_port,
+                      "http": settings.http_port}
+        if self.ports is None:
+            return configured
+        try:
+            return self.ports()
+        except AttributeError:
+            # Not listening yet (or any more).
+            return configured
 
     @app.route("/api/metrics", methods=["GET"])
     def metrics(self, request):
