@@ -95,7 +95,7 @@ def test_events_by_http_and_dogstatsd_datagram(make_server):
 
 
 def test_gzip_answer(make_server):
-    """A JSON answer is gzip when asked, the same JSON decompressed; the export is not."""
+    """/api/health names the real ports; a JSON answer is gzip when asked, the same JSON decompressed; the export is not."""
     server = make_server().start()
     # The real ports (the test's are free ones, not the defaults), for the empty state.
     assert server.get_json("/api/health")["ports"] == {
