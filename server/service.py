@@ -37,7 +37,7 @@ from server.web.tokenfile import TokenError, resolve_token
 from server.web.api import WebAPI
 from server.web.ingest import HttpIngest, IngestRouter
 from server.web.recovering import RecoveringGate
-from server.web.site import LimitedSite
+from server.web.site import LimitedSite, compressed
 
 log = Logger()
 
@@ -289,7 +289,8 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
         def on_failure(error):
             log.critical("cannot start: {error}", error=str(error))
             reactor.stop()
-    snapshotter = Snapshotter(store, journal, directory, reactor, run_in_thread, timer=timer)
+    snapshotter = Snapshotter(store, journal, directory, reactor, run_in_thread, timer=timer,
+                              state=core.durable_state)
     # The journal file just opened is this run's: not replayed.
     recovery = Recovery(directory, store, core, settings.move_corrupt_aside, reactor,
                         run_in_thread, timer=timer, queue_bytes=settings.recovery_queue_bytes,
@@ -341,10 +342,12 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
     ingest = HttpIngest(core, settings, reactor, recovery)
     # Stopped before persistence: an import still being checked is abandoned.
     ImportsService(api.imports).setServiceParent(top)
-    site = LimitedSite(RecoveringGate(IngestRouter(ingest.app.resource(), api.app.resource()),
-                                      recovery), settings, core, reactor)
+    site = LimitedSite(compressed(RecoveringGate(IngestRouter(ingest.app.resource(),
+                                                              api.app.resource()), recovery)),
+                       settings, core, reactor)
     top.api = api
     top.site = site
+    api.ports = lambda: listening_ports(top)
     for name, listen in (
         ("tcp", lambda: reactor.listenTCP(settings.tcp_port, factory, interface=settings.bind)),
         ("udp", lambda: reactor.listenUDP(settings.udp_port, statsd, interface=settings.bind,

@@ -259,6 +259,18 @@ class Settings:
         100, _positive_int, "most terms in one filter (metric list, export, delete); each costs time per series"
     )
     max_filter_length: int = _setting(4096, _positive_int, "longest filter, in characters")
+    max_batch_series: int = _setting(
+        100, _positive_int, "most series in one /api/series/batch answer (keys and filter matches)"
+    )
+    max_events: int = _setting(
+        10000, _positive_int,
+        "most events (deploy markers) held; past it the oldest are dropped and counted in"
+        " simplestats.events.dropped"
+    )
+    max_dashboards: int = _setting(1000, _positive_int, "most saved dashboards")
+    max_dashboard_bytes: int = _setting(
+        65536, _positive_int, "largest saved dashboard, in bytes of its JSON"
+    )
     idle_expiry: float = _setting(
         0.0, _non_negative_float, "drop series idle this many seconds (0: keep forever)"
     )

@@ -45,7 +45,7 @@ BAD_LINES = [b'["storm.bad", "x", 1]', b'["", null, 1]', b'{"a": 1}', b"NaN", b'
 # Known-bad statsd lines, each one bad metric.
 BAD_METRICS = [b"storm.udpbad:1|zz", b"storm.udpbad:x|c", b"storm.udpbad:nan|ms", b":1|c",
                b"storm.udpbad:1|c|@0", b"storm.udpbad", b"storm.udpbad:1", b"storm.udpbad:\xff|c",
-               b"_e{1,1}:a|b"]
+               b"_e{9,1}:a|b"]
 
 
 def random_bytes(rng, size, forbidden):

@@ -20,7 +20,10 @@ from twisted.logger import Logger
 
 from server.core.model import (COUNTER, GAUGE, TYPE_NAMES, Partial, Sample, series_key,
                           split_series_key)
-from server.core.parse_statsd import BadMetric, fast_line, fast_rows, packet_lines, parse_metric
+from server.core.boards import Boards
+from server.core.events import EventError, Events, check_event
+from server.core.parse_statsd import (EVENT_PREFIX, BadMetric, fast_line, fast_rows, packet_lines,
+                                      parse_event, parse_metric)
 from server.core.sketch import Sketch
 from server.core.store import FOLD_AT
 
@@ -66,6 +69,10 @@ class IngestCore:
         # of its series, and how many of them it has still to create.
         self.import_types = {}
         self.import_new = 0
+        # Markers beside the series (server.core.events), journaled and
+        # snapshotted like data.
+        self.events = Events(settings.max_events)
+        self.boards = Boards()
 
     # -- accepting points ------------------------------------------------
 
@@ -210,6 +217,7 @@ class IngestCore:
         except UnicodeDecodeError:
             text = None
         rows = fast_rows(text) if text is not None else None
+        events = 0
         if rows is not None and len(rows) == text.count("\n") + (text[-1:] != "\n"):
             bad = ()
             taken = len(rows)
@@ -232,6 +240,15 @@ class IngestCore:
                                        refused, ()):
                         kept.append(line)
                     continue
+                if line.startswith(EVENT_PREFIX):
+                    # Journaled as an event entry, not in the packet.
+                    events += 1
+                    if journal:
+                        problem = self._statsd_event(line, now)
+                        if problem is not None:
+                            bad.append(problem)
+                            events -= 1
+                    continue
                 try:
                     samples = parse_metric(line, limits)
                 except BadMetric as e:
@@ -246,10 +263,10 @@ class IngestCore:
         applied = taken - len(refused) - len(failed)
         if failed:
             bad = list(bad) + failed
-        self.received[transport] += taken + len(bad) - len(failed)
+        self.received[transport] += taken + len(bad) - len(failed) + events
         if applied:
             if journal:
-                if bad or refused:
+                if bad or refused or events:
                     data = "\n".join(kept).encode("utf-8")
                 self.journal.append_raw(b"u", now, data)
             self.counters[_POINTS[transport]] += applied
@@ -311,6 +328,75 @@ class IngestCore:
             series = self.store.get_or_create(key, sample.type)
         self.store.start_fast(token, series, sample.rate, now).append(value)
         return True
+
+    def _statsd_event(self, line, now):
+        """
+        Take a DogStatsD event line; why not, or L{None}.
+        """
+        try:
+            when, members = parse_event(line)
+            self.add_event(check_event(members, now if when is None else when, "statsd"))
+        except BadMetric as e:
+            return e.args[0]
+        except EventError as e:
+            return '%s in "%s"' % (e, line[:80])
+        return None
+
+    # -- events (server.core.events) -------------------------------------
+
+    def add_event(self, event):
+        """
+        Hold and journal C{event} (from L{check_event}); it gets its id.
+        """
+        dropped = self.events.add(event)
+        self.journal.append([["e", event]])
+        self.counters["simplestats.events.received"] += 1
+        if dropped:
+            self.counters["simplestats.events.dropped"] += dropped
+        return event
+
+    def delete_event(self, event_id):
+        """
+        Forget one event, through the journal; whether it was held.
+        """
+        if not self.events.delete(event_id):
+            return False
+        self.journal.append([["ed", event_id]])
+        return True
+
+    # -- dashboards (server.core.boards) ----------------------------------
+
+    def put_board(self, board):
+        """
+        Hold and journal C{board} (checked, with its id and times).
+        """
+        self.boards.put(board)
+        self.journal.append([["b", board]])
+        self.counters["simplestats.dashboards.saved"] += 1
+        return board
+
+    def delete_board(self, board_id):
+        """
+        Forget one dashboard, through the journal; whether it was held.
+        """
+        if not self.boards.delete(board_id):
+            return False
+        self.journal.append([["bd", board_id]])
+        return True
+
+    def durable_state(self):
+        """
+        What a snapshot keeps beside the series (in its header).
+        """
+        return {"events": self.events.to_json(), "dashboards": self.boards.to_json()}
+
+    def load_state(self, header):
+        """
+        Take back L{durable_state} from a snapshot's header (an older
+        snapshot has none: nothing held).
+        """
+        self.events.load(header.get("events"))
+        self.boards.load(header.get("dashboards"))
 
     def _time_problem(self, ts, now):
         if not math.isfinite(ts) or ts < 0:
@@ -379,6 +465,18 @@ class IngestCore:
             kind = entry[0]
             if kind == "d":
                 self.store.delete(entry[1])
+                continue
+            if kind == "e":
+                self.events.add(dict(entry[1]))
+                continue
+            if kind == "ed":
+                self.events.delete(entry[1])
+                continue
+            if kind == "b":
+                self.boards.put(dict(entry[1]))
+                continue
+            if kind == "bd":
+                self.boards.delete(entry[1])
                 continue
             key = entry[1]
             name, tags = split_series_key(key)

@@ -33,8 +33,8 @@ from server.core.model import (
     Sample,
 )
 
-__all__ = ["BadMetric", "fast_line", "fast_rows", "packet_lines", "parse_metric", "parse_packet",
-           "split_packet"]
+__all__ = ["BadMetric", "EVENT_PREFIX", "fast_line", "fast_rows", "packet_lines", "parse_event",
+           "parse_metric", "parse_packet", "split_packet"]
 
 # What a line means, by version (server.core.model.STATSD_PARSER_VERSION): a
 # journal records the version that read its statsd packets, and replays
@@ -123,6 +123,76 @@ def split_packet(data: bytes, limits: Limits):
     return parts, errors
 
 
+EVENT_PREFIX = "_e{"
+_EVENT_HEAD = re.compile(r"_e\{(\d{1,6}),(\d{1,6})\}:")
+_EVENT_MEMBERS = {"h": "host", "p": "priority", "t": "alert_type", "k": "aggregation_key",
+                  "s": "source_type"}
+
+
+def _event_parts(body, title_length, text_length):
+    """
+    C{(title, text, rest)} of an event's body cut at the given lengths, or
+    L{None} when the lengths do not fall on the separators.
+    """
+    title = body[:title_length]
+    if len(title) != title_length or body[title_length:title_length + 1] not in (b"|", "|"):
+        return None
+    start = title_length + 1
+    text = body[start:start + text_length]
+    rest = body[start + text_length:]
+    if len(text) != text_length or rest[:1] not in (b"|", "|", b"", ""):
+        return None
+    return title, text, rest
+
+
+def parse_event(line: str):
+    """
+    A DogStatsD event line, C{_e{title length,text length}:title|text}
+    then any of C{|d:ts|h:host|p:priority|t:alert_type|k:key|s:source|#tags},
+    as C{(when or None, members)}: the members of an event for
+    L{server.core.events.check_event} (C{what}, C{data}, C{tags} and those
+    given of C{host}, C{priority}, C{alert_type}, C{aggregation_key},
+    C{source_type}).  The lengths count UTF-8 bytes (the agent's rule);
+    lengths that count characters (some clients) are taken too.
+
+    @raise BadMetric: naming the problem and quoting the line.
+    """
+    head = _EVENT_HEAD.match(line)
+    if head is None:
+        raise BadMetric('an event must start _e{<title length>,<text length>}: in "%s"'
+                        % (_excerpt(line),))
+    title_length, text_length = int(head.group(1)), int(head.group(2))
+    body = line[head.end():]
+    parts = _event_parts(body.encode("utf-8"), title_length, text_length)
+    if parts is not None:
+        try:
+            parts = tuple(p.decode("utf-8") for p in parts)
+        except UnicodeDecodeError:
+            parts = None
+    if parts is None:
+        parts = _event_parts(body, title_length, text_length)
+    if parts is None:
+        raise BadMetric('the event\'s title and text are not %d and %d long in "%s"'
+                        % (title_length, text_length, _excerpt(line)))
+    title, text, rest = parts
+    if not title:
+        raise BadMetric('an event needs a title in "%s"' % (_excerpt(line),))
+    when = None
+    members = {"what": title, "data": text.replace("\\n", "\n"), "tags": []}
+    for field in rest.split("|")[1:]:
+        if field.startswith("#"):
+            members["tags"] = [t for t in field[1:].split(",") if t]
+        elif field.startswith("d:"):
+            when = _number(field[2:])
+            if when is None:
+                raise BadMetric('the event\'s d: is not a timestamp in "%s"' % (_excerpt(line),))
+        elif field[:2] in ("h:", "p:", "t:", "k:", "s:"):
+            members[_EVENT_MEMBERS[field[0]]] = field[2:]
+        else:
+            raise BadMetric('unknown event field %r in "%s"' % (field[:20], _excerpt(line)))
+    return when, members
+
+
 def packet_lines(data: bytes) -> Tuple[List[str], List[str]]:
     """
     The packet's non-empty lines (without the C{\\r} of a C{\\r\\n}), and one
@@ -205,8 +275,10 @@ def _parse_line(line, limits):
     """
     The general case: any name, packed values, extensions.
     """
-    if line.startswith(("_e{", "_sc|")):
-        raise BadMetric("DogStatsD events and service checks are not supported")
+    if line.startswith(EVENT_PREFIX):
+        raise BadMetric("a DogStatsD event is read by parse_event, not as a metric")
+    if line.startswith("_sc|"):
+        raise BadMetric("DogStatsD service checks are not supported")
     colon = line.find(":")
     if colon < 0:
         raise BadMetric('missing ":" between name and value')

@@ -1,7 +1,7 @@
 """
-Reading series back: choosing a tier, gathering closed and open buckets, and
-filling gaps the way each type means them (counters count zero, gauges keep
-their value, other types have no value).
+Reading series back: choosing a tier within what the tiers keep and the
+point limit, gathering closed and open buckets; a bucket without data is
+None for every type.
 """
 
 import math
@@ -11,14 +11,11 @@ from bisect import bisect_left
 from collections import deque
 
 from server.core.aggregate import (AGGREGATES, DEFAULT_FIELDS, PUBLIC_FIELDS, STORED_FIELDS,
-                              GaugeRow, derive, field_index, new_aggregate)
-from server.core.model import COUNTER, GAUGE
+                              derive, new_aggregate)
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)(s|m|min|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 AUTO_POINTS = 2000
-_GAUGE_LAST = field_index(GAUGE, "last")
-_COUNTER_COUNT = field_index(COUNTER, "count")
 
 
 class QueryError(ValueError):
@@ -78,25 +75,81 @@ def _step_name(step):
     return "%ds" % step
 
 
+def _covers(tier, start, now):
+    return tier.retention is None or start >= now - tier.retention
+
+
+def _points(tier, start, until):
+    return int(until // tier.step) - int(start // tier.step) + 1
+
+
+def _duration(seconds):
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return "%d%s" % (seconds // size, unit)
+    return "%ds" % (seconds,)
+
+
+def tier_options(store, start, until, now, max_points=20000):
+    """
+    Each tier with whether it can answer C{start}..C{until}: its retention
+    keeps C{start} and it gives at most C{max_points} points.
+    C{[{"step", "name", "usable", "reason"}]}, finest first.
+    """
+    options = []
+    for t in store.tiers:
+        reason = None
+        if not _covers(t, start, now):
+            reason = "%s keeps %s, this range starts %s ago" % (
+                _step_name(t.step), _duration(t.retention), _duration(int(max(0, now - start))))
+        else:
+            points = _points(t, start, until)
+            if points > max_points:
+                reason = "%s over this range gives %d points, the limit is %d" % (
+                    _step_name(t.step), points, max_points)
+        options.append({"step": t.step, "name": _step_name(t.step), "usable": reason is None,
+                        "reason": reason})
+    return options
+
+
 def choose_tier(store, start, until, now, tier=None, max_points=20000):
     """
-    The tier to answer from: the one asked for, or the finest whose
-    retention covers C{start} and that gives at most L{AUTO_POINTS} points.
+    The tier to answer from: the one asked for when it can answer the range
+    (L{tier_options}), or the finest whose retention covers C{start} and
+    that gives at most L{AUTO_POINTS} points (else the one that keeps the
+    longest).  A tier asked for that cannot answer is a L{QueryError}
+    naming those that can.
     """
     tiers = store.tiers
     if tier is None:
         tier = len(tiers) - 1
         for i, t in enumerate(tiers):
-            if (t.retention is None or start >= now - t.retention) and \
-                    (until - start) / t.step <= AUTO_POINTS:
+            if _covers(t, start, now) and _points(t, start, until) <= AUTO_POINTS:
                 tier = i
                 break
-    points = int(until // tiers[tier].step) - int(start // tiers[tier].step) + 1
-    if points > max_points:
-        raise QueryError("resolution", "resolution %s over this range gives %d points, the limit is %d:"
-                         " pick a coarser resolution or a shorter range"
-                         % (_step_name(tiers[tier].step), points, max_points))
+        points = _points(tiers[tier], start, until)
+        if points > max_points:
+            raise QueryError("resolution", "resolution %s over this range gives %d points, the"
+                             " limit is %d: pick a shorter range"
+                             % (_step_name(tiers[tier].step), points, max_points))
+        return tier
+    options = tier_options(store, start, until, now, max_points)
+    if not options[tier]["usable"]:
+        usable = [o["name"] for o in options if o["usable"]]
+        error = QueryError("resolution", "resolution %s; use one of: %s" % (
+            options[tier]["reason"], ", ".join(["auto"] + usable)))
+        error.usable = usable
+        raise error
     return tier
+
+
+def partial_from(store, i, now):
+    """
+    The start of the bucket of tier C{i} in progress at C{now}: points from
+    it on are still filling.
+    """
+    step = store.tiers[i].step
+    return int(now // step) * step
 
 
 def fields_for(series, requested):
@@ -174,51 +227,6 @@ def bucket_columns(store, series, i, first, last):
     return numbers, columns
 
 
-def _carried_gauge(store, series, i, first):
-    stored = series.stored[i]
-    if stored is not None:
-        lo, _ = stored.span(first, first)
-        if lo:
-            return stored.columns[_GAUGE_LAST][lo - 1]
-    return None
-
-
-def _fill(fam, numbers, columns, first, last, born, carried):
-    """
-    Add the rows a gap means for counters (zero, from the first point on)
-    and gauges (the value carried forward).
-    """
-    if len(numbers) == last - first + 1:
-        return numbers, columns
-    present = dict(zip(numbers, range(len(numbers))))
-    grid = range(first, last + 1)
-    out_numbers = []
-    out = [[] for _ in columns]
-    if fam == COUNTER:
-        for n in grid:
-            p = present.get(n)
-            if p is not None:
-                out_numbers.append(n)
-                out[_COUNTER_COUNT].append(columns[_COUNTER_COUNT][p])
-            elif n >= born:
-                out_numbers.append(n)
-                out[_COUNTER_COUNT].append(0.0)
-        return out_numbers, out
-    for n in grid:
-        p = present.get(n)
-        if p is not None:
-            carried = columns[_GAUGE_LAST][p]
-            row = [c[p] for c in columns]
-        elif carried is not None:
-            row = GaugeRow(updates=0.0, sum=carried, min=carried, max=carried, last=carried)
-        else:
-            continue
-        out_numbers.append(n)
-        for column, value in zip(out, row):
-            column.append(value)
-    return out_numbers, out
-
-
 def series_points(store, series, fields, start, until, i, now):
     """
     C{{field: [(bucket start, value or None), ...]}} over C{start}..C{until}
@@ -233,14 +241,10 @@ def series_points(store, series, fields, start, until, i, now):
     if last < first:
         return {name: [] for name in fields}
     numbers, columns = bucket_columns(store, series, i, first, last)
-    fam = series.family
-    if fam == COUNTER:
-        numbers, columns = _fill(fam, numbers, columns, first, last,
-                                 series.first_seen // step, None)
-    elif fam == GAUGE:
-        numbers, columns = _fill(fam, numbers, columns, first, last, None,
-                                 _carried_gauge(store, series, i, first))
-    values = derive(fam, fields, columns, step)
+    # A bucket that received nothing is None for every type: a counter's
+    # empty bucket after an outage is not a measured zero, nor is a gauge's
+    # last value a reading of the buckets it did not get.
+    values = derive(series.family, fields, columns, step)
     result = {}
     if len(numbers) == last - first + 1:
         times = [n * step for n in numbers]

@@ -437,6 +437,7 @@ class Recovery:
                 moved_snapshot = True
             else:
                 first_seq = header["journal_seq"]
+                self.core.load_state(header)
                 summary["series_loaded"] = len(store.series)
                 self._report_tiers(header)
         self._check_missing(has_snapshot and not moved_snapshot, first_seq, present,

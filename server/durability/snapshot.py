@@ -1,8 +1,9 @@
 """
 Snapshots of the store: a versioned, gzip-compressed JSON-lines file.
 
-Line 1 is a header (format name, version, tier steps, watermarks and the
-number of the first journal file the snapshot does not cover); then one line
+Line 1 is a header (format name, version, tier steps, watermarks, the
+number of the first journal file the snapshot does not cover, and the state
+kept beside the series: events and dashboards, absent from older files); then one line
 per series, its closed buckets as base64 of the raw little-endian columns and
 its open buckets as JSON; last, a trailer with the series count, so a
 truncated file is caught even where gzip would not notice.
@@ -328,8 +329,11 @@ class Snapshotter:
     log = Logger()
 
     def __init__(self, store, journal, directory, clock, run_in_thread,
-                 slice_seconds=0.01, timer=time.perf_counter):
+                 slice_seconds=0.01, timer=time.perf_counter, state=None):
         self.store = store
+        # What the header keeps beside the series (events, dashboards): a
+        # callable giving a dict, taken at the rotation.
+        self.state = state
         self.journal = journal
         self.directory = directory
         self.clock = clock
@@ -412,6 +416,8 @@ class Snapshotter:
             "retentions": [t.retention for t in self.store.tiers],
             "watermarks": list(self.store.watermarks),
         }
+        if self.state is not None:
+            header.update(self.state())
         self.pending = dict(self.store.series)
         # What a start-up shows its progress against (the trailer checks).
         header["series"] = len(self.pending)

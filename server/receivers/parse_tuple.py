@@ -5,7 +5,8 @@ The TCP line protocol: one JSON tuple, or one JSON array of tuples, per line.
     ["name", timestamp, value, {"tag": "value", ...}]
     [["name", timestamp, value], ["name", timestamp, value, {...}], ...]
 
-C{timestamp} is a number, a numeric string or C{null} ("now").  C{value} is
+C{timestamp} is a number, a numeric string, an ISO 8601 date and time
+(C{"2026-12-02T21:00:00Z"}; no offset is UTC) or C{null} ("now").  C{value} is
 
   - a number or a numeric string: a plain sample (the original SimpleStats
     data point);
@@ -21,6 +22,7 @@ L{parse_line} is pure: bytes in, L{ParsedLine} out, or L{ParseError} whose
 message tells the person at the other end what to fix.
 """
 
+import datetime
 import json
 import re
 from typing import List, NamedTuple, Union
@@ -269,6 +271,27 @@ def _parse_name(name, limits):
     return name
 
 
+# ISO 8601 date and time, as a spreadsheet writes it; without an offset, UTC.
+_ISO_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?",
+    re.ASCII)
+
+
+def _iso_time(text):
+    """
+    An ISO 8601 date and time as seconds since the epoch, or L{None}.
+    """
+    if _ISO_TIME.fullmatch(text) is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace(",", "."))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
 def _parse_timestamp(timestamp):
     if timestamp is None:
         return None
@@ -276,11 +299,14 @@ def _parse_timestamp(timestamp):
         number = _finite(timestamp)
     elif isinstance(timestamp, str):
         number = _number_from_text(timestamp)
+        if number is None:
+            number = _iso_time(timestamp)
     else:
         number = None
     if number is None:
         raise ParseError(
-            "timestamp must be a number (or null for now), got %s" % (_show(timestamp),)
+            "timestamp must be a number (or null for now) or an ISO 8601 time such as"
+            " 2026-12-02T21:00:00Z, got %s" % (_show(timestamp),)
         )
     return number
 

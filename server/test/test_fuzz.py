@@ -443,7 +443,7 @@ def good_statsd_line(draw):
 BAD_STATSD = st.one_of(
     st.sampled_from([
         "bad.a:1|zz", "bad.b:abc|c", "bad.c:nan|ms", "bad.d:inf|g", "bad.e:1|c|@0",
-        "bad.f:1|c|@2", ":1|c", "bad.g1|c", "bad.h:1", "_e{1,1}:a|b", "_sc|x|0",
+        "bad.f:1|c|@2", ":1|c", "bad.g1|c", "bad.h:1", "_e{9,1}:a|b", "_sc|x|0",
         "bad.i:1|ms|Tnow", "bad.j:1:x|ms", "!!:1|c", "bad.k:|s", "bad.l:1|",
         "bad.m:\u0661|c",
     ]),

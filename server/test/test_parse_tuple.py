@@ -39,6 +39,11 @@ GOOD_TUPLES = [
     (b'["a", "1322721979", "8"]', Sample("a", (), SAMPLE, 8.0, 1322721979.0)),
     (b'["a", "1.5e9", "-1e3"]', Sample("a", (), SAMPLE, -1000.0, 1.5e9)),
     (b'["a", null, 8]', Sample("a", (), SAMPLE, 8.0, None)),
+    # ISO 8601, as a spreadsheet writes it; no offset is UTC.
+    (b'["a", "2026-11-23T00:00:00Z", 8]', Sample("a", (), SAMPLE, 8.0, 1795392000.0)),
+    (b'["a", "2026-11-23 01:00:00+01:00", 8]', Sample("a", (), SAMPLE, 8.0, 1795392000.0)),
+    (b'["a", "2026-11-23T00:00:05.5", 8]', Sample("a", (), SAMPLE, 8.0, 1795392005.5)),
+    (b'["a", "2026-11-23T00:01", 8]', Sample("a", (), SAMPLE, 8.0, 1795392060.0)),
     (b'["a", 1, "1c"]', Sample("a", (), COUNTER, 1.0, 1.0)),
     (b'["a", 1, "1.5c"]', Sample("a", (), COUNTER, 1.5, 1.0)),
     (b'["a", 1, "-1c"]', Sample("a", (), COUNTER, -1.0, 1.0)),
@@ -143,7 +148,12 @@ BAD_LINES = [
     (b'["a\\n", 1, 8]', LIMITS, "name must be"),
     (b'["abcdefghijk", 1, 8]', SMALL, "name must be 1 to 10 characters"),
     # timestamp
-    (b'["a", "abc", 8]', LIMITS, 'timestamp must be a number (or null for now), got "abc"'),
+    (b'["a", "abc", 8]', LIMITS, 'timestamp must be a number (or null for now) or an ISO 8601 time'
+                                ' such as 2026-12-02T21:00:00Z, got "abc"'),
+    (b'["a", "2026-13-02T21:00:00Z", 8]', LIMITS, "or an ISO 8601 time"),
+    (b'["a", "2026-12-02", 8]', LIMITS, "or an ISO 8601 time"),
+    (b'["a", "2026-11-23T00:00:00ZZ", 8]', LIMITS, "or an ISO 8601 time"),
+    (b'["a", "2026-12-02T21:00:00+25:00", 8]', LIMITS, "or an ISO 8601 time"),
     (b'["a", true, 8]', LIMITS, "timestamp must be a number"),
     (b'["a", [1], 8]', LIMITS, "timestamp must be a number"),
     (b'["a", {}, 8]', LIMITS, "timestamp must be a number"),

@@ -46,7 +46,8 @@ class TupleProtocolTests(SynchronousTestCase):
         out = self.send(b'["a", %d, 1]\n["a", "x", 1]\r\n["b", null, "3c"]\n' % T0)
         self.assertEqual(out.split(b"\r\n")[:-1], [
             b"--OK",
-            b'--ERROR timestamp must be a number (or null for now), got "x"',
+            b'--ERROR timestamp must be a number (or null for now) or an ISO 8601 time such as'
+            b' 2026-12-02T21:00:00Z, got "x"',
             b"--OK",
         ])
         self.assertIn("a", self.core.store.series)

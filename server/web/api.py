@@ -14,15 +14,19 @@ from operator import attrgetter
 
 import orjson
 from klein import Klein
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.static import File
 
+from server.web import batch as batches
 from server.web import transfer
 from server.core.filters import (SLICE_SECONDS, compile_filter, merge_runs, run_in_slices, select,
                             sorted_runs)
 from server.core.model import TYPE_NAMES, ParseError, normalize_tags, series_key
 from server.core.query import (QueryError, choose_tier, day_week, fields_for, parse_resolution,
                           parse_time, series_points)
+from server.core.boards import BoardError, check_board
+from server.core.events import EventError, check_event
 from server.web.auth import refusal
 from server.web.imports import ImportBusy, Importer
 
@@ -58,6 +62,9 @@ class WebAPI:
         # Work over every series goes on for this long per reactor turn.
         self.slice_seconds = slice_seconds
         self.imports = Importer(core, settings, clock, snapshotter)
+        # C{{"tcp", "udp", "http"}}: the ports listened on (makeService sets
+        # it; the settings' ports until then).
+        self.ports = None
 
     # -- helpers -------------------------------------------------------------
 
@@ -67,7 +74,7 @@ class WebAPI:
         # with json (NaN and infinities, never sent, would become null).
         return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
 
-    def _when_journaled(self, request, body):
+    def _when_journaled(self, request, body, status=200):
         """
         Answer C{body} once the journal's writer has written what was
         accepted, or 503 when the disk refused.
@@ -79,7 +86,7 @@ class WebAPI:
                          " restart" % (failure.getErrorMessage(),)}, 503)
 
         d = self.core.durable()
-        return d.addCallbacks(lambda _: self._json(request, body), refused)
+        return d.addCallbacks(lambda _: self._json(request, body, status), refused)
 
     def _write_journal(self):
         """
@@ -133,13 +140,25 @@ class WebAPI:
         """
         return run_in_slices(self.clock, work, self.slice_seconds)
 
+    def _args(self, request, name):
+        """
+        Every value of a repeated parameter (C{key=a&key=b}), as text.
+        """
+        try:
+            return [v.decode("utf-8") for v in request.args.get(name.encode(), [])]
+        except UnicodeDecodeError:
+            raise ApiError(400, "parameter %s is not UTF-8" % (name,), name)
+
     def _filter(self, request):
         """
         The C{filter} parameter compiled (blank matches everything).
         """
+        return self._filter_text(self._arg(request, "filter", ""))
+
+    def _filter_text(self, text):
         try:
-            return compile_filter(self._arg(request, "filter", ""),
-                                  self.settings.max_filter_terms, self.settings.max_filter_length)
+            return compile_filter(text, self.settings.max_filter_terms,
+                                  self.settings.max_filter_length)
         except ParseError as e:
             self.core.counters["simplestats.http.bad_filter"] += 1
             raise ApiError(400, "bad filter: %s" % (e,), "filter")
@@ -239,7 +258,10 @@ class WebAPI:
     def _query_error(self, request, failure):
         e = failure.value
         self.core.counters["simplestats.http.errors"] += 1
-        return self._json(request, {"error": str(e), "parameter": e.parameter}, 400)
+        body = {"error": str(e), "parameter": e.parameter}
+        if getattr(e, "usable", None) is not None:
+            body["usable"] = e.usable
+        return self._json(request, body, 400)
 
     # -- routes ----------------------------------------------------------------
 
@@ -277,7 +299,21 @@ class WebAPI:
             "reactor": self.lag.status(now) if self.lag else None,
             # The import under way: phase "checking" then "applying".
             "imports": self.imports.status(),
+            # What the dashboard's empty state tells a user to send to.
+            "ports": self._ports(),
         })
+
+    def _ports(self):
+        settings = self.settings
+        configured = {"tcp": settings.tcp_port, "udp": settings.udp_port,
+                      "http": settings.http_port}
+        if self.ports is None:
+            return configured
+        try:
+            return self.ports()
+        except AttributeError:
+            # Not listening yet (or any more).
+            return configured
 
     @app.route("/api/metrics", methods=["GET"])
     def metrics(self, request):
@@ -344,6 +380,73 @@ class WebAPI:
             "type": TYPE_NAMES[series.type], "resolution": self.store.tiers[tier].step,
             "from": start, "until": until, "fields": points,
         })
+
+    @app.route("/api/series/batch", methods=["GET", "POST"])
+    def series_batch(self, request):
+        self._check_token(request)
+        try:
+            if request.method == b"POST":
+                spec = batches.from_json(request.content.read())
+            else:
+                spec = batches.from_args(lambda name, default=None: self._arg(request, name, default),
+                                         lambda name: self._args(request, name))
+        except batches.BatchError as e:
+            raise ApiError(400, str(e), e.parameter)
+        if not spec.items and not spec.filter:
+            raise ApiError(400, "give at least one key (key=...) or a filter", "key")
+        limit = self.settings.max_batch_series
+        if len(spec.items) > limit:
+            raise ApiError(400, "%d keys, more than --max-batch-series %d"
+                           % (len(spec.items), limit), "key")
+        matches = self._filter_text(spec.filter) if spec.filter else None
+        return self._sliced(self._batch(request, spec, matches))
+
+    def _batch(self, request, spec, matches):
+        """
+        The batch answer, a series per reactor turn: a week of 1-minute
+        points of 100 series is seconds of reading, encoding and gzip.
+        """
+        matched = []
+        if matches is not None:
+            _, matched = yield from self._matching(matches, settle=False)
+            if len(matched) > self.settings.max_batch_series:
+                raise ApiError(400, "the filter matches %d series, more than --max-batch-series %d:"
+                               " narrow it" % (len(matched), self.settings.max_batch_series),
+                               "filter")
+            matched.sort(key=_KEY)
+        store = self.store
+        found, missing, seen = [], [], set()
+        for key, fields in spec.items:
+            series = store.series.get(key)
+            if series is None:
+                missing.append(key)
+            elif key not in seen:
+                seen.add(key)
+                found.append((series, fields))
+        for series in matched:
+            if series.key not in seen and self._alive(series):
+                seen.add(series.key)
+                found.append((series, None))
+        if len(found) > self.settings.max_batch_series:
+            raise ApiError(400, "%d series, more than --max-batch-series %d: narrow the filter"
+                           % (len(found), self.settings.max_batch_series),
+                           "filter" if spec.filter else "key")
+        head, tier, work = batches.prepare(store, spec, found, missing, self.clock.seconds(),
+                                           self.settings.max_points)
+        self._json_headers(request)
+        opening = orjson.dumps(head)[:-1] + b',"series":['
+        for series, fields in work:
+            if not self._alive(series):
+                # Deleted since the request began.
+                missing.append(series.key)
+                continue
+            item = batches.series_item(store, head, tier, series, fields)
+            request.write(opening + orjson.dumps(item))
+            opening = b","
+            yield
+        if opening != b",":
+            request.write(opening)
+        return b'],"missing":' + orjson.dumps(missing) + b"}"
 
     @app.route("/api/series", methods=["DELETE"])
     def delete_series(self, request):
@@ -414,23 +517,48 @@ class WebAPI:
     def export(self, request):
         self._check_token(request)
         now = self.clock.seconds()  # _export_keys folds the pending runs
-        matches = self._filter(request)
-        if self._arg(request, "until") is None:
+        keys = self._args(request, "key")
+        matches = None if keys else self._filter(request)
+        fmt = self._arg(request, "format", "ndjson")
+        if fmt not in transfer.EXPORT_FORMATS:
+            raise ApiError(400, "format must be one of %s, got %r"
+                           % (", ".join(transfer.EXPORT_FORMATS), fmt), "format")
+        if fmt == "csv-wide":
+            # One resolution, as a plot reads it: the default range is a plot's.
+            start, until = self._range(request, now)
+            tier = parse_resolution(self.store, self._arg(request, "resolution"))
+            tier = choose_tier(self.store, start, until, now, tier, self.settings.max_points)
+        elif self._arg(request, "until") is None:
             # The default reaches accepted points stamped in the future.
             start = parse_time("from", self._arg(request, "from", "0"), now)
             until = math.inf
         else:
             start, until = self._range(request, now, default_from="0")
-        fmt = self._arg(request, "format", "ndjson")
-        if fmt not in transfer.EXPORT_FORMATS:
-            raise ApiError(400, "format must be one of %s, got %r"
-                           % (", ".join(transfer.EXPORT_FORMATS), fmt), "format")
         content_type, extension = transfer.EXPORT_FORMATS[fmt]
         request.setHeader(b"Content-Type", content_type)
         request.setHeader(b"Content-Disposition",
                           b'attachment; filename="simplestats-export.%s"' % (extension,))
-        keys = self._sliced(self._export_keys(matches))
-        return keys.addCallback(self._export_stream, request, start, until, now, fmt)
+        if keys:
+            # Exactly the series asked for (what a plot shows), in that order.
+            for key in keys:
+                series = self.store.series.get(key)
+                if series is not None:
+                    self.store.fold_series(series)
+            found = list(dict.fromkeys(k for k in keys if k in self.store.series))
+            if not found:
+                raise ApiError(404, "none of the keys names a series: %s"
+                               % (", ".join(repr(k) for k in keys[:10]),), "key")
+            d = defer.succeed(found)
+        else:
+            d = self._sliced(self._export_keys(matches))
+        if fmt == "csv-wide":
+            return d.addCallback(self._wide_stream, request, start, until, tier, now)
+        return d.addCallback(self._export_stream, request, start, until, now, fmt)
+
+    def _wide_stream(self, keys, request, start, until, tier, now):
+        chunks = transfer.wide_chunks(self.store, keys, start, until, tier, now)
+        self.core.counters["simplestats.http.exports"] += 1
+        return transfer.stream(request, chunks, self.clock)
 
     def _export_keys(self, matches):
         _, found = yield from self._matching(matches)
@@ -465,6 +593,122 @@ class WebAPI:
                            " try again when it has finished"
                            % (running["phase"], running["bytes"], running["total_bytes"]))
         return d.addCallback(lambda answer: self._json(request, answer[1], answer[0]))
+
+    # -- events --------------------------------------------------------------
+
+    def _json_body(self, request, limit=65536):
+        """
+        The request's body as JSON (at most C{limit} bytes), or a 400/413.
+        """
+        content = request.content
+        content.seek(0, os.SEEK_END)
+        size = content.tell()
+        if size > limit:
+            raise ApiError(413, "the body has %d bytes, more than the limit of %d" % (size, limit))
+        content.seek(0)
+        try:
+            return orjson.loads(content.read())
+        except orjson.JSONDecodeError as e:
+            raise ApiError(400, "the body is not JSON: %s" % (e,), "body")
+
+    @app.route("/api/events", methods=["POST"])
+    def post_event(self, request):
+        self._check_token(request)
+        body = self._json_body(request)
+        now = self.clock.seconds()
+        when = body.get("when") if isinstance(body, dict) else None
+        try:
+            if when is None:
+                when = now
+            elif isinstance(when, str):
+                when = parse_time("when", when, now)
+            elif not isinstance(when, (int, float)) or isinstance(when, bool):
+                raise EventError("when", "when must be seconds since the epoch or like -5m")
+            event = check_event(body, float(when), "http")
+        except (EventError, QueryError) as e:
+            self.core.counters["simplestats.events.bad"] += 1
+            raise ApiError(400, str(e), e.parameter)
+        event = self.core.add_event(event)
+        return self._when_journaled(request, event, 201)
+
+    @app.route("/api/events", methods=["GET"])
+    def list_events(self, request):
+        self._check_token(request)
+        now = self.clock.seconds()
+        start, until = self._range(request, now, default_from="-24h")
+        tags = (self._arg(request, "tags", "") or "").replace(",", " ").split()
+        events = self.core.events
+        found = events.between(start, until, tags)
+        return self._json(request, {"events": found, "count": len(found), "stored": len(events),
+                                    "dropped": events.dropped})
+
+    @app.route("/api/events/<event_id>", methods=["DELETE"])
+    def delete_event(self, request, event_id):
+        self._check_token(request)
+        try:
+            number = int(event_id)
+        except ValueError:
+            raise ApiError(404, "no event %r (ids are numbers)" % (event_id,), "id")
+        if not self.core.delete_event(number):
+            raise ApiError(404, "no event %d" % (number,), "id")
+        return self._when_journaled(request, {"deleted": number})
+
+    # -- dashboards ------------------------------------------------------------
+
+    def _board_body(self, request):
+        body = self._json_body(request, self.settings.max_dashboard_bytes)
+        try:
+            return check_board(body)
+        except BoardError as e:
+            self.core.counters["simplestats.dashboards.bad"] += 1
+            raise ApiError(400, str(e), e.parameter)
+
+    def _board(self, board_id):
+        board = self.core.boards.by_id.get(board_id)
+        if board is None:
+            raise ApiError(404, "no dashboard %r" % (board_id,), "id")
+        return board
+
+    @app.route("/api/dashboards", methods=["POST"])
+    def post_board(self, request):
+        self._check_token(request)
+        board = self._board_body(request)
+        boards = self.core.boards
+        if len(boards) >= self.settings.max_dashboards:
+            raise ApiError(409, "%d dashboards are saved, the limit (--max-dashboards): delete one"
+                           " first" % (len(boards),))
+        now = self.clock.seconds()
+        board.update(id=boards.fresh_id(), created=now, updated=now)
+        self.core.put_board(board)
+        request.setHeader(b"Location", b"/api/dashboards/" + board["id"].encode())
+        return self._when_journaled(request, board, 201)
+
+    @app.route("/api/dashboards", methods=["GET"])
+    def list_boards(self, request):
+        self._check_token(request)
+        rows = self.core.boards.listing()
+        return self._json(request, {"dashboards": rows, "count": len(rows)})
+
+    @app.route("/api/dashboards/<board_id>", methods=["GET"])
+    def get_board(self, request, board_id):
+        self._check_token(request)
+        return self._json(request, self._board(board_id))
+
+    @app.route("/api/dashboards/<board_id>", methods=["PUT"])
+    def put_board(self, request, board_id):
+        self._check_token(request)
+        old = self._board(board_id)
+        board = self._board_body(request)
+        board.update(id=board_id, created=old["created"], updated=self.clock.seconds())
+        self.core.put_board(board)
+        return self._when_journaled(request, board)
+
+    @app.route("/api/dashboards/<board_id>", methods=["DELETE"])
+    def delete_board(self, request, board_id):
+        self._check_token(request)
+        if not self.core.delete_board(board_id):
+            raise ApiError(404, "no dashboard %r" % (board_id,), "id")
+        return self._when_journaled(request, {"deleted": board_id})
 
     @app.route("/", branch=True)
     def static(self, request):

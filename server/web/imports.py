@@ -184,7 +184,8 @@ class Importer:
         if bad_count:
             self.core.counters["simplestats.import.bad"] += bad_count
             return (400, {
-                "error": "%d bad rows in the %s file; nothing was imported" % (bad_count, fmt),
+                "error": "%d bad row%s in the %s file; nothing was imported"
+                         % (bad_count, "" if bad_count == 1 else "s", fmt),
                 "bad_rows": [{"row": r, "error": m} for r, m in bad],
                 "bad_row_count": bad_count, "format": fmt})
         if job.abandoned:

@@ -31,11 +31,12 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
-from twisted.web.server import Request, Site
+from twisted.web.resource import EncodingResourceWrapper
+from twisted.web.server import GzipEncoderFactory, Request, Site
 
 from server.receivers.fdlimit import REFUSAL_SLACK
 from server.core.logutil import BoundedLog
-from server.web.auth import READ_METHODS, refusal
+from server.web.auth import READ_METHODS, READ_POSTS, refusal
 from server.web.ingest import INGEST_PATHS
 
 # A read (GET, HEAD, OPTIONS) has no use for a body; this much is tolerated.
@@ -82,6 +83,34 @@ def path_problem(path):
     except UnicodeDecodeError as e:
         return "the path is not UTF-8 (byte %d of the decoded path)" % (e.start,)
     return None
+
+
+class JsonGzipFactory(GzipEncoderFactory):
+    """
+    gzip for the API's JSON answers when the client accepts it; not for the
+    export, streamed by a producer of its own (a compressor holds back what
+    it is given, which would defeat the stream's pacing), nor for static
+    files.
+    """
+
+    # Level 1: the reactor compresses.  A week of 1-minute points (10080
+    # pairs, 190-310 KB of JSON) took 1.2-2.1 ms at level 1 to 28-42 % of its
+    # size, 6.5-13 ms at level 6 (23-39 %), 22-25 ms at Twisted's default 9.
+    compressLevel = 1
+
+    def encoderForRequest(self, request):
+        path = request.path
+        if not path.startswith(b"/api/") or path.startswith(b"/api/export"):
+            return None
+        request.setHeader(b"Vary", b"Accept-Encoding")
+        return GzipEncoderFactory.encoderForRequest(self, request)
+
+
+def compressed(resource):
+    """
+    C{resource} (a leaf) answering with gzip where L{JsonGzipFactory} does.
+    """
+    return EncodingResourceWrapper(resource, [JsonGzipFactory()])
 
 
 class LimitedRequest(Request):
@@ -428,7 +457,9 @@ class LimitedSite(Site):
         if refused is not None:
             counters["simplestats.http.unauthorized"] += 1
             return refused
-        if method in READ_METHODS:
+        # A batch read by POST is a read: its body is a query, not an upload.
+        reading = method in READ_METHODS or (method == b"POST" and path in READ_POSTS)
+        if reading:
             request.body_limit = READ_BODY_LIMIT
         elif path in INGEST_PATHS:
             request.body_limit = self.settings.max_ingest_bytes
@@ -436,7 +467,7 @@ class LimitedSite(Site):
             request.body_limit = self.settings.max_upload_bytes
         if length is not None and length > request.body_limit:
             counters["simplestats.http.too_large"] += 1
-            if method in READ_METHODS:
+            if reading:
                 return 413, "a %s takes no body larger than %d bytes; this one has %d" % (
                     method.decode(), request.body_limit, length)
             return 413, "upload of %d bytes is larger than the limit of %d bytes" % (

@@ -17,6 +17,7 @@ tier that holds each stretch of time, so nothing is counted twice.
 
 import codecs
 import csv
+import datetime
 import io
 import json
 import math
@@ -28,18 +29,23 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.python import failure
 from zope.interface import implementer
 
-from server.core.aggregate import QUANTILE_FIELDS, ROWS
-from server.core.model import COUNTER, GAUGE, SAMPLE, SET, Limits, ParseError
+from server.core.aggregate import PUBLIC_FIELDS, QUANTILE_FIELDS, ROWS
+from server.core.model import COUNTER, GAUGE, SAMPLE, SET, TYPE_NAMES, Limits, ParseError
 from server.receivers.parse_tuple import parse_line, parse_tuple
 # _pending: the open aggregates a read merges (the export takes a sketch or
 # the members from them).
-from server.core.query import _pending, bucket_rows
+from server.core.query import _pending, bucket_rows, series_points
 
 EXPORT_FORMATS = {
     "ndjson": (b"application/x-ndjson; charset=utf-8", b"ndjson"),
     "json": (b"application/json; charset=utf-8", b"json"),
     "csv": (b"text/csv; charset=utf-8", b"csv"),
+    # For a spreadsheet: one numeric column per field (wide_chunks).
+    "csv-wide": (b"text/csv; charset=utf-8", b"csv"),
 }
+# The field columns of csv-wide, in this order (those of the types exported).
+WIDE_FIELDS = ("count", "rate", "sum", "min", "max", "mean", "std", "median", "p90", "p95", "p99",
+               "last", "updates")
 IMPORT_FORMATS = ("auto", "ndjson", "json", "csv")
 CSV_HEADER = ["name", "timestamp", "value", "tags"]
 MAX_REPORTED_ROWS = 100
@@ -238,6 +244,54 @@ def export_chunks(store, keys, start, until, now, fmt, rows_per_chunk=2000):
         yield "".join(buffer).encode()
     if fmt == "json":
         yield b"]\n"
+
+
+def _wide_number(value):
+    if value is None or value - value != 0.0:
+        return ""
+    if value == int(value) and abs(value) < 1e15:
+        return "%d" % (value,)
+    return repr(value)
+
+
+def wide_chunks(store, keys, start, until, i, now, rows_per_chunk=2000):
+    """
+    Yield a spreadsheet's CSV as byte chunks: a row per series and bucket
+    of tier C{i} holding data, C{timestamp} (ISO 8601, UTC), C{epoch},
+    C{series}, C{type}, then one numeric column per field of the types
+    exported (L{WIDE_FIELDS}), empty where a type has no such field.
+    """
+    chosen = [store.series[k] for k in keys if k in store.series]
+    present = set()
+    for series in chosen:
+        present.update(PUBLIC_FIELDS[series.family])
+    columns = [f for f in WIDE_FIELDS if f in present]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["timestamp", "epoch", "series", "type"] + columns)
+    rows = 0
+    for series in chosen:
+        fields = PUBLIC_FIELDS[series.family]
+        points = series_points(store, series, fields, start, until, i, now)
+        place = [fields.index(c) if c in fields else None for c in columns]
+        lists = [points[f] for f in fields]
+        name = _csv_cell(series.key)
+        kind = TYPE_NAMES[series.type]
+        for k, (ts, _) in enumerate(lists[0]):
+            values = [pairs[k][1] for pairs in lists]
+            if all(v is None for v in values):
+                continue
+            when = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+            writer.writerow([when.strftime("%Y-%m-%dT%H:%M:%SZ"), "%d" % (ts,), name, kind]
+                            + ["" if p is None else _wide_number(values[p]) for p in place])
+            rows += 1
+            if rows >= rows_per_chunk:
+                yield out.getvalue().encode()
+                out.seek(0)
+                out.truncate()
+                rows = 0
+    if out.tell():
+        yield out.getvalue().encode()
 
 
 @implementer(IPushProducer)
