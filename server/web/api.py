@@ -15,6 +15,7 @@ from operator import attrgetter
 import orjson
 from klein import Klein
 from twisted.logger import Logger
+from twisted.web.resource import NoResource
 from twisted.web.static import File
 
 from server.web import transfer
@@ -25,6 +26,7 @@ from server.core.query import (QueryError, choose_tier, day_week, fields_for, pa
                           parse_time, series_points)
 from server.web.auth import refusal
 from server.web.imports import ImportBusy, Importer
+from server.web.webroot import CANDIDATES, find_web_root
 
 _KEY = attrgetter("key")
 
@@ -58,6 +60,10 @@ class WebAPI:
         # Work over every series goes on for this long per reactor turn.
         self.slice_seconds = slice_seconds
         self.imports = Importer(core, settings, clock, snapshotter)
+        self.web_root = find_web_root(settings.web_root)
+        if self.web_root is None:
+            self.log.warn("the dashboard's files are in none of {places}: / answers 404;"
+                          " give --web-root", places=", ".join(CANDIDATES))
 
     # -- helpers -------------------------------------------------------------
 
@@ -468,7 +474,10 @@ class WebAPI:
 
     @app.route("/", branch=True)
     def static(self, request):
-        return File(os.path.abspath(self.settings.web_root))
+        if self.web_root is None:
+            return NoResource("The dashboard's files are not installed (looked in %s);"
+                              " give --web-root." % (", ".join(CANDIDATES),))
+        return File(self.web_root)
 
 
 def _finite(value):
