@@ -22,6 +22,8 @@ from serverproc import REPO_ROOT, ServerProcess
 BIN = os.path.dirname(sys.executable)
 STATIC = os.path.join(REPO_ROOT, "web", "static")
 VENDOR_FILE = "vendor/jquery.min.js"
+# The Python client, which the wheel holds too when the checkout has it.
+CLIENT = os.path.join(REPO_ROOT, "clients", "python", "simplestats_client")
 # Bounds for each command, so that a hang fails instead of blocking the suite.
 COMMAND_TIMEOUT = 60
 
@@ -180,8 +182,11 @@ def test_wheel_in_a_fresh_virtualenv(tmp_path):
     (wheel,) = (tmp_path / "wheels").iterdir()
     names = set(subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheel)],
                                check=True, stdout=subprocess.PIPE, text=True).stdout.split())
-    for name in ("server/web/static/index.html", "server/web/static/" + VENDOR_FILE,
-                 "twisted/plugins/simplestats_plugin.py", "server/test/test_settings.py"):
+    expected = ["server/web/static/index.html", "server/web/static/" + VENDOR_FILE,
+                "twisted/plugins/simplestats_plugin.py", "server/test/test_settings.py"]
+    if os.path.isdir(CLIENT):
+        expected.append("simplestats_client/__init__.py")
+    for name in expected:
         assert name in names, name
 
     venv = tmp_path / "venv"
@@ -193,8 +198,10 @@ def test_wheel_in_a_fresh_virtualenv(tmp_path):
                      str(wheel)], tmp_path, timeout=120)
     assert installed.returncode == 0, installed.stdout
 
-    found = run([python, "-c", "import server; print(server.__file__)"], tmp_path)
-    assert found.stdout.strip().startswith(str(venv)), found.stdout
+    modules = ["server"] + (["simplestats_client"] if os.path.isdir(CLIENT) else [])
+    for module in modules:
+        found = run([python, "-c", "import %s; print(%s.__file__)" % (module, module)], tmp_path)
+        assert found.stdout.strip().startswith(str(venv)), found.stdout
     twist = run([str(venv / "bin" / "twist"), "simplestats", "--help"], tmp_path)
     assert twist.returncode == 0 and "--tcp-port=" in twist.stdout, twist.stdout
     script = run([str(venv / "bin" / "simplestats"), "--help"], tmp_path)
