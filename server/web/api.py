@@ -15,7 +15,7 @@ from operator import attrgetter
 import orjson
 from klein import Klein
 from twisted.logger import Logger
-from twisted.web.resource import NoResource
+from twisted.web.pages import notFound
 from twisted.web.static import File
 
 from server.web import transfer
@@ -475,8 +475,9 @@ class WebAPI:
     @app.route("/", branch=True)
     def static(self, request):
         if self.web_root is None:
-            return NoResource("The dashboard's files are not installed (looked in %s);"
-                              " give --web-root." % (", ".join(CANDIDATES),))
+            return notFound("No dashboard",
+                            "The dashboard's files are not installed (looked in %s);"
+                            " give --web-root." % (", ".join(CANDIDATES),))
         return File(self.web_root)
 
 
