@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what SimpleStats needs into this checkout: a virtualenv in .venv with
-# requirements.txt, and the dashboard's front-end libraries (web/package-lock.json).
+# requirements.txt and SimpleStats itself (editable), and the dashboard's
+# front-end libraries (web/package-lock.json).
 # Re-running is cheap: each step is skipped while its input file is unchanged.
 # On a fresh Debian machine it installs python3-venv and npm with apt-get when they
 # are missing (as root; otherwise it says what to install).
@@ -35,6 +36,20 @@ if [ "$(cat .venv/.requirements-stamp 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python requirements into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
   echo "$want" > .venv/.requirements-stamp
+fi
+
+# SimpleStats itself, editable (pyproject.toml): the checkout goes on the
+# virtualenv's sys.path, so .venv/bin/trial server, .venv/bin/twist simplestats
+# and .venv/bin/simplestats work from any directory without PYTHONPATH.
+# Installed again when its files change or the virtualenv points elsewhere.
+want=$(stamp pyproject.toml setup.py requirements.txt)
+here=$(pwd -P)
+installed=$(cd / && "$here/.venv/bin/python" -c 'import os, server
+print(os.path.dirname(os.path.dirname(os.path.realpath(server.__file__))))' 2>/dev/null || true)
+if [ "$(cat .venv/.package-stamp 2>/dev/null)" != "$want" ] || [ "$installed" != "$here" ]; then
+  echo "setup: installing SimpleStats into .venv (pip install -e .)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+  echo "$want" > .venv/.package-stamp
 fi
 
 want=$(stamp web/package.json web/package-lock.json)

@@ -305,7 +305,10 @@ class Settings:
         False, _bool, "allow a --retentions change that removes a tier of the snapshot: its rows"
         " are dropped (its open buckets roll up into the next tier)"
     )
-    web_root: str = _setting("web/static", str, "directory of the dashboard's static files")
+    web_root: str = _setting(
+        "", str, "directory of the dashboard's static files (default: the ones installed with"
+        " the server)"
+    )
 
     @property
     def limits(self):

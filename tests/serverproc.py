@@ -63,8 +63,10 @@ class ServerProcess:
 
     nofile = None
 
-    def __init__(self, data_dir, log_path, args=(), env=None, python=None):
+    def __init__(self, data_dir, log_path, args=(), env=None, python=None, cwd=None):
         self.data_dir = str(data_dir)
+        # The child's working directory: the checkout unless told otherwise.
+        self.cwd = REPO_ROOT if cwd is None else str(cwd)
         self.log_path = str(log_path)
         self.args = list(args)
         self.env = env
@@ -99,7 +101,7 @@ class ServerProcess:
             log.flush()
             # stdout and stderr share one file, in order.
             self.process = subprocess.Popen(
-                argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+                argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=None if self.nofile is None else self._limit_files)
         return self.process

@@ -25,10 +25,10 @@ from server.test.support import settings_for, synchronous
 from server.test.test_site import LOOPBACK, REMOTE, SiteCase, upload_head
 from server.web.tokenfile import TOKEN_NAME, TokenError, generated_token, read_token_file
 from server.web.auth import is_static
+from server.web.webroot import find_web_root
 
 TOKEN = "s3cret-token-0123456789"
-WEB_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "web", "static")
+WEB_ROOT = find_web_root("")
 
 
 def mode(path):

@@ -16,6 +16,7 @@ import orjson
 from klein import Klein
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.web.pages import notFound
 from twisted.web.static import File
 
 from server.web import batch as batches
@@ -29,6 +30,7 @@ from server.core.boards import BoardError, check_board
 from server.core.events import EventError, check_event
 from server.web.auth import refusal
 from server.web.imports import ImportBusy, Importer
+from server.web.webroot import CANDIDATES, find_web_root
 
 _KEY = attrgetter("key")
 
@@ -65,6 +67,10 @@ class WebAPI:
         # C{{"tcp", "udp", "http"}}: the ports listened on (makeService sets
         # it; the settings' ports until then).
         self.ports = None
+        self.web_root = find_web_root(settings.web_root)
+        if self.web_root is None:
+            self.log.warn("the dashboard's files are in none of {places}: / answers 404;"
+                          " give --web-root", places=", ".join(CANDIDATES))
 
     # -- helpers -------------------------------------------------------------
 
@@ -712,7 +718,11 @@ class WebAPI:
 
     @app.route("/", branch=True)
     def static(self, request):
-        return File(os.path.abspath(self.settings.web_root))
+        if self.web_root is None:
+            return notFound("No dashboard",
+                            "The dashboard's files are not installed (looked in %s);"
+                            " give --web-root." % (", ".join(CANDIDATES),))
+        return File(self.web_root)
 
 
 def _finite(value):

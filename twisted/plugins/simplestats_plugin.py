@@ -1,6 +1,9 @@
 """
-Lets the server run under twist: C{twist simplestats --tcp-port 8007 ...}
-(from the repository root, so that C{server} is importable).
+Lets the server run under twist: C{twist simplestats --tcp-port 8007 ...}.
+
+Installed with the package (C{pip install .} puts this file in Twisted's own
+C{twisted/plugins}; the editable install puts the checkout on C{sys.path}),
+so C{twist} finds it from any directory.
 """
 
 from twisted.application.service import IServiceMaker
@@ -9,17 +12,54 @@ from twisted.python import usage
 from zope.interface import implementer
 
 
-def _parameters():
-    from server.settings import Settings, _flag
-
+def _fields():
     import dataclasses
 
-    return [[_flag(f.name)[2:], None, None, f.metadata["help"]]
-            for f in dataclasses.fields(Settings)]
+    from server.settings import Settings
+
+    return dataclasses.fields(Settings)
+
+
+def _switch(field):
+    # A true/false setting that is off by default is a flag alone, as for
+    # python -m server.main ("--move-corrupt-aside").
+    from server.settings import _bool
+
+    return field.metadata["parse"] is _bool and field.default is False
+
+
+def _name(field):
+    from server.settings import _flag
+
+    return _flag(field.name)[2:]
 
 
 class Options(usage.Options):
-    optParameters = _parameters()
+    optFlags = [[_name(f), None, f.metadata["help"]] for f in _fields() if _switch(f)]
+    optParameters = [[_name(f), None, None, f.metadata["help"]]
+                     for f in _fields() if not _switch(f)]
+
+    def postOptions(self):
+        """
+        Check the flags as the server's own parsing does: a bad value is a
+        usage error naming it, not a traceback at start-up.
+        """
+        import os
+
+        from server.settings import SettingsError, load
+
+        argv = []
+        for field in _fields():
+            value = self[_name(field)]
+            if _switch(field):
+                if value:
+                    argv.append("--" + _name(field))
+            elif value is not None:
+                argv += ["--" + _name(field), value]
+        try:
+            self.settings = load(argv, os.environ)
+        except SettingsError as e:
+            raise usage.UsageError("bad setting: %s" % (e,))
 
 
 @implementer(IServiceMaker, IPlugin)
@@ -29,18 +69,16 @@ class SimpleStatsServiceMaker:
     options = Options
 
     def makeService(self, options):
-        import os
-
         from twisted.internet import reactor
 
+        from server.durability.recovery import StartupError
         from server.service import makeService
-        from server.settings import load
 
-        argv = []
-        for name, value in options.items():
-            if value is not None:
-                argv += ["--" + name, value]
-        return makeService(load(argv, os.environ), reactor)
+        try:
+            return makeService(options.settings, reactor)
+        except StartupError as e:
+            # As python -m server.main says it: one line and status 1.
+            raise SystemExit("simplestats: cannot start: %s" % (e,))
 
 
 serviceMaker = SimpleStatsServiceMaker()
