@@ -173,7 +173,7 @@ class Settings:
     The server's settings.  Build with L{load}; never mutate.
     """
 
-    bind: str = _setting("127.0.0.1", _address, "address all three ports listen on")
+    bind: str = _setting("127.0.0.1", _address, "address the tuple, statsd and web ports listen on")
     tcp_port: int = _setting(8007, _port, "TCP line protocol port (JSON tuples)")
     udp_port: int = _setting(8125, _port, "statsd UDP port")
     http_port: int = _setting(8080, _port, "web dashboard and JSON API port")
