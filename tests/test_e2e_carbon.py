@@ -170,6 +170,40 @@ def test_values_as_gauges(make_server):
     server.stop()
 
 
+def test_points_survive_sigkill_once_journaled(make_server):
+    """Plaintext points, tags and "now" stamps included, come back from the journal after SIGKILL, exactly as they were."""
+    port = free_port()
+    server = make_server("--carbon-port", str(port), "--carbon-udp-port", str(port))
+    server.start()
+    now = time.time()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"".join(b"e2e.carbon.kill;host=a %d %.3f\n" % (i, now - i)
+                              for i in range(50)))
+        sock.sendall(b"e2e.carbon.kill 2.5 -1\ne2e.carbon.kill 4\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"e2e.carbon.kill;host=u 1\ne2e.carbon.kill;host=u 2\n", ("127.0.0.1", port))
+    wanted = {(): {"type": "sample", "count": 2, "sum": 6.5, "max": 4.0},
+              (("host", "a"),): {"type": "sample", "count": 50, "sum": 1225.0, "max": 49.0},
+              (("host", "u"),): {"type": "sample", "count": 2, "sum": 3.0, "max": 2.0}}
+
+    def stored():
+        return {tags: series(server, "e2e.carbon.kill", dict(tags)) for tags in wanted}
+    wait_for("all the points", lambda: stored() == wanted)
+    # The journal has them once its writer ran (within --journal-flush-interval).
+    def journaled():
+        count = 0
+        for name in os.listdir(server.data_dir):
+            if name.startswith("journal.") and name.endswith(".log"):
+                with open(os.path.join(server.data_dir, name), "rb") as f:
+                    count += f.read().count(b"e2e.carbon.kill")
+        return count >= 54
+    wait_for("the journal write", journaled)
+    server.kill()
+    server.start()
+    assert stored() == wanted
+    server.stop()
+
+
 # -- collectd --------------------------------------------------------------------
 
 
