@@ -354,6 +354,7 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
     carbon_listeners = []
     if settings.carbon_port:
         carbon = CarbonFactory(core, settings, reactor, recovery, others=factory.connections)
+        factory.others = carbon.connections
         carbon_listeners.append(("carbon", lambda: reactor.listenTCP(
             settings.carbon_port, carbon, interface=settings.carbon_interface)))
     if settings.carbon_udp_port:

@@ -212,16 +212,20 @@ def ensure_collectd():
     The collectd binary, installed from Debian's collectd-core when it is
     missing and we may; otherwise skip (fail under CI).
     """
+    why = ""
     if not os.access(COLLECTD, os.X_OK) and os.geteuid() == 0 and shutil.which("apt-get"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         for argv in (["apt-get", "update", "-qq"],
                      ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
                       "collectd-core"]):
-            subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           timeout=600, check=False)
+            done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, timeout=600, check=False)
+            if done.returncode:
+                why = "; %s said: %s" % (" ".join(argv[:2]),
+                                         done.stderr.decode(errors="replace")[-500:])
     if not os.access(COLLECTD, os.X_OK):
         message = ("collectd is not installed (apt-get install collectd-core, or run"
-                   " scripts/setup.sh with SIMPLESTATS_WITH_COLLECTD=1)")
+                   " scripts/setup.sh with SIMPLESTATS_WITH_COLLECTD=1)" + why)
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)

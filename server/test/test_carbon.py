@@ -265,10 +265,11 @@ class CarbonLineProtocolTests(SynchronousTestCase):
         self.assertEqual(transport.producerState, "producing")
 
     def test_connection_cap_counts_tuple_connections(self):
-        """--max-connections counts the tuple port's connections too; a refused one is closed."""
+        """--max-connections counts the connections of both TCP line ports; one refused is closed."""
         tuples = TupleFactory(self.core, self.core.settings, self.core.clock)
         factory = CarbonFactory(self.core, self.core.settings, self.core.clock,
                                 others=tuples.connections)
+        tuples.others = factory.connections
         factory.bad_log.logger = self.log
         for _ in range(2):
             proto = tuples.buildProtocol(None)
@@ -279,6 +280,11 @@ class CarbonLineProtocolTests(SynchronousTestCase):
         self.assertTrue(second.disconnecting)
         self.assertEqual(self.core.counters["simplestats.carbon.refused_connections"], 1)
         self.assertEqual(self.core.gauges["simplestats.carbon.open_connections"], 1.0)
+        # And the tuple port counts the Graphite connection.
+        third = StringTransport()
+        tuples.buildProtocol(None).makeConnection(third)
+        self.assertTrue(third.disconnecting)
+        self.assertIn(b"too many connections (limit 3)", third.value())
 
     def test_idle_connection_is_closed(self):
         """A connection with no complete line for --tcp-idle-timeout seconds is closed."""
