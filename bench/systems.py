@@ -386,7 +386,9 @@ class SimpleStats(System):
             [self.python, "-m", "server.main", "--tcp-port", str(self.tcp_port),
              "--udp-port", str(self.udp_port), "--http-port", str(self.http_port),
              "--bind", "127.0.0.1", "--data-dir", self.data_dir] + self.extra_args,
-            self.log_path, self.core, cwd=self.repo, realtime=self.realtime)
+            self.log_path, self.core, cwd=self.repo, realtime=self.realtime,
+            # No Graphite port 2003 (a server that has none ignores these).
+            env=dict(os.environ, SIMPLESTATS_CARBON_PORT="0", SIMPLESTATS_CARBON_UDP_PORT="0"))
         self.process.start()
         self.started_wall = time.time()
 

@@ -14,6 +14,9 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ "${SIMPLESTATS_WITH_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   need_apt+=(chromium)
 fi
+if [ "${SIMPLESTATS_WITH_COLLECTD:-0}" = 1 ] && [ ! -x /usr/sbin/collectd ]; then
+  need_apt+=(collectd-core)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get"

@@ -1,7 +1,8 @@
 """
 Assembly: L{makeService} wires the whole server together.  Start reading here.
 
-    transports (TCP tuples, statsd UDP, HTTP import, HTTP ingest: NSQ JSON, DaTtSs)
+    transports (TCP tuples, statsd UDP, Graphite plaintext TCP/UDP, HTTP import,
+    HTTP ingest: NSQ JSON, DaTtSs)
         -> IngestCore (checks, journal, counts)
             -> Store (open buckets, rollup tiers)
     timers: rollup tick, journal flush and fsync (done by the journal's writer
@@ -27,6 +28,7 @@ from server.receivers.fdlimit import fit_connection_caps, raise_soft_limit
 from server.core.ingest import IngestCore
 from server.durability.journal import Journal
 from server.lag import LagMonitor
+from server.receivers.carbon import CarbonDatagramProtocol, CarbonFactory
 from server.receivers.statsd import StatsdProtocol
 from server.receivers.tcp import TupleFactory
 from server.durability.recovery import Recovery, StartupError
@@ -355,7 +357,34 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
         ("http", lambda: reactor.listenTCP(settings.http_port, site, interface=settings.bind)),
     ):
         ListeningService(name, listen).setServiceParent(top)
+    # Graphite plaintext (port 2003, TCP and UDP; 0: off).
+    carbon_listeners = []
+    if settings.carbon_port:
+        carbon = CarbonFactory(core, settings, reactor, recovery, others=factory.connections)
+        factory.others = carbon.connections
+        carbon_listeners.append(("carbon", lambda: reactor.listenTCP(
+            settings.carbon_port, carbon, interface=settings.carbon_interface)))
+    if settings.carbon_udp_port:
+        carbon_udp = CarbonDatagramProtocol(core, settings, reactor, recovery)
+        carbon_listeners.append(("carbon-udp", lambda: reactor.listenUDP(
+            settings.carbon_udp_port, carbon_udp, interface=settings.carbon_interface,
+            maxPacketSize=settings.max_packet_size + 1)))
+    for name, listen in carbon_listeners:
+        ListeningService(name, _logged(name, listen, settings.carbon_interface)).setServiceParent(
+            top)
     return top
+
+
+def _logged(name, listen, interface):
+    """
+    C{listen}, then say where it listens.
+    """
+    def run():
+        port = listen()
+        log.info("{name} listening on {interface}:{port}", name=name, interface=interface,
+                 port=port.getHost().port)
+        return port
+    return run
 
 
 def listening_ports(top):

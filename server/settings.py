@@ -156,6 +156,13 @@ def _read_token_mode(text):
     return mode
 
 
+def _carbon_values(text):
+    kind = text.strip().lower()
+    if kind not in ("sample", "gauge"):
+        raise ValueError("must be sample or gauge")
+    return kind
+
+
 def _setting(default, parse, help):
     return dataclasses.field(default=default, metadata={"parse": parse, "help": help})
 
@@ -166,10 +173,26 @@ class Settings:
     The server's settings.  Build with L{load}; never mutate.
     """
 
-    bind: str = _setting("127.0.0.1", _address, "address all three ports listen on")
+    bind: str = _setting("127.0.0.1", _address, "address the tuple, statsd and web ports listen on")
     tcp_port: int = _setting(8007, _port, "TCP line protocol port (JSON tuples)")
     udp_port: int = _setting(8125, _port, "statsd UDP port")
     http_port: int = _setting(8080, _port, "web dashboard and JSON API port")
+    carbon_port: int = _setting(2003, _port, "Graphite plaintext TCP port (0: off)")
+    carbon_udp_port: int = _setting(2003, _port, "Graphite plaintext UDP port (0: off)")
+    carbon_interface: str = _setting(
+        "127.0.0.1", _address, "address the Graphite plaintext ports listen on (no token is"
+        " asked there: keep it on loopback or a trusted network)"
+    )
+    carbon_values: str = _setting(
+        "sample", _carbon_values,
+        "what a Graphite plaintext value becomes: sample (a distribution: count, mean,"
+        " percentiles per bucket) or gauge (the last value per bucket)"
+    )
+    carbon_max_line_length: int = _setting(
+        8192, _positive_int,
+        "longest Graphite plaintext line, in bytes; a longer one is dropped and counted, the"
+        " connection goes on"
+    )
     data_dir: str = _setting("data", str, "directory for the snapshot and the journal")
     retentions: Tuple[Tier, ...] = _setting(
         parse_retentions("5s:6h,1m:8d,1h:forever"),

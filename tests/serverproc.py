@@ -82,6 +82,9 @@ class ServerProcess:
     def command(self, extra_args=()):
         return [self.python, "-m", "server.main",
                 "--tcp-port", "0", "--udp-port", "0", "--http-port", "0",
+                # Graphite plaintext off unless a test asks for it: parallel
+                # servers must not all take port 2003.
+                "--carbon-port", "0", "--carbon-udp-port", "0",
                 "--data-dir", self.data_dir, *self.args, *extra_args]
 
     def spawn(self, extra_args=()):

@@ -68,7 +68,7 @@ class TupleProtocol(LineOnlyReceiver, TimeoutMixin):
         factory.live += 1
         peer = self.transport.getPeer()
         self.peer = "%s:%s" % (getattr(peer, "host", "?"), getattr(peer, "port", "?"))
-        if len(factory.connections) >= factory.settings.max_connections:
+        if len(factory.connections) + len(factory.others) >= factory.settings.max_connections:
             factory.core.counters["simplestats.tcp.refused_connections"] += 1
             self.transport.write(b"--ERROR too many connections (limit %d); try later\r\n"
                                  % (factory.settings.max_connections,))
@@ -269,6 +269,9 @@ class TupleFactory(Factory):
         self.limits = settings.limits
         self.clock = clock
         self.connections = set()
+        # Connections of the other TCP line port (Graphite plaintext) that
+        # count against the same cap.
+        self.others = ()
         # Every open connection, refused ones still being answered included.
         self.live = 0
         self.bad_log = BoundedLog(TupleProtocol.log, clock)

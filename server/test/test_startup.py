@@ -153,8 +153,9 @@ class StartupTests(SynchronousTestCase):
         """The ports listen at start; the snapshot is not read until the reactor turns."""
         self.filled()
         reactor, top = self.build()
-        self.assertEqual(len(reactor.tcpServers), 2)
-        self.assertEqual(len(reactor.udp), 1)
+        # Tuples, web, Graphite plaintext; statsd, Graphite plaintext.
+        self.assertEqual(len(reactor.tcpServers), 3)
+        self.assertEqual(len(reactor.udp), 2)
         self.assertEqual(top.store.series, {})
         self.assertTrue(top.recovery.holding)
 
