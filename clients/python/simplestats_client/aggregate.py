@@ -311,8 +311,12 @@ class Aggregator:
         """
         One value of a timer, histogram, distribution or plain sample.
         """
-        value = _finite(value)
-        key = (self.name(name), kind, self.base if tags is None else self.tagkey(tags))
+        value = float(value)
+        if value - value != 0.0:
+            raise ValueError("value must be finite, got %r" % (value,))
+        if self.prefix or name not in self._names:
+            name = self.name(name)
+        key = (name, kind, self.base if tags is None else self.tagkey(tags))
         now = self.clock()
         bucket = now - now % self.width
         with self.lock:
