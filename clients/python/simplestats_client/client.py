@@ -254,10 +254,11 @@ class Client:
         self._closed = True
         atexit.unregister(self.close)
         self._stop.set()
+        deadline = time.monotonic() + self.close_timeout
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(self.close_timeout)
         try:
-            self.flush(self.close_timeout)
+            self.flush(max(0.0, deadline - time.monotonic()))
         finally:
             with self._send_lock:
                 self._disconnect()
@@ -443,8 +444,11 @@ class Client:
 
     # -- the connection ------------------------------------------------------
 
-    def _connect(self):
-        sock = socket.create_connection((self.host, self.port), self.connect_timeout)
+    def _connect(self, deadline):
+        timeout = self.connect_timeout
+        if deadline is not None:
+            timeout = max(0.1, min(timeout, deadline - time.monotonic()))
+        sock = socket.create_connection((self.host, self.port), timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._received = b""
@@ -464,7 +468,7 @@ class Client:
         on a new connection, is skipped).
         """
         if self._sock is None:
-            self._connect()
+            self._connect(deadline)
         timeout = self.answer_timeout
         if deadline is not None:
             timeout = max(0.1, min(timeout, deadline - time.monotonic()))
