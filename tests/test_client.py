@@ -157,7 +157,7 @@ def test_refused_item_is_dropped_and_the_rest_kept(server):
         client.incr("e2e.client.after")
         assert client.flush() is True
         assert client.counters["refused"] == 1 and client.counters["refused_lines"] == 1
-        assert client.pending == 0
+        assert client.pending == 0 and client._pending_bytes == 0
     for name in ("e2e.client.before", "e2e.client.after"):
         assert sum(v or 0 for _, v in series(server, name, "count")["count"]) == 1
 

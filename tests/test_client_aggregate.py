@@ -301,3 +301,20 @@ def test_oversized_partial_goes_without_its_sketch():
         assert all(len(d) < 300 for d in client._pending)
     finally:
         client.close()
+
+
+def test_buffer_is_bounded_in_bytes_too():
+    """Past max_buffer_bytes the oldest partials are dropped and counted; the byte count follows the buffer."""
+    client = Client(port=closed_port(), interval=None, max_buffer_bytes=100, connect_timeout=0.5,
+                    close_timeout=0.5)
+    try:
+        for i in range(8):
+            client.incr("bytes.c%d" % i)
+        client.flush()
+        kept = list(client._pending)
+        assert sum(map(len, kept)) <= 100 < sum(map(len, kept)) + len(kept[0])
+        assert client._pending_bytes == sum(map(len, kept))
+        assert client.counters["dropped_overflow"] == 8 - len(kept)
+        assert kept[-1].startswith(b'["bytes.c7"')
+    finally:
+        client.close()

@@ -110,6 +110,8 @@ class Client:
         just after it ends); L{None} or 0: no thread, call L{flush}.
     @param max_buffer: most partials kept unacknowledged (the oldest are
         dropped past it, counted in C{counters["dropped_overflow"]}).
+    @param max_buffer_bytes: most bytes of encoded partials kept so (a
+        timer's partial is a few KB with its sketch), the same way.
     @param mode: C{"tcp"} (pre-aggregated, acknowledged) or C{"udp"}
         (statsd lines to C{udp_port}, fire and forget).
     @param bucket: width of a partial in seconds (the server's finest tier).
@@ -119,7 +121,7 @@ class Client:
     """
 
     def __init__(self, host="127.0.0.1", port=8007, prefix="", tags=None, interval=5.0,
-                 max_buffer=100000, mode="tcp", udp_port=8125, bucket=5.0,
+                 max_buffer=100000, max_buffer_bytes=64 << 20, mode="tcp", udp_port=8125, bucket=5.0,
                  sketch_accuracy=DEFAULT_ACCURACY, max_line_bytes=65000, max_batch=10000,
                  connect_timeout=5.0, answer_timeout=30.0, retry_min=0.5, retry_max=30.0,
                  close_timeout=10.0, udp_packet_bytes=1432, clock=time.time):
@@ -130,6 +132,7 @@ class Client:
         self.mode = mode
         self.interval = interval
         self.max_buffer = max_buffer
+        self.max_buffer_bytes = max_buffer_bytes
         self.max_line_bytes = max_line_bytes
         self.max_batch = max_batch
         self.connect_timeout = connect_timeout
@@ -141,6 +144,7 @@ class Client:
         self.aggregator = Aggregator(clock, bucket, sketch_accuracy, prefix, tags)
         self._log = _BoundedLog()
         self._pending = collections.deque()
+        self._pending_bytes = 0
         self._send_lock = threading.Lock()
         self._sock = None
         self._received = b""
@@ -224,7 +228,9 @@ class Client:
             self._invalid(name, e)
 
     def _invalid(self, name, error):
-        self.counters["invalid"] += 1
+        # Under the lock: several threads may count at once.
+        with self.aggregator.lock:
+            self.counters["invalid"] += 1
         self._log.warn("invalid", "simplestats: %r not recorded: %s", name, error)
 
     # -- sending -------------------------------------------------------------
@@ -296,13 +302,17 @@ class Client:
                 data = self._encode(item)
                 if data is not None:
                     pending.append(data)
-            overflow = len(pending) - self.max_buffer
-            if overflow > 0:
-                for _ in range(overflow):
-                    pending.popleft()
+                    self._pending_bytes += len(data)
+            overflow = 0
+            while pending and (len(pending) > self.max_buffer
+                               or self._pending_bytes > self.max_buffer_bytes):
+                self._pending_bytes -= len(pending.popleft())
+                overflow += 1
+            if overflow:
                 self.counters["dropped_overflow"] += overflow
-                self._log.warn("overflow", "simplestats: buffer full (%d partials): dropped the"
-                               " %d oldest", self.max_buffer, overflow)
+                self._log.warn("overflow", "simplestats: buffer full (%d partials, %d bytes at"
+                               " most): dropped the %d oldest", self.max_buffer,
+                               self.max_buffer_bytes, overflow)
             if not pending:
                 return True
             if not force and time.monotonic() < self._retry_at:
@@ -369,7 +379,7 @@ class Client:
             items = list(islice(pending, 0, count))
             if len(items) == 1 and len(items[0]) + 3 > self.max_line_bytes:
                 # The line limit went down since it was encoded.
-                pending.popleft()
+                self._drop(1)
                 self.counters["refused"] += 1
                 continue
             line = b"[" + b",".join(items) + b"]\n"
@@ -392,8 +402,7 @@ class Client:
         pending = self._pending
         ok = _OK.match(answer)
         if ok:
-            for _ in items:
-                pending.popleft()
+            self._drop(len(items))
             self.counters["sent"] += len(items)
             self.counters["lines"] += 1
             if ok.group(1) is not None and int(ok.group(1)) != len(items):
@@ -421,14 +430,22 @@ class Client:
         self._item_retries += 1
         if item and 1 <= int(item.group(1)) <= len(items) and self._item_retries <= _MAX_ITEM_RETRIES:
             # The batch was refused whole for one item: drop it, send the rest.
-            del pending[int(item.group(1)) - 1]
+            position = int(item.group(1)) - 1
+            self._pending_bytes -= len(pending[position])
+            del pending[position]
             self.counters["refused"] += 1
         else:
-            for _ in items:
-                pending.popleft()
+            self._drop(len(items))
             self.counters["refused"] += len(items)
         self._log.warn("refused", "simplestats: server refused a batch: %s", text)
         return True
+
+    def _drop(self, n):
+        """
+        Take C{n} partials off the head of the buffer.
+        """
+        for _ in range(n):
+            self._pending_bytes -= len(self._pending.popleft())
 
     def _failed(self, error):
         self.counters["send_failures"] += 1
