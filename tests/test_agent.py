@@ -12,6 +12,8 @@ import time
 
 import psutil
 
+from server.agent import tag_value
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = "agent-e2e"
 
@@ -80,7 +82,7 @@ def test_agent_series_have_sane_values(server, tmp_path):
     assert values(server, "load.1", {"host": HOST}, "min")[-1] >= 0
     rates = [m for m in found if m["name"].startswith(("net.", "diskio.", "swap.in", "swap.out"))]
     interfaces = {m["tags"]["interface"] for m in found if m["name"] == "net.bytes_recv"}
-    assert interfaces == set(psutil.net_io_counters(pernic=True))
+    assert interfaces == {tag_value(n) for n in psutil.net_io_counters(pernic=True)}
     assert rates
     for m in rates:
         tags = dict(m["tags"])
