@@ -41,17 +41,17 @@ if [ "$(cat .venv/.requirements-stamp 2>/dev/null)" != "$want" ]; then
   echo "$want" > .venv/.requirements-stamp
 fi
 
-# SimpleStats itself, editable (pyproject.toml): the checkout goes on the
+# SimpleStats itself and its Python client (clients/python), editable (pyproject.toml): the checkout goes on the
 # virtualenv's sys.path, so .venv/bin/trial server, .venv/bin/twist simplestats
 # and .venv/bin/simplestats work from any directory without PYTHONPATH.
 # Installed again when its files change or the virtualenv points elsewhere.
-want=$(stamp pyproject.toml setup.py requirements.txt)
+want=$(stamp pyproject.toml setup.py requirements.txt clients/python/pyproject.toml)
 here=$(pwd -P)
 installed=$(cd / && "$here/.venv/bin/python" -c 'import os, server
 print(os.path.dirname(os.path.dirname(os.path.realpath(server.__file__))))' 2>/dev/null || true)
 if [ "$(cat .venv/.package-stamp 2>/dev/null)" != "$want" ] || [ "$installed" != "$here" ]; then
-  echo "setup: installing SimpleStats into .venv (pip install -e .)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+  echo "setup: installing SimpleStats and its Python client into .venv (pip install -e . -e clients/python)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e . -e clients/python
   echo "$want" > .venv/.package-stamp
 fi
 

@@ -35,7 +35,6 @@ agent is its own small program and needs nothing of Twisted.
 """
 
 import argparse
-import os
 import re
 import signal
 import socket
@@ -45,12 +44,7 @@ import time
 
 import psutil
 
-try:
-    from simplestats_client import Client
-except ImportError:  # pragma: no cover - run from a checkout without the package installed
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                    "clients", "python"))
-    from simplestats_client import Client
+from simplestats_client import Client
 
 CPU_STATES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 # Linux counts guest time in user and nice as well: left out of the total.

@@ -5,21 +5,16 @@ give, and the server's own parser and sketch read them as they are.
 """
 
 import math
-import os
 import random
 import socket
-import sys
 import threading
 from functools import reduce
 from operator import add
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "clients", "python"))
-
-from simplestats_client import Client  # noqa: E402
-from simplestats_client.aggregate import FOLD_EVERY, Aggregator, parse_agg  # noqa: E402
+from simplestats_client import Client
+from simplestats_client.aggregate import FOLD_EVERY, Aggregator, parse_agg
 from simplestats_client.sketch import Sketch as ClientSketch  # noqa: E402
 
 from server.core.model import Limits, Partial, Sample  # noqa: E402
