@@ -25,6 +25,7 @@ from server.core.query import (QueryError, choose_tier, day_week, fields_for, pa
                           parse_time, series_points)
 from server.web.auth import refusal
 from server.web.imports import ImportBusy, Importer
+from server.web.prometheus import Exposition
 
 _KEY = attrgetter("key")
 
@@ -58,6 +59,7 @@ class WebAPI:
         # Work over every series goes on for this long per reactor turn.
         self.slice_seconds = slice_seconds
         self.imports = Importer(core, settings, clock, snapshotter)
+        self.exposition = Exposition(core, clock, slice_seconds)
 
     # -- helpers -------------------------------------------------------------
 
@@ -322,6 +324,12 @@ class WebAPI:
             yield
         tail = orjson.dumps({"count": len(found), "matched": matched, "total": len(store.series)})
         return (b"" if opening == b"," else opening) + b"]," + tail[1:]
+
+    @app.route("/metrics", methods=["GET"])
+    def prometheus(self, request):
+        # Prometheus' text format (server.web.prometheus); reads as the rest.
+        self._check_token(request)
+        return self.exposition.scrape(request, self._filter(request))
 
     @app.route("/api/series", methods=["GET"])
     def series(self, request):
