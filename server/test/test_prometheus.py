@@ -275,6 +275,29 @@ class ScrapeTests(SynchronousTestCase):
                                          {("n_total", ()): 1.0}))
         self.assertEqual(self.core.counters["simplestats.prometheus.dropped"], 4)
 
+    def test_collisions_whatever_the_order(self):
+        """Who wins a collision depends on the keys, not on which series came first."""
+        items = [Sample("x-y_sum", (), GAUGE, 1.0),   # the smallest key: x_y_sum is a gauge
+                 Sample("x.y", (), TIMER, 2.0),       # its summary would write x_y_sum: dropped
+                 Sample("p.q", (("a", "1"),), GAUGE, 3.0),
+                 Sample("p_q", (("a", "1"),), GAUGE, 4.0),  # same labels, larger key: dropped
+                 Sample("p-q", (("a", "2"),), GAUGE, 5.0),
+                 Sample("m_total", (), GAUGE, 6.0),   # n.b. "m_total" > "m": the counter wins
+                 Sample("m", (), COUNTER, 7.0)]
+        texts = []
+        for order in (items, items[::-1]):
+            core = make_core(self)
+            self.assertEqual(core.submit(order, "test"), [])
+            texts.append(parsed(Scraper(self, core).text()))
+            self.assertEqual(core.counters["simplestats.prometheus.dropped"], 3)
+        self.assertEqual(texts[0], texts[1])
+        self.assertEqual(texts[0]["x_y_sum"][2], {("x_y_sum", ()): 1.0})
+        self.assertNotIn("x_y", texts[0])
+        self.assertEqual(texts[0]["p_q"][2], {("p_q", (("a", "1"),)): 3.0,
+                                              ("p_q", (("a", "2"),)): 5.0})
+        self.assertEqual(texts[0]["m"], ("counter", "SimpleStats counter m",
+                                         {("m_total", ()): 7.0}))
+
     def test_filter(self):
         """?filter= narrows a scrape with the filter syntax of the metric list; a bad one is a 400 naming it."""
         self.submit(Sample("api.a", (("host", "web1"),), GAUGE, 1.0),
