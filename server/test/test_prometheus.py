@@ -237,6 +237,12 @@ class ScrapeTests(SynchronousTestCase):
         self.assertIn("# HELP odd_name_x SimpleStats gauge odd\\\\name\\nx\n", text)
         self.assertEqual(parsed(text)["odd_name_x"][1], "SimpleStats gauge odd\\name\nx")
 
+    def test_reserved_label_names(self):
+        """A tag starting with __ (__name__ would rename the series) is written with exported_ in front, as are colliding escaped keys kept once."""
+        self.raw("g;__name__=other;a.b=1;a_b=2", GAUGE, 1.0)
+        self.assertEqual(self.scraper.families()["g"][2],
+                         {("g", (("a_b", "1"), ("exported___name__", "other"))): 1.0})
+
     def test_tag_keys_become_label_names(self):
         """Tag keys are escaped into label names; a summary's quantile tag is written exported_quantile."""
         self.submit(Sample("t", (("quantile", "x"), ("rack.no", "3")), TIMER, 1.0))

@@ -32,7 +32,8 @@ type of the smallest key is the family's), a summary C{x} and a family named
 C{x_sum} or C{x_count} (which the summary writes; the family of the smaller
 first key stays), and two series with the same escaped name and labels.
 Two tag keys of one series escaping to the same label name keep the first;
-a tag named C{quantile} on a summary is written C{exported_quantile}.
+a tag named C{quantile} on a summary, or any tag starting with C{__} (kept by
+Prometheus for itself), is written with C{exported_} in front.
 
 The work goes a slice per reactor turn: matching the filter and grouping
 into families (L{server.core.filters.run_in_slices}), then the text, a chunk
@@ -286,9 +287,11 @@ class Exposition:
         used = set()
         for key, value in tags:
             label = metric_name(key)
-            if kind == SUMMARY_TYPE and label == "quantile":
-                label = "exported_quantile"
-            if label in used:
+            if label.startswith("__") or (kind == SUMMARY_TYPE and label == "quantile"):
+                # Prometheus keeps names with __ for itself (__name__ would
+                # rename the series), and a summary's quantile is its own.
+                label = "exported_" + label
+            if not label or label in used:
                 continue
             used.add(label)
             parts.append('%s="%s"' % (label, label_value(value)))
@@ -318,7 +321,11 @@ class Exposition:
         lines = []
         add = lines.append
         count = 0
-        for family in families:
+        for at in range(len(families)):
+            family = families[at]
+            # Freed as it is written: 100k families let go at the end would
+            # be one long deallocation in one reactor turn.
+            families[at] = None
             name = family.name
             kind = family.kind
             head = "# HELP %s %s\n# TYPE %s %s\n" % (name, help_text(family.help), name, kind)
