@@ -109,6 +109,19 @@ class NameTests(SynchronousTestCase):
         for name, expected in table.items():
             self.assertEqual(metric_name(name), expected, name)
 
+    def test_numbers(self):
+        """Values are written as Go writes them: NaN, +Inf, -Inf, and Python's shortest repr otherwise."""
+        from server.web.prometheus import number
+        self.assertEqual([number(v) for v in (math.nan, math.inf, -math.inf, 1.5, 3.0, 1e300)],
+                         ["NaN", "+Inf", "-Inf", "1.5", "3.0", "1e+300"])
+
+    def test_non_finite_totals(self):
+        """A counter whose total overflowed to infinity is written +Inf and still parses."""
+        core = make_core(self)
+        core.submit([Sample("big", (), COUNTER, 1e308), Sample("big", (), COUNTER, 1e308)], "test")
+        self.assertEqual(parsed(Scraper(self, core).text())["big"][2],
+                         {("big_total", ()): math.inf})
+
     def test_quantile_tier(self):
         """Summaries read the finest tier of 60 s or more, else the coarsest."""
         from server.settings import parse_retentions

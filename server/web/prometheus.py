@@ -87,6 +87,8 @@ def help_text(text):
     """
     HELP text escaped for the text format: backslash and line feed.
     """
+    if "\\" not in text and "\n" not in text:
+        return text
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
@@ -335,19 +337,25 @@ class Exposition:
                 if head is not None:
                     add(head)
                     head = None
-                fold(series)
+                if series.run:
+                    fold(series)
                 braced = "{%s}" % (text,) if text else ""
                 if kind == COUNTER_TYPE:
-                    add("%s%s %s\n" % (name, braced, number(series.total)))
+                    value = series.total
+                    add("%s%s %s\n" % (name, braced,
+                                       repr(value) if value - value == 0.0 else number(value)))
                 elif kind == SUMMARY_TYPE:
                     row = _closed_row(store, series, q, q_step, window)
                     joined = text + "," if text else ""
                     for quantile, field in QUANTILES:
+                        value = row[field] if row else math.nan
                         add('%s{%squantile="%s"} %s\n' % (
-                            name, joined, quantile, number(row[field] if row else math.nan)))
+                            name, joined, quantile,
+                            repr(value) if value - value == 0.0 else number(value)))
+                    total, taken = series.total_sum, series.total
                     add("%s_sum%s %s\n%s_count%s %s\n" % (
-                        name, braced, number(series.total_sum), name, braced,
-                        number(series.total)))
+                        name, braced, repr(total) if total - total == 0.0 else number(total),
+                        name, braced, repr(taken) if taken - taken == 0.0 else number(taken)))
                 elif series.family == SET:
                     row = _closed_row(store, series, 0, set_step, set_bucket)
                     add("%s%s %s\n" % (name, braced, number(row[_SET_COUNT] if row else 0.0)))
