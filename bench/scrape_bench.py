@@ -175,14 +175,10 @@ def in_process(count, repeat=5):
     """
     import gc
     import tempfile
-    from collections import Counter
-
-    from twisted.internet.task import Clock
 
     from server.core.store import Store
     from server.gcpolicy import THRESHOLDS
     from server.settings import load
-    from server.web.prometheus import Exposition
 
     settings = load(["--data-dir", tempfile.mkdtemp()], {})
     now = time.time() - 120
@@ -194,9 +190,24 @@ def in_process(count, repeat=5):
             store.add(series, float(1 + (i + k) % 50), 1.0, now + k, now + k)
     store.settle()
     store.tick(now + 70)
+    thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
+    try:
+        return _scrapes(store, now, repeat, count)
+    finally:
+        # As it was: a test process runs on after this.
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+def _scrapes(store, now, repeat, count):
+    from collections import Counter
+
+    from twisted.internet.task import Clock
+
+    from server.web.prometheus import Exposition
 
     class Core:
         pass
