@@ -265,7 +265,7 @@ class DistAgg:
     def fold(self, values, rate, ts):
         """
         Count each value C{1 / rate} times (a sampled value stands for that
-        many); returns the last value.
+        many); returns the values as floats.
         """
         vals = _floats(values)
         weight = 1.0 / rate
@@ -275,7 +275,7 @@ class DistAgg:
         self.sumsq = left_sum(_weighted(list(map(mul, vals, vals)), weight), self.sumsq)
         lo, hi = _range_and_last(self, vals, ts)
         self.sketch.add_many(vals, weight, lo, hi)
-        return vals[-1]
+        return vals
 
     def merge_partial(self, fields, ts):
         count = fields["count"]

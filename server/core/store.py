@@ -26,6 +26,7 @@ from collections import deque
 from server.core.aggregate import AGGREGATES, STORED_FIELDS, family, left_sum, new_aggregate
 from server.core.cardinality import EXACT_LIMIT, MIN_EXACT_LIMIT
 from server.core.model import COUNTER, GAUGE, SET, split_series_key
+from server.core.sketch import add_count
 
 MOVING_AVERAGE_WINDOW = 60.0
 _APPEND = array.append
@@ -124,11 +125,15 @@ class Series:
     @ivar value: the current value (see L{Store.current_value}).
     @ivar ring: the last closed finest-tier buckets as
         C{(start, weight, total)}, for the 1-minute moving average.
+    @ivar total: what a counter counted, or how many values a distribution
+        took, since the series was first seen (never reset by a bucket, a
+        tier or a restart: Prometheus' C{_total} and C{_count}).
+    @ivar total_sum: a distribution's sum of values over the same time.
     """
 
     __slots__ = ("key", "name", "tags", "type", "family", "stored", "open",
                  "gauge", "value", "value_bucket", "first_seen", "last_seen", "ring",
-                 "touched", "run")
+                 "touched", "run", "total", "total_sum")
 
     def __init__(self, key, metric_type, ntiers):
         self.key = key
@@ -147,6 +152,7 @@ class Series:
         self.touched = 0.0
         # The pending run of its points (Store.add), if any.
         self.run = None
+        self.total = self.total_sum = 0.0
 
 
 class Pending(list):
@@ -338,6 +344,7 @@ class Store:
         series.touched = now
         fam = series.family
         if fam == COUNTER:
+            series.total += fields["count"]
             self._note(series, bucket, ts, ts, (fields["count"],))
         elif fam == GAUGE:
             series.gauge = fields["last"]
@@ -345,6 +352,8 @@ class Store:
         elif fam == SET:
             self._note(series, bucket, ts, ts, target)
         else:
+            series.total += fields["count"]
+            series.total_sum += fields["sum"]
             self._note(series, bucket, ts, ts, fields.get("last", fields["max"]))
 
     def _activate(self, series, agg, bucket, rate, token):
@@ -397,6 +406,9 @@ class Store:
         fam = series.family
         if fam == COUNTER:
             info = agg.fold(values, pending.rate, ts)
+            # A left fold over every increment: the same bits however the
+            # points were cut into runs and buckets (replay gives them again).
+            series.total = left_sum(info, series.total)
         elif fam == GAUGE:
             series.gauge = agg.fold(values, 1.0, ts, series.gauge)
             info = None
@@ -404,7 +416,13 @@ class Store:
             agg.fold(values, 1.0, ts)
             info = agg
         else:
-            info = agg.fold(values, pending.rate, ts)
+            rate = pending.rate
+            vals = agg.fold(values, rate, ts)
+            weight = 1.0 / rate
+            series.total = add_count(series.total, len(vals), weight)
+            series.total_sum = left_sum(vals if weight == 1.0 else [v * weight for v in vals],
+                                        series.total_sum)
+            info = vals[-1]
         self._note(series, pending.bucket, pending.first_ts, ts, info)
         pending.first_ts = math.inf
         # Server time of the last point received (for idle expiry).

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 
 from server.core.aggregate import STORED_FIELDS, aggregate_from_json
 from server.core.cardinality import EXACT_LIMIT
+from server.core.model import GAUGE, SET
 from server.durability.datadir import fsync_directory, new_private_file
 from server.durability.tiers import convert_series, convert_watermarks, plan as plan_tiers
 from server.core.store import Series, StoredTier
@@ -89,6 +90,12 @@ def _column(typecode, text):
     return column
 
 
+# The form of a series' running totals ("c": [TOTALS_VERSION, total,
+# total_sum], counters and distributions only); a snapshot written before
+# they existed has none, and its series start counting from 0.
+TOTALS_VERSION = 1
+
+
 def encode_series(series):
     stored = []
     for tier in series.stored:
@@ -96,7 +103,7 @@ def encode_series(series):
             stored.append(None)
         else:
             stored.append([_column_bytes(tier.index), [_column_bytes(c) for c in tier.columns]])
-    return json.dumps({
+    obj = {
         "k": series.key,
         "t": series.type,
         "g": series.gauge,
@@ -108,7 +115,10 @@ def encode_series(series):
         "u": series.touched,
         "s": stored,
         "o": [[[b, agg.to_json()] for b, agg in sorted(tier.items())] for tier in series.open],
-    }, separators=(",", ":")).encode() + b"\n"
+    }
+    if series.family not in (GAUGE, SET):
+        obj["c"] = [TOTALS_VERSION, series.total, series.total_sum]
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
 def decode_series(obj, ntiers, accuracy, set_limit=EXACT_LIMIT):
@@ -120,6 +130,12 @@ def decode_series(obj, ntiers, accuracy, set_limit=EXACT_LIMIT):
     series.last_seen = obj["l"]
     series.ring.extend(tuple(x) for x in obj["r"])
     series.touched = obj["u"]
+    totals = obj.get("c")
+    if totals is not None:
+        if totals[0] != TOTALS_VERSION:
+            raise ValueError("series %r has totals of version %r, this server reads %d"
+                             % (series.key, totals[0], TOTALS_VERSION))
+        series.total, series.total_sum = float(totals[1]), float(totals[2])
     width = len(STORED_FIELDS[series.family])
     if len(obj["s"]) != ntiers or len(obj["o"]) != ntiers:
         raise ValueError("series %r has %d tiers, expected %d" % (series.key, len(obj["s"]), ntiers))

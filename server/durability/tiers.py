@@ -178,6 +178,7 @@ def convert_series(series, plan):
     new.last_seen = series.last_seen
     new.ring.extend(series.ring)
     new.touched = series.touched
+    new.total, new.total_sum = series.total, series.total_sum
     merge_rows = AGGREGATES[series.family].merge_rows
     for j, (kind, i) in enumerate(plan.sources):
         stored = series.stored[i]

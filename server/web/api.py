@@ -31,6 +31,7 @@ from server.core.events import EventError, check_event
 from server.web.auth import refusal
 from server.web.imports import ImportBusy, Importer
 from server.web.webroot import CANDIDATES, find_web_root
+from server.web.prometheus import Exposition
 
 _KEY = attrgetter("key")
 
@@ -71,6 +72,7 @@ class WebAPI:
         if self.web_root is None:
             self.log.warn("the dashboard's files are in none of {places}: / answers 404;"
                           " give --web-root", places=", ".join(CANDIDATES))
+        self.exposition = Exposition(core, clock, slice_seconds)
 
     # -- helpers -------------------------------------------------------------
 
@@ -364,6 +366,12 @@ class WebAPI:
             yield
         tail = orjson.dumps({"count": len(found), "matched": matched, "total": len(store.series)})
         return (b"" if opening == b"," else opening) + b"]," + tail[1:]
+
+    @app.route("/metrics", methods=["GET"])
+    def prometheus(self, request):
+        # Prometheus' text format (server.web.prometheus); reads as the rest.
+        self._check_token(request)
+        return self.exposition.scrape(request, self._filter(request))
 
     @app.route("/api/series", methods=["GET"])
     def series(self, request):

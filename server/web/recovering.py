@@ -10,6 +10,9 @@ from twisted.web.resource import Resource
 
 # Always answered: how a client learns that recovery is under way.
 OPEN_PATHS = (b"/api/health",)
+# Gated too, outside /api/: a scrape of a store loaded in part would show
+# Prometheus counters going back (a reset) and then jumping.
+GATED_PATHS = (b"/metrics",)
 
 
 class RecoveringGate(Resource):
@@ -26,8 +29,8 @@ class RecoveringGate(Resource):
 
     def render(self, request):
         recovery = self.recovery
-        if (recovery.holding and request.path.startswith(b"/api/")
-                and request.path not in OPEN_PATHS):
+        if (recovery.holding and request.path not in OPEN_PATHS
+                and (request.path.startswith(b"/api/") or request.path in GATED_PATHS)):
             request.setResponseCode(503)
             request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
             request.setHeader(b"Cache-Control", b"no-store")
