@@ -36,6 +36,7 @@ from server.core.store import Store
 from server.web.tokenfile import TokenError, resolve_token
 from server.web.api import WebAPI
 from server.web.recovering import RecoveringGate
+from server.web.graphite.api import GraphiteAPI, Mount
 from server.web.site import LimitedSite
 
 log = Logger()
@@ -339,8 +340,12 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
     api = WebAPI(core, settings, reactor, snapshotter, lag, recovery)
     # Stopped before persistence: an import still being checked is abandoned.
     ImportsService(api.imports).setServiceParent(top)
-    site = LimitedSite(RecoveringGate(api.app.resource(), recovery), settings, core, reactor)
+    # Graphite's render API (Grafana's data source) beside the JSON API.
+    graphite = GraphiteAPI(core, settings, reactor, recovery)
+    site = LimitedSite(RecoveringGate(Mount(graphite.app.resource(), api.app.resource()), recovery),
+                       settings, core, reactor)
     top.api = api
+    top.graphite = graphite
     top.site = site
     for name, listen in (
         ("tcp", lambda: reactor.listenTCP(settings.tcp_port, factory, interface=settings.bind)),

@@ -254,6 +254,11 @@ class Settings:
         100, _positive_int, "most terms in one filter (metric list, export, delete); each costs time per series"
     )
     max_filter_length: int = _setting(4096, _positive_int, "longest filter, in characters")
+    graphite_max_series: int = _setting(
+        5000, _positive_int,
+        "most series (or tree nodes) one Graphite /render, /metrics/find or tags request may match;"
+        " more is a 400 naming this setting"
+    )
     idle_expiry: float = _setting(
         0.0, _non_negative_float, "drop series idle this many seconds (0: keep forever)"
     )

@@ -4,7 +4,8 @@ request's headers (before its body is read) and the API applies again in its
 handlers.
 
 - Writes (any method but GET, HEAD and OPTIONS) need the token when one is
-  set; without one they are only taken from loopback clients.
+  set; without one they are only taken from loopback clients.  A POST to
+  one of Graphite's read calls (L{READ_POSTS}) is a read.
 - Reads of data (every path under C{/api/}, and every path that is not one
   of the dashboard's static files) need the token too when C{--read-token}
   is on, or is C{auto} (the default) and the server binds beyond loopback.
@@ -23,6 +24,9 @@ TOKEN_HEADER = b"X-SimpleStats-Token"
 AUTHORIZATION = b"Authorization"
 # Methods that only read; every other one is a write and needs the rule.
 READ_METHODS = (b"GET", b"HEAD", b"OPTIONS")
+# Graphite's read calls, which Grafana POSTs (a form of targets): reads.
+READ_POSTS = (b"/render", b"/metrics/find", b"/metrics/expand", b"/tags/findSeries",
+              b"/tags/autoComplete/tags", b"/tags/autoComplete/values")
 # What the dashboard's static files end with; a path ending otherwise (or
 # under /api/) may answer with data.
 STATIC_SUFFIXES = (".html", ".js", ".css", ".map", ".ico", ".png", ".svg", ".woff", ".woff2")
@@ -119,7 +123,7 @@ def refusal(settings, method, path, get_header, host):
     @return: C{(status, message)} or L{None}.
     """
     given = given_token(get_header)
-    if method not in READ_METHODS:
+    if method not in READ_METHODS and not (method == b"POST" and path in READ_POSTS):
         return write_refusal(settings.api_token, given, host)
     # /api/health stays open for load balancers and probes: it holds
     # counts and the server's state, no metric names or values.
