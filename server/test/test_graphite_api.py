@@ -254,3 +254,132 @@ class RenderTests(GraphiteTestCase):
         self.assertEqual(functions["aliasSub"]["params"][1],
                          {"name": "search", "type": "string", "required": True})
         self.assertIn("percentileOfSeries", functions)
+
+
+class FinderAndTagsTests(GraphiteTestCase):
+    def setUp(self):
+        GraphiteTestCase.setUp(self)
+        self.submit(Sample("srv.web1.cpu", (), GAUGE, 1.0), Sample("srv.web2.cpu", (), GAUGE, 2.0),
+                    Sample("lat", (("dc", "eu"), ("host", "web1")), TIMER, 3.0),
+                    Sample("lat", (("dc", "us"), ("host", "db1")), TIMER, 3.0))
+
+    def test_completer_and_wildcards(self):
+        """format=completer adds a trailing '*' to the query and a dot to branches; wildcards=1 adds a '*' node."""
+        body = self.get_json("/metrics/find?" + urlencode({"query": "srv.w", "format": "completer",
+                                                           "wildcards": "1"}))
+        self.assertEqual(body, {"metrics": [
+            {"path": "srv.web1.", "name": "web1", "is_leaf": "0"},
+            {"path": "srv.web2.", "name": "web2", "is_leaf": "0"}, {"name": "*"}]})
+        tree = self.get_json("/metrics/find?" + urlencode({"query": "srv.*", "wildcards": "1"}))
+        self.assertEqual(tree[0], {"text": "*", "id": "srv.*", "allowChildren": 1,
+                                   "expandable": 1, "leaf": 0})
+
+    def test_expand_and_index(self):
+        """/metrics/expand lists the matching paths; /metrics/index.json every leaf path."""
+        body = self.get_json("/metrics/expand?" + urlencode({"query": "srv.*.cpu",
+                                                             "leavesOnly": "1"}))
+        self.assertEqual(body, {"results": ["srv.web1.cpu", "srv.web2.cpu"]})
+        grouped = self.get_json("/metrics/expand?" + urlencode(
+            [("query", "srv.web1"), ("query", "srv.web2"), ("groupByExpr", "1")]))
+        self.assertEqual(grouped, {"results": {"srv.web1": ["srv.web1"],
+                                               "srv.web2": ["srv.web2"]}})
+        index = self.get_json("/metrics/index.json")
+        self.assertIn("srv.web1.cpu.last", index)
+        self.assertIn("stats.gauges.srv.web2.cpu", index)
+        self.assertFalse([p for p in index if p.startswith("lat")])
+
+    def test_find_needs_a_query(self):
+        """A find without a query, or with a bad pattern, is a 400 naming it."""
+        response, body = self.request("GET", "/metrics/find")
+        self.assertEqual((response.code, body), (400, b"Invalid parameters (Missing required"
+                                                      b" parameter 'query')"))
+        response, body = self.request("GET", "/metrics/find?query=a.%5Bb")
+        self.assertEqual(response.code, 400)
+        self.assertIn(b"unclosed '['", body)
+
+    def test_tag_lists(self):
+        """/tags lists tag names; /tags/<tag> its values with series counts; /tags/findSeries the paths."""
+        self.assertEqual(self.get_json("/tags"), [{"tag": "dc"}, {"tag": "host"}, {"tag": "name"}])
+        self.assertEqual(self.get_json("/tags?filter=^h"), [{"tag": "host"}])
+        self.assertEqual(self.get_json("/tags/host"), {"tag": "host", "values": [
+            {"value": "db1", "count": 1}, {"value": "web1", "count": 1}]})
+        self.assertEqual(self.get_json("/tags/findSeries?" + urlencode(
+            [("expr", "name=lat.p99"), ("expr", "dc=eu")])), ["lat.p99;dc=eu;host=web1"])
+        response, body = self.request("GET", "/tags/findSeries?expr=nope")
+        self.assertEqual(response.code, 400)
+
+
+class AccessTests(GraphiteTestCase):
+    argv = ("--api-token", "t0k3n-for-tests-0123456789", "--read-token", "on")
+
+    def test_reads_need_the_token(self):
+        """With reads behind the token, /render (GET or POST) and /metrics/find need it."""
+        response, body = self.request("GET", "/render?target=a")
+        self.assertEqual(response.code, 401)
+        response, body = self.request("POST", "/metrics/find", data=b"query=*", headers=FORM)
+        self.assertEqual(response.code, 401)
+        response, body = self.request("GET", "/render?target=a", headers={
+            b"Authorization": [b"Bearer t0k3n-for-tests-0123456789"]})
+        self.assertEqual((response.code, body), (200, b"[]"))
+
+    def test_post_render_is_a_read(self):
+        """A POST to Graphite's read calls is a read: no token needed where reads need none."""
+        from server.settings import load
+        from server.web.auth import refusal
+        settings = load(["--read-token", "off"])
+        remote = "192.0.2.7"
+        for path in (b"/render", b"/metrics/find", b"/tags/autoComplete/tags"):
+            self.assertIsNone(refusal(settings, b"POST", path, lambda name: None, remote))
+        self.assertEqual(refusal(settings, b"POST", b"/api/import", lambda name: None, remote)[0],
+                         403)
+
+
+class ServingTests(GraphiteTestCase):
+    def test_recovering_is_503(self):
+        """While start-up recovery holds, the Graphite API answers 503, not half the data."""
+        class Holding:
+            holding = True
+        self.api.recovery = Holding()
+        response, body = self.request("GET", "/render?target=a")
+        self.assertEqual(response.code, 503)
+        self.assertIn(b"recovering", body)
+
+    def test_mounted_beside_the_json_api(self):
+        """The site sends Graphite's paths to this API and every other path to the JSON API."""
+        from server.web.api import WebAPI
+        from server.web.graphite.api import Mount
+        web = WebAPI(self.core, self.core.settings, self.clock)
+        self.stub = StubTreq(Mount(self.api.app.resource(), web.app.resource()))
+        response, body = self.request("GET", "/version")
+        self.assertEqual(body, b"1.1.10")
+        response, body = self.request("GET", "/api/health")
+        self.assertEqual(json.loads(body)["status"], "ok")
+        response, body = self.request("GET", "/metrics/find?query=*")
+        self.assertEqual((response.code, body), (200, b"[]"))
+
+    def test_globs_run_in_slices(self):
+        """A glob over thousands of series is matched a slice per reactor turn, never in one go."""
+        self.submit(*[Sample("many.s%d" % i, (), GAUGE, 1.0) for i in range(3000)])
+        self.api.slice_seconds = 0.0
+        d = self.stub.request("GET", BASE + "/render?" + urlencode(
+            {"target": "sumSeries(many.*)", "from": "-1min"}))
+        fired = []
+        d.addBoth(lambda result: fired.append(True) or result)
+        self.stub.flush()
+        self.assertEqual(fired, [])
+        turns = 0
+        while not fired:
+            # One reactor turn: only the calls already due, not the ones
+            # they schedule (Clock.advance would run those too).
+            due = list(self.clock.getDelayedCalls())
+            self.assertEqual(len(due), 1)
+            self.clock.calls.remove(due[0])
+            due[0].func(*due[0].args, **due[0].kw)
+            self.stub.flush()
+            turns += 1
+        # 3000 series, a slice of 256 per turn.
+        self.assertGreaterEqual(turns, 3000 // 256)
+        response = self.successResultOf(d)
+        body = json.loads(self.successResultOf(self.stub.content(response)))
+        self.assertEqual(body[0]["target"], "sumSeries(many.*)")
+        self.assertEqual(body[0]["datapoints"][-1][0], 3000.0)
