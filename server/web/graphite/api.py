@@ -22,7 +22,7 @@ from server.web.auth import refusal
 from server.web.graphite.attime import TimeError, parse_at_time, zone
 from server.web.graphite.functions import FUNCTIONS, RenderError
 from server.web.graphite.names import Pattern, PatternError, TagQuery, templates
-from server.web.graphite.render import (Context, Renderer, Resolver, csv_answer, json_answer,
+from server.web.graphite.render import (Context, Renderer, Resolver, csv_answer, json_rows,
                                         parse_target, sources)
 
 VERSION = "1.1.10"
@@ -198,6 +198,7 @@ class GraphiteAPI:
         resolved = yield from resolver.resolve(found)
         renderer = Renderer(self.store, resolved)
         ctx = Context(renderer, start, end, now, xff)
+        yield from renderer.prefetch(ctx)
         data = []
         for tree in trees:
             result = renderer.evaluate(tree, ctx)
@@ -210,7 +211,8 @@ class GraphiteAPI:
             request.setHeader(b"Content-Type", b"text/csv")
             return csv_answer(data, tz).encode("utf-8")
         no_nulls = "noNullPoints" in self._params(request)
-        return self._json(request, json_answer(data, max_points, no_nulls))
+        rows = yield from json_rows(data, max_points, no_nulls)
+        return self._json(request, rows)
 
     def _render_failed(self, failure, request, targets):
         failure.trap(RenderError, PatternError, TimeError)

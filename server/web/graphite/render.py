@@ -236,11 +236,29 @@ class Renderer:
     def __init__(self, store, resolved):
         self.store = store
         self.resolved = resolved
+        # {(path, start, end): what fetch answered}: the points of the
+        # request's range, read a series per slice (L{prefetch}).
+        self.fetched = {}
+
+    def prefetch(self, ctx):
+        """
+        A generator for L{run_in_slices}: read the points of every series
+        over the request's range, a few series per slice.
+        """
+        for entries in self.resolved.values():
+            for path, series, field in entries:
+                key = (path, ctx.start, ctx.end)
+                if key not in self.fetched:
+                    self.fetched[key] = fetch(self.store, series, field, ctx.start, ctx.end,
+                                              ctx.now)
+                    yield
 
     def series_for(self, key, ctx):
         out = []
         for path, series, field in self.resolved.get(key, ()):
-            got = fetch(self.store, series, field, ctx.start, ctx.end, ctx.now)
+            got = self.fetched.get((path, ctx.start, ctx.end), False)
+            if got is False:
+                got = fetch(self.store, series, field, ctx.start, ctx.end, ctx.now)
             if got is None:
                 continue
             start, end, step, values = got
@@ -306,9 +324,10 @@ def _finite(value):
         return None
 
 
-def json_answer(data, max_points=None, no_null_points=False):
+def json_rows(data, max_points=None, no_null_points=False):
     """
-    The list graphite-web's JSON holds: C{target}, C{tags}, C{datapoints}.
+    A generator for L{run_in_slices} (a yield per series) that returns the
+    list graphite-web's JSON holds: C{target}, C{tags}, C{datapoints}.
     """
     if max_points is not None:
         consolidate_for_json(data, max_points)
@@ -323,7 +342,20 @@ def json_answer(data, max_points=None, no_null_points=False):
                 continue
         out.append({"target": s.name, "tags": {k: str(v) for k, v in s.tags.items()},
                     "datapoints": points})
+        yield
     return out
+
+
+def json_answer(data, max_points=None, no_null_points=False):
+    """
+    L{json_rows} in one go.
+    """
+    rows = json_rows(data, max_points, no_null_points)
+    while True:
+        try:
+            next(rows)
+        except StopIteration as done:
+            return done.value
 
 
 def csv_answer(data, tz):
@@ -343,4 +375,4 @@ def csv_answer(data, tz):
 
 
 __all__ = ["functions", "RenderError", "TooManySeries", "Resolver", "Renderer", "Context",
-           "parse_target", "sources", "json_answer", "csv_answer", "fetch"]
+           "parse_target", "sources", "json_answer", "json_rows", "csv_answer", "fetch"]
