@@ -288,6 +288,19 @@ class FinderAndTagsTests(GraphiteTestCase):
         self.assertIn("stats.gauges.srv.web2.cpu", index)
         self.assertFalse([p for p in index if p.startswith("lat")])
 
+    def test_find_honours_from_and_until(self):
+        """/metrics/find with from/until lists only series with points in that span."""
+        self.submit(Sample("old.a", (), GAUGE, 1.0, T0 - 7200), Sample("old.b", (), GAUGE, 1.0))
+        nodes = self.get_json("/metrics/find?" + urlencode({"query": "old.*", "from": "-1h",
+                                                            "until": "now"}))
+        self.assertEqual([n["text"] for n in nodes], ["b"])
+        nodes = self.get_json("/metrics/find?" + urlencode({"query": "old.*", "from": "-1",
+                                                            "until": "-90min"}))
+        self.assertEqual([n["text"] for n in nodes], ["a"])
+        response, body = self.request("GET", "/metrics/find?query=old.*&from=-1m")
+        self.assertEqual(response.code, 400)
+        self.assertIn(b"param from", body)
+
     def test_find_needs_a_query(self):
         """A find without a query, or with a bad pattern, is a 400 naming it."""
         response, body = self.request("GET", "/metrics/find")

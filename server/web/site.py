@@ -35,7 +35,7 @@ from twisted.web.server import Request, Site
 
 from server.receivers.fdlimit import REFUSAL_SLACK
 from server.core.logutil import BoundedLog
-from server.web.auth import READ_METHODS, refusal
+from server.web.auth import READ_METHODS, READ_POSTS, refusal
 
 # A read (GET, HEAD, OPTIONS) has no use for a body; this much is tolerated.
 READ_BODY_LIMIT = 65536
@@ -427,13 +427,15 @@ class LimitedSite(Site):
         if refused is not None:
             counters["simplestats.http.unauthorized"] += 1
             return refused
-        if method in READ_METHODS:
+        # Graphite's read calls are POSTed with a form: a read's limit.
+        read = method in READ_METHODS or request.uri.split(b"?", 1)[0] in READ_POSTS
+        if read:
             request.body_limit = READ_BODY_LIMIT
         else:
             request.body_limit = self.settings.max_upload_bytes
         if length is not None and length > request.body_limit:
             counters["simplestats.http.too_large"] += 1
-            if method in READ_METHODS:
+            if read:
                 return 413, "a %s takes no body larger than %d bytes; this one has %d" % (
                     method.decode(), request.body_limit, length)
             return 413, "upload of %d bytes is larger than the limit of %d bytes" % (

@@ -238,6 +238,7 @@ class GraphiteAPI:
             wildcards = _int(params, "wildcards")
             leaves_only = _int(params, "leavesOnly")
             position = _int(params, "position", -1)
+            span = self._span(params)
         except BadRequest as e:
             return self._bad(request, str(e))
         base = query.rsplit(".", 1)[0] + "." if "." in query else ""
@@ -249,7 +250,7 @@ class GraphiteAPI:
             pattern = Pattern(query)
         except PatternError as e:
             return self._bad(request, str(e))
-        d = run_in_slices(self.clock, self._find(pattern, leaves_only), self.slice_seconds)
+        d = run_in_slices(self.clock, self._find(pattern, leaves_only, span), self.slice_seconds)
 
         def answer(nodes):
             return self._json(request, _find_answer(nodes, fmt, base, wildcards, position))
@@ -258,12 +259,45 @@ class GraphiteAPI:
         d.addErrback(self._render_failed, request, [])
         return d
 
-    def _find(self, pattern, leaves_only=False, every=256):
+    def _span(self, params):
+        """
+        C{(from, until)} of a find (L{None} each when not given or C{-1}).
+        """
+        try:
+            tz = zone(_one(params, "tz"))
+        except TimeError:
+            tz = zone("")
+        now = self.clock.seconds()
+        span = []
+        for name in ("from", "until"):
+            text = _one(params, name)
+            if text is None or text == "-1":
+                span.append(None)
+                continue
+            try:
+                span.append(parse_at_time(text, now, tz))
+            except TimeError as e:
+                raise BadRequest("Invalid value %r for param %s: %s" % (text, name, e))
+        return tuple(span)
+
+    def _find(self, pattern, leaves_only=False, span=(None, None), every=256):
+        """
+        A generator for L{run_in_slices}: C{[(path, is_leaf)]} of the tree
+        nodes C{pattern} matches, of series with points within C{span}.
+        """
         nodes = {}
         candidates = list(self.store.series.values())
         limit = self.settings.graphite_max_series
+        start_time, until_time = span
+        fold = self.store.fold_series
         for start in range(0, len(candidates), every):
             for series in candidates[start:start + every]:
+                if span != (None, None):
+                    fold(series)  # first and last seen count its pending points
+                if start_time is not None and series.last_seen < start_time:
+                    continue
+                if until_time is not None and series.first_seen > until_time:
+                    continue
                 for path, leaf in pattern.nodes_of(series):
                     if leaves_only and not leaf:
                         continue
