@@ -238,6 +238,17 @@ class RenderTests(GraphiteTestCase):
         body = self.render(400, target="m.*")
         self.assertIn("--graphite-max-series", body)
 
+    def test_point_cap(self):
+        """A request that would read more than --graphite-max-points is a 400 naming the setting, before reading."""
+        self.api.settings = self.api.settings.__class__(
+            **{**self.api.settings.__dict__, "graphite_max_points": 1000})
+        self.points("a", [1], T0 - 10)
+        self.assertEqual(len(self.render(target="a", **{"from": "-1h"})), 1)
+        body = self.render(400, target="a", **{"from": "-1y"})
+        self.assertIn("--graphite-max-points", body)
+        body = self.render(400, target="movingAverage(a, '2y')", **{"from": "-1h"})
+        self.assertIn("--graphite-max-points", body)
+
     def test_csv(self):
         """format=csv writes name,time,value rows."""
         self.points("a", [1, None], T0 - 10)

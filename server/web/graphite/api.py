@@ -196,7 +196,7 @@ class GraphiteAPI:
     def _render(self, request, resolver, found, trees, start, end, now, tz, fmt, max_points, xff,
                 targets):
         resolved = yield from resolver.resolve(found)
-        renderer = Renderer(self.store, resolved)
+        renderer = Renderer(self.store, resolved, self.settings.graphite_max_points)
         ctx = Context(renderer, start, end, now, xff)
         yield from renderer.prefetch(ctx)
         data = []

@@ -252,7 +252,8 @@ class Param:
         if self.required:
             out["required"] = True
         if self.default is not None:
-            out["default"] = self.default
+            # graphite-web writes infinity as 1e9999, which JSON has not.
+            out["default"] = "inf" if self.default == INF else self.default
         if self.multiple:
             out["multiple"] = True
         if self.options:

@@ -170,12 +170,15 @@ def choose_tier(tiers, start, now):
     return len(tiers) - 1
 
 
-def fetch(store, series, field, start, end, now):
+def fetch(store, series, field, start, end, now, budget=None):
     """
     C{(start, end, step, values)} as whisper's fetch answers: the values of
     the buckets after the one holding C{start} up to the one holding
     C{end}, at the finest tier whose retention covers C{start}; L{None}
     when the range is outside what is kept.
+
+    @param budget: a L{PointBudget} charged with the buckets, before any
+        is read.
     """
     tiers = store.tiers
     now = int(now)
@@ -198,6 +201,8 @@ def fetch(store, series, field, start, end, now):
     if first == after:
         after += step
     n = (after - first) // step
+    if budget is not None:
+        budget.charge(n)
     values = [None] * n
     points = series_points(store, series, (field.name,), first, after - step, i, now)[field.name]
     for t, v in points:
@@ -205,6 +210,22 @@ def fetch(store, series, field, start, end, now):
         if 0 <= k < n and v is not None:
             values[k] = v / step if field.per_second else v
     return first, after, step, values
+
+
+class PointBudget:
+    """
+    The points one request may still read (C{--graphite-max-points}).
+    """
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.left = limit
+
+    def charge(self, points):
+        self.left -= points
+        if self.left < 0:
+            raise TooManySeries("the targets read more than %d points (--graphite-max-points);"
+                                " ask for a shorter range or fewer series" % (self.limit,))
 
 
 class Context:
@@ -233,9 +254,10 @@ class Renderer:
     Evaluates parsed targets against the sources L{Resolver} found.
     """
 
-    def __init__(self, store, resolved):
+    def __init__(self, store, resolved, max_points=None):
         self.store = store
         self.resolved = resolved
+        self.budget = None if max_points is None else PointBudget(max_points)
         # {(path, start, end): what fetch answered}: the points of the
         # request's range, read a series per slice (L{prefetch}).
         self.fetched = {}
@@ -250,7 +272,7 @@ class Renderer:
                 key = (path, ctx.start, ctx.end)
                 if key not in self.fetched:
                     self.fetched[key] = fetch(self.store, series, field, ctx.start, ctx.end,
-                                              ctx.now)
+                                              ctx.now, self.budget)
                     yield
 
     def series_for(self, key, ctx):
@@ -258,7 +280,7 @@ class Renderer:
         for path, series, field in self.resolved.get(key, ()):
             got = self.fetched.get((path, ctx.start, ctx.end), False)
             if got is False:
-                got = fetch(self.store, series, field, ctx.start, ctx.end, ctx.now)
+                got = fetch(self.store, series, field, ctx.start, ctx.end, ctx.now, self.budget)
             if got is None:
                 continue
             start, end, step, values = got
