@@ -281,30 +281,44 @@ class TagQuery:
                                " non-empty value")
         self.names = [e for e in self.expressions if e.tag == "name"]
         self.others = [e for e in self.expressions if e.tag != "name"]
+        # name=spec without a glob: the one name a series can match by.
+        exact = {e.spec for e in self.names if e.operator == "=" and e.regex is None}
+        self.exact = exact.pop() if len(exact) == 1 else (None if not exact else "")
+
+    def _candidates(self, series):
+        name = series.name
+        exact = self.exact
+        if exact is None:
+            out = [(name, Field(DEFAULT_FIELD[series.family]))]
+            out += [(name + "." + f, field) for f, field in fields_of(series).items()]
+            return out
+        if exact == name:
+            return [(name, Field(DEFAULT_FIELD[series.family]))]
+        if exact.startswith(name) and exact[len(name):len(name) + 1] == ".":
+            field = fields_of(series).get(exact[len(name) + 1:])
+            if field is not None:
+                return [(exact, field)]
+        return []
 
     def paths(self, series):
         """
         C{[(canonical path, Field)]} of C{series} that match.
         """
-        tags = dict(series.tags)
-        for e in self.others:
-            if not e.matches(tags.get(e.tag, "")):
-                return []
+        # The cheaper test first: an exact name, else the other tags.
+        if self.exact is None and not self._tags_match(series):
+            return []
+        candidates = [(name, field) for name, field in self._candidates(series)
+                      if all(e.matches(name) for e in self.names)]
+        if not candidates or self.exact is not None and not self._tags_match(series):
+            return []
         suffix = "".join(";%s=%s" % kv for kv in series.tags)
-        candidates = [(series.name, Field(DEFAULT_FIELD[series.family]))]
-        candidates += [(series.name + "." + f, field) for f, field in fields_of(series).items()]
-        return [(name + suffix, field) for name, field in candidates
-                if all(e.matches(name) for e in self.names)]
+        return [(name + suffix, field) for name, field in candidates]
 
-    def tags_of(self, series):
-        """
-        The tag keys of C{series} if it matches (names aside).
-        """
+    def _tags_match(self, series):
+        if not self.others:
+            return True
         tags = dict(series.tags)
-        if all(e.matches(tags.get(e.tag, "")) for e in self.others):
-            if not self.names or self.paths(series):
-                return tags
-        return None
+        return all(e.matches(tags.get(e.tag, "")) for e in self.others)
 
 
 def tagged_path(path):
