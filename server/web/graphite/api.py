@@ -140,20 +140,16 @@ class GraphiteAPI:
             tz = zone(_one(params, "tz"))
         except TimeError:
             tz = zone("")  # graphite-web ignores an unknown zone
-        clock_now = self.clock.seconds()
-        now = clock_now
-        for name in ("now", "from", "until"):
+
+        def at(name, default, now):
             text = _one(params, name)
-            if text is None:
-                continue
             try:
-                value = parse_at_time(text, now, tz)
+                return parse_at_time(default if text is None else text, now, tz)
             except TimeError as e:
                 raise BadRequest("%s=%r: %s" % (name, text, e))
-            if name == "now":
-                now = value
-        start = _parsed(params, "from", default_from, now, tz)
-        end = _parsed(params, "until", "now", now, tz)
+
+        now = at("now", "now", self.clock.seconds())
+        start, end = at("from", default_from, now), at("until", "now", now)
         start, end = min(start, end), max(start, end)
         if start == end:
             raise BadRequest("Invalid empty time range")
@@ -187,14 +183,15 @@ class GraphiteAPI:
         for tree in trees:
             sources(tree, found)
         resolver = Resolver(self.store, self.settings.graphite_max_series)
+        no_nulls = "noNullPoints" in params
         d = run_in_slices(self.clock, self._render(request, resolver, found, trees, start, end,
-                                                   now, tz, fmt, max_points, xff, targets),
+                                                   now, tz, fmt, max_points, no_nulls, xff),
                           self.slice_seconds)
         d.addErrback(self._render_failed, request, targets)
         return d
 
-    def _render(self, request, resolver, found, trees, start, end, now, tz, fmt, max_points, xff,
-                targets):
+    def _render(self, request, resolver, found, trees, start, end, now, tz, fmt, max_points,
+                no_nulls, xff):
         resolved = yield from resolver.resolve(found)
         renderer = Renderer(self.store, resolved, self.settings.graphite_max_points)
         ctx = Context(renderer, start, end, now, xff)
@@ -210,7 +207,6 @@ class GraphiteAPI:
         if fmt == "csv":
             request.setHeader(b"Content-Type", b"text/csv")
             return csv_answer(data, tz).encode("utf-8")
-        no_nulls = "noNullPoints" in self._params(request)
         rows = yield from json_rows(data, max_points, no_nulls)
         return self._json(request, rows)
 

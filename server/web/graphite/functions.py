@@ -16,7 +16,8 @@ from functools import reduce
 from itertools import zip_longest
 
 from server.web.graphite.attime import TimeError, parse_offset
-from server.web.graphite.series import TimeSeries
+from server.web.graphite.grammar import Call, GrammarError, Path, parse
+from server.web.graphite.series import TimeSeries, default_tags
 
 INF = float("inf")
 
@@ -351,7 +352,10 @@ def xff_ok(present, total, xff):
 
 
 def first_path_expression(name):
-    from server.web.graphite.grammar import Call, GrammarError, Path, parse
+    """
+    The first path inside a function-wrapped name (graphite-web's
+    C{_getFirstPathExpression}), for aliasByNode and groupByNode.
+    """
     try:
         node = parse(name)
     except GrammarError:
@@ -509,7 +513,6 @@ def groupByNodes(ctx, series_list, callback, *nodes):
 @function("Combine", SERIES, Param("callback", "aggOrSeriesFunc", required=True),
           Param("tags", "tag", required=True, multiple=True))
 def groupByTags(ctx, series_list, callback, *tags):
-    from server.web.graphite.series import default_tags
     if not tags:
         raise RenderError("groupByTags(): no tags specified")
     if "name" not in tags:
