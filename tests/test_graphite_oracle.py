@@ -119,6 +119,18 @@ ERRORS = [({"target": "noSuchFunction(oracle.web1.cpu)"}, 400),
           ({"target": "asPercent(oracle.*.cpu, oracle.web*.cpu)", "from": "-2h"}, 400)]
 
 
+TAG_CALLS = [
+    ("/tags/autoComplete/tags", {}),
+    ("/tags/autoComplete/tags", {"tagPrefix": "h"}),
+    ("/tags/autoComplete/tags", {"expr": "name=oracle.lat"}),
+    ("/tags/autoComplete/tags", {"expr": ["name=oracle.lat", "host=db1"]}),
+    ("/tags/autoComplete/values", {"tag": "host"}),
+    ("/tags/autoComplete/values", {"tag": "host", "valuePrefix": "web"}),
+    ("/tags/autoComplete/values", {"tag": "host", "expr": "dc=eu"}),
+    ("/tags/findSeries", {"expr": ["name=oracle.lat", "host!=web2"]}),
+]
+
+
 def make_points(now):
     """
     C{{path: [(timestamp, value)]}}: a point every 5 s over the last five
@@ -298,6 +310,10 @@ def answers(tmp_path_factory):
                                  "maxDataPoints": "50", **for_now}))
     requests.append(("/metrics/find", {"query": "oracle.web*"}))
     requests.append(("/metrics/find", {"query": "oracle.*", "format": "completer"}))
+    for path, params in TAG_CALLS:
+        requests.append((path, params))
+    requests.append(("/render", {"target": ["oracle.gappy", "scale(oracle.web1.cpu, 0.1)"],
+                                 "from": "-2h", "until": "-90min", "format": "csv", **for_now}))
     # graphite-web renders first: its answers go with the clock it read.
     job = {"tagged": list(TAGGED), "requests": requests}
     done = subprocess.run([os.path.join(venv, "bin", "python"), APP,
@@ -385,8 +401,37 @@ def test_errors_and_missing_match_graphite_web(answers):
 def test_several_targets_in_one_request(answers):
     """Several targets in one request (Grafana's batch) consolidate over their common span as graphite-web does."""
     for params, theirs, mine in _renders(answers):
-        if isinstance(params["target"], list):
+        if isinstance(params["target"], list) and params["format"] == "json":
             compare_render(theirs, mine, params)
+
+
+def test_csv_matches_graphite_web(answers):
+    """format=csv writes the same rows as graphite-web: name, time, value (empty for none)."""
+    found = [(t, m) for params, t, m in _renders(answers) if params.get("format") == "csv"]
+    assert len(found) == 1
+    theirs, mine = found[0]
+    assert theirs["status"] == mine["status"] == 200
+    expected = theirs["body"].splitlines()
+    assert len(expected) > 700
+    got = mine["body"].splitlines()
+    assert len(got) == len(expected)
+    for ours, ref in zip(got, expected):
+        name, stamp, value = ref.rsplit(",", 2)
+        assert ours.rsplit(",", 2)[:2] == [name, stamp]
+        assert _close(float(ours.rsplit(",", 1)[1]) if ours[-1] != "," else None,
+                      float(value) if value else None), (ours, ref)
+
+
+def test_tag_calls_match_graphite_web(answers):
+    """Tag auto-completion and findSeries answer what graphite-web's tag database answers."""
+    requests, theirs, mine = answers
+    checked = 0
+    for (path, params), t, m in zip(requests, theirs, mine):
+        if path.startswith("/tags/"):
+            assert t["status"] == m["status"] == 200, (path, params, t["body"][:300])
+            assert json.loads(m["body"]) == json.loads(t["body"]), (path, params)
+            checked += 1
+    assert checked == len(TAG_CALLS)
 
 
 def test_find_matches_graphite_web(answers):
