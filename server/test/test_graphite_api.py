@@ -229,6 +229,16 @@ class RenderTests(GraphiteTestCase):
         self.assertIn("Invalid parameters (bad target", body)
         self.assertEqual(self.core.counters["simplestats.graphite.bad_requests"], 4)
 
+    def test_odd_requests(self):
+        """Calls nested past the stack, maxDataPoints=0 and a function that fails inside are answered, never a crash."""
+        body = self.render(400, method="POST", target="scale(" * 2000 + "a" + ")" * 2000)
+        self.assertIn("nest too deeply", body)
+        self.points("a", [1, 2], T0 - 15)
+        answer = self.render(target="a", maxDataPoints="0", **{"from": "-20s", "until": "now"})
+        self.assertEqual(len(answer[0]["datapoints"]), 4)
+        body = self.render(400, target="summarize(a, '0min')")
+        self.assertIn("summarize", body)
+
     def test_series_cap(self):
         """A glob matching more series than --graphite-max-series is a 400 naming the setting."""
         self.api.settings = self.api.settings.__class__(

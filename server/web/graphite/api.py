@@ -15,6 +15,8 @@ from urllib.parse import parse_qs
 
 import orjson
 from klein import Klein
+from twisted.internet.defer import CancelledError
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from server.core.filters import SLICE_SECONDS, run_in_slices
@@ -75,6 +77,7 @@ class GraphiteAPI:
     """
 
     app = Klein()
+    log = Logger()
 
     def __init__(self, core, settings, clock, recovery=None, slice_seconds=SLICE_SECONDS):
         self.core = core
@@ -170,7 +173,10 @@ class GraphiteAPI:
             if fmt not in ("json", "csv"):
                 raise BadRequest("format=%r: this server renders json and csv" % (fmt,))
             max_points = _one(params, "maxDataPoints")
+            # graphite-web ignores a maxDataPoints that is not a number; 0 too
+            # (it would divide by it).
             max_points = int(max_points) if max_points and max_points.isdigit() else None
+            max_points = max_points or None
             xff = _one(params, "xFilesFactor")
             try:
                 xff = None if xff is None else float(xff)
@@ -211,8 +217,16 @@ class GraphiteAPI:
         return self._json(request, rows)
 
     def _render_failed(self, failure, request, targets):
-        failure.trap(RenderError, PatternError, TimeError)
-        return self._bad(request, str(failure.value), targets)
+        if failure.check(RenderError, PatternError, TimeError):
+            return self._bad(request, str(failure.value), targets)
+        if failure.check(CancelledError):
+            return None  # the client went away
+        self.core.counters["simplestats.graphite.errors"] += 1
+        self.log.failure("graphite request failed: {targets}", failure, targets=targets)
+        request.setResponseCode(500)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return ("internal error rendering %s: %s" % (", ".join(targets) or request.path.decode(
+            "utf-8", "replace"), failure.getErrorMessage())).encode("utf-8")
 
     # -- finder --------------------------------------------------------------
 

@@ -30,6 +30,8 @@ def parse_target(target):
         return parse(target)
     except GrammarError as e:
         raise RenderError("bad target: %s" % (e,))
+    except RecursionError:
+        raise RenderError("bad target: its calls nest too deeply")
 
 
 def sources(node, found):
