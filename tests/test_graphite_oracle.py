@@ -110,6 +110,9 @@ TARGETS = [
     'aliasByTags(seriesByTag(\'name=oracle.lat\'), "host")',
     'aliasByTags(seriesByTag(\'name=oracle.lat\'), "host", "name")',
     'oracle.web1.cpu|scale(2)|alias("piped")',
+    'consolidateBy(oracle.web1.cpu, "max")',
+    "consolidateBy(oracle.gappy, 'sum')",
+    'consolidateBy(oracle.*.cpu, "last")',
 ]
 RANGES = {"5s": ("-2h", "-30min"), "1m": ("-2d", "-8h")}
 MAX_POINTS = ("", "100", "7")

@@ -474,6 +474,18 @@ def aliasByTags(ctx, series_list, *tags):
     return aliasByNode(ctx, series_list, *tags)
 
 
+@function("Special", SERIES, Param("consolidationFunc", "string", required=True,
+                                   options=["sum", "average", "avg", "avg_zero", "min", "max",
+                                            "first", "last"]))
+def consolidateBy(ctx, series_list, consolidationFunc):
+    for s in series_list:
+        s.consolidation = consolidationFunc
+        s.tags["consolidateBy"] = consolidationFunc
+        s.name = 'consolidateBy(%s,"%s")' % (s.name, consolidationFunc)
+        s.path_expression = s.name
+    return series_list
+
+
 @function("Special", Param("value", "float", required=True))
 def constantLine(ctx, value):
     start, end = ctx.start, ctx.end
