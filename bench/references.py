@@ -1,7 +1,8 @@
 """
 Installing the reference systems into the cache directory (bench/.cache/,
 ignored by git), once: Etsy statsd 0.9.0 from npm, and carbon 1.1.10 with
-whisper from PyPI in a virtualenv of their own.
+whisper from PyPI in a virtualenv of their own (and, for the Graphite render
+API's oracle tests, graphite-web 1.1.10 with them in another).
 
 Each install writes a marker file naming what it installed only after it
 succeeded, so an interrupted install is redone on the next run.
@@ -24,6 +25,18 @@ CARBON_REQUIREMENTS = (
     "txAMQP==0.8.2",
     "cachetools==8.0.1",
     "urllib3==2.8.0",
+)
+GRAPHITE_WEB_VERSION = "1.1.10"
+# graphite-web requires Django below 3.1; its grammar was written for
+# pyparsing 2 (3 renames what it calls).
+GRAPHITE_WEB_REQUIREMENTS = (
+    "graphite-web==1.1.10",
+    "Django==2.2.28",
+    "django-tagging==0.4.3",
+    "pyparsing==2.4.7",
+    "pytz==2025.2",
+    "six==1.17.0",
+    "cairocffi==1.7.1",
 )
 
 
@@ -87,26 +100,48 @@ def ensure_carbon(cache, log=print, python=None):
     """
     Install carbon 1.1.10 and whisper into a virtualenv at C{cache}/carbon-venv.
 
-    C{GRAPHITE_NO_PREFIX} keeps carbon's setup from installing into
-    /opt/graphite instead of the virtualenv.
+    @return: the virtualenv's path.
+    """
+    return _ensure_venv(os.path.join(cache, "carbon-venv"), CARBON_REQUIREMENTS,
+                        "carbon-cache.py", "carbon %s + whisper" % (CARBON_VERSION,), log, python)
+
+
+def ensure_graphite_web(cache, log=print, python=None):
+    """
+    Install graphite-web 1.1.10 (with Django 2.2.28, the last release it
+    accepts) beside carbon 1.1.10 and whisper into a virtualenv of their
+    own at C{cache}/graphite-venv: the oracle of the Graphite render API.
 
     @return: the virtualenv's path.
     """
-    venv = os.path.join(cache, "carbon-venv")
+    return _ensure_venv(os.path.join(cache, "graphite-venv"),
+                        CARBON_REQUIREMENTS + GRAPHITE_WEB_REQUIREMENTS, "carbon-cache.py",
+                        "graphite-web %s + carbon %s" % (GRAPHITE_WEB_VERSION, CARBON_VERSION),
+                        log, python)
+
+
+def _ensure_venv(venv, requirements, script, what, log, python):
+    """
+    A virtualenv at C{venv} holding C{requirements}, made anew unless its
+    marker says it holds exactly them.
+
+    C{GRAPHITE_NO_PREFIX} keeps carbon's and graphite-web's setup from
+    installing into /opt/graphite instead of the virtualenv.
+    """
     marker = os.path.join(venv, "installed.json")
-    script = os.path.join(venv, "bin", "carbon-cache.py")
-    wanted = {"requirements": list(CARBON_REQUIREMENTS)}
+    script = os.path.join(venv, "bin", script)
+    wanted = {"requirements": list(requirements)}
     if _marker(marker) == wanted and os.path.exists(script):
         return venv
-    log("installing carbon %s + whisper into %s" % (CARBON_VERSION, venv))
+    log("installing %s into %s" % (what, venv))
     if os.path.exists(venv):
         shutil.rmtree(venv)
     _run([python or sys.executable, "-m", "venv", venv], log)
     env = dict(os.environ, GRAPHITE_NO_PREFIX="True", PIP_DISABLE_PIP_VERSION_CHECK="1")
     _run([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--quiet"]
-         + list(CARBON_REQUIREMENTS), log, env=env)
+         + list(requirements), log, env=env)
     if not os.path.exists(script):
-        raise InstallError("carbon installed but %s is missing" % script)
+        raise InstallError("%s installed but %s is missing" % (what, script))
     _write_marker(marker, wanted)
     return venv
 

@@ -496,9 +496,11 @@ class Carbon(System):
 
     name = "carbon"
 
-    def __init__(self, workdir, core, venv, realtime=False):
+    def __init__(self, workdir, core, venv, realtime=False, schemas=None):
         System.__init__(self, workdir, core, realtime)
         self.venv = venv
+        # storage-schemas.conf (the oracle tests keep 5s:6h,1m:8d).
+        self.schemas = CARBON_SCHEMAS if schemas is None else schemas
 
     @property
     def whisper_dir(self):
@@ -513,7 +515,7 @@ class Carbon(System):
             f.write(carbon_conf(os.path.join(self.workdir, "storage"), self.line_port,
                                 self.query_port))
         with open(os.path.join(conf_dir, "storage-schemas.conf"), "w") as f:
-            f.write(CARBON_SCHEMAS)
+            f.write(self.schemas)
         env = dict(os.environ, GRAPHITE_ROOT=self.workdir, GRAPHITE_CONF_DIR=conf_dir,
                    GRAPHITE_STORAGE_DIR=os.path.join(self.workdir, "storage"))
         python = os.path.join(self.venv, "bin", "python")

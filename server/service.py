@@ -39,6 +39,7 @@ from server.web.tokenfile import TokenError, resolve_token
 from server.web.api import WebAPI
 from server.web.ingest import HttpIngest, IngestRouter
 from server.web.recovering import RecoveringGate
+from server.web.graphite.api import GraphiteAPI, Mount
 from server.web.site import LimitedSite, compressed
 
 log = Logger()
@@ -344,10 +345,14 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
     ingest = HttpIngest(core, settings, reactor, recovery)
     # Stopped before persistence: an import still being checked is abandoned.
     ImportsService(api.imports).setServiceParent(top)
-    site = LimitedSite(compressed(RecoveringGate(IngestRouter(ingest.app.resource(),
-                                                              api.app.resource()), recovery)),
+    # Graphite's render API (Grafana's data source) beside the JSON API.
+    graphite = GraphiteAPI(core, settings, reactor, recovery)
+    site = LimitedSite(compressed(RecoveringGate(
+        IngestRouter(ingest.app.resource(), Mount(graphite.app.resource(), api.app.resource())),
+        recovery)),
                        settings, core, reactor)
     top.api = api
+    top.graphite = graphite
     top.site = site
     api.ports = lambda: listening_ports(top)
     for name, listen in (

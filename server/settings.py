@@ -294,6 +294,16 @@ class Settings:
     max_dashboard_bytes: int = _setting(
         65536, _positive_int, "largest saved dashboard, in bytes of its JSON"
     )
+    graphite_max_series: int = _setting(
+        5000, _positive_int,
+        "most series (or tree nodes) one Graphite /render, /metrics/find or tags request may match;"
+        " more is a 400 naming this setting"
+    )
+    graphite_max_points: int = _setting(
+        5_000_000, _positive_int,
+        "most points (series times buckets) one Graphite /render request may read; more is a 400"
+        " naming this setting"
+    )
     idle_expiry: float = _setting(
         0.0, _non_negative_float, "drop series idle this many seconds (0: keep forever)"
     )

@@ -301,6 +301,12 @@ class MalformedRequestTests(SiteCase):
         self.assertEqual(self.status(transport), 413)
         self.assertIn("POST takes no body larger than 65536", self.body(transport)["error"])
 
+    def test_a_graphite_post_takes_no_big_body(self):
+        """A POST to /render (a read, as Grafana sends it) takes no body larger than a read's."""
+        transport = self.exchange(upload_head(method=b"POST", path=b"/render", length=1 << 20))
+        self.assertEqual(self.status(transport), 413)
+        self.assertIn("POST takes no body", self.body(transport)["error"])
+
     def test_upload_over_the_limit_is_413(self):
         """An upload announced over --max-upload-bytes is a 413 on its headers."""
         transport = self.exchange(upload_head(length=self.settings.max_upload_bytes + 1))

@@ -4,7 +4,8 @@ request's headers (before its body is read) and the API applies again in its
 handlers.
 
 - Writes (any method but GET, HEAD and OPTIONS) need the token when one is
-  set; without one they are only taken from loopback clients.
+  set; without one they are only taken from loopback clients.  A POST to
+  one of Graphite's read calls (L{READ_POSTS}) is a read.
 - Reads of data (every path under C{/api/}, and every path that is not one
   of the dashboard's static files) need the token too when C{--read-token}
   is on, or is C{auto} (the default) and the server binds beyond loopback.
@@ -24,8 +25,10 @@ TOKEN_HEADER = b"X-SimpleStats-Token"
 AUTHORIZATION = b"Authorization"
 # Methods that only read; every other one is a write and needs the rule.
 READ_METHODS = (b"GET", b"HEAD", b"OPTIONS")
-# POSTs that only read (a query too long for a URL): ruled as reads.
-READ_POSTS = (b"/api/series/batch",)
+# POSTs that only read (a query too long for a URL, Graphite's read calls,
+# which Grafana POSTs as a form of targets): ruled as reads.
+READ_POSTS = (b"/api/series/batch", b"/render", b"/metrics/find", b"/metrics/expand",
+              b"/tags/findSeries", b"/tags/autoComplete/tags", b"/tags/autoComplete/values")
 # What the dashboard's static files end with; a path ending otherwise (or
 # under /api/) may answer with data.
 STATIC_SUFFIXES = (".html", ".js", ".css", ".map", ".ico", ".png", ".svg", ".woff", ".woff2")

@@ -457,7 +457,8 @@ class LimitedSite(Site):
         if refused is not None:
             counters["simplestats.http.unauthorized"] += 1
             return refused
-        # A batch read by POST is a read: its body is a query, not an upload.
+        # A read by POST (a batch read, Graphite's read calls posted as a form)
+        # is a read: its body is a query, not an upload.
         reading = method in READ_METHODS or (method == b"POST" and path in READ_POSTS)
         if reading:
             request.body_limit = READ_BODY_LIMIT
