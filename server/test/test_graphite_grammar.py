@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from server.web.graphite.attime import TimeError, parse_at_time, parse_offset, zone
 from server.web.graphite.grammar import Call, GrammarError, Path, parse
-from server.web.graphite.names import Pattern, PatternError, TagExpression, TagQuery
+from server.core.graphite_names import Pattern, PatternError, TagExpression, TagQuery
 
 NOW = 1795392000  # 2026-11-23 00:00:00 UTC, a Monday
 

@@ -14,7 +14,7 @@ from server.core.query import series_points
 from server.web.graphite import functions
 from server.web.graphite.functions import FUNCTIONS, RenderError, check_params
 from server.web.graphite.grammar import Call, GrammarError, Path, parse
-from server.web.graphite.names import (DEFAULT_FIELD, STATSD_SCHEMES, Field, Pattern,
+from server.core.graphite_names import (DEFAULT_FIELD, STATSD_SCHEMES, Field, Pattern,
                                        PatternError, TagQuery, fields_of, is_glob, tagged_path)
 from server.web.graphite.series import TimeSeries
 

@@ -9,7 +9,7 @@ their answers agree with it point for point.
 
 import re
 
-from server.web.graphite.names import PatternError, series_tags
+from server.core.graphite_names import PatternError, series_tags
 
 _WRAPPED = re.compile(r"^[a-z]+[(].+[)]$", re.IGNORECASE)
 
