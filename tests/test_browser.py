@@ -241,7 +241,7 @@ def test_dashboard_end_to_end(make_server, context, artifacts, tmp_path):
     page.goto(server.base_url + "/")
     page.wait_for_selector("#empty-state:not(.d-none)", timeout=WAIT_MS)
     empty_text = page.inner_text("#empty-state")
-    assert "telnet localhost 8007" in empty_text
+    check_empty_state_ports(server, empty_text)
     assert '["var1", 1322721979, 8]' in empty_text
     assert not page.is_visible("#metric-scroll")
     artifacts.shoot(page, "01-empty-state")
@@ -377,18 +377,34 @@ def check_plot(page, sent):
     drawn = page.evaluate("""() => window.simplestats.plot.getData().map(s => ({
         key: s.key, field: s.field, color: s.color,
         points: s.data.filter(p => p[1] !== null).map(p => [p[0], p[1]])}))""")
-    assert sorted(s["field"] for s in drawn) == ["mean", "p90", "p99"]
+    # One field per series by default: the mean of a sample.
+    assert [s["field"] for s in drawn] == ["mean"]
     for series in drawn:
         assert series["key"] == PLOTTED
         assert len(series["points"]) == len(sent), series
     mean = next(s for s in drawn if s["field"] == "mean")
     assert {ts: value for ts, value in mean["points"]} == sent
-    # The points are on the canvas: pixels in the series' colours (one value per
-    # bucket: mean, p90 and p99 coincide, so the last one drawn covers the others).
+    # The points are on the canvas: pixels in the series' colour.
     coloured = count_pixels(page, "#plot", [s["color"] for s in drawn])
     assert coloured >= 5 * len(sent), "only %d pixels in the series' colours on the canvas" % (coloured,)
     legend = page.eval_on_selector_all("#plot-legend li", "items => items.map(i => i.textContent)")
-    assert legend == ["%s \u00b7 %s" % (PLOTTED, f) for f in ("mean", "p90", "p99")]
+    assert legend == ["%s \u00b7 mean" % (PLOTTED,)]
+
+
+def check_empty_state_ports(server, text):
+    """
+    The empty state names the server's real ports when /api/health gives
+    them, else the defaults and says that they are only the defaults.
+    """
+    host = urllib.parse.urlsplit(server.base_url).hostname
+    ports = server.get_json("/api/health").get("ports")
+    if ports:
+        assert "telnet %s %d" % (host, server.tcp_port) in text, text
+        assert "nc -u -w0 %s %d" % (host, server.udp_port) in text, text
+    else:
+        assert "telnet %s 8007" % (host,) in text, text
+        assert "does not say which ones it listens on" in text, text
+    assert '["var1", 1322721979, 8]' in text
 
 
 def check_dayweek(page, now):

@@ -1,0 +1,23 @@
+// ESLint flat config: the dashboard's ES modules run in the browser, the tests and copy-vendor in node.
+import js from "@eslint/js";
+import globals from "globals";
+
+export default [
+    { ignores: ["node_modules/", "static/vendor/"] },
+    js.configs.recommended,
+    {
+        files: ["static/js/**/*.js"],
+        languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: { ...globals.browser } },
+        rules: {
+            "no-implicit-globals": "error",
+            "prefer-const": "error",
+            "no-var": "error",
+            eqeqeq: "error",
+            curly: "error",
+        },
+    },
+    {
+        files: ["test/**/*.js", "copy-vendor.js", "eslint.config.js"],
+        languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: { ...globals.node } },
+    },
+];

@@ -1,0 +1,225 @@
+// The Flot plot: axes that re-fit on every change, one y-axis per unit (two at most), gaps where there
+// is no data, a crosshair with every series' value at that time, drag to zoom in, double-click to zoom out.
+
+import { formatValue, formatTime } from "./format.js";
+import { countPoints, valueAt } from "./series.js";
+
+const $ = window.jQuery;
+
+function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) {
+        node.className = className;
+    }
+    if (text !== undefined) {
+        node.textContent = text;
+    }
+    return node;
+}
+
+// A lone point between gaps draws no line, so mark the points where there are any.
+export function pointMarks(data) {
+    const counts = countPoints(data);
+    return { show: counts.present <= 120 || counts.lone > 0, radius: 2 };
+}
+
+// Flot leaves the end tick labels out when it sizes a y axis, so a wider end label ("100" over "80")
+// gets cut off at the edge: measure what was drawn and make room.
+export function fitYAxisLabels(plot) {
+    let again = false;
+    plot.getYAxes().forEach((axis, i) => {
+        if (!axis.show && !axis.used) {
+            return;
+        }
+        let widest = 0;
+        plot.getPlaceholder().find(".flot-y" + (i + 1) + "-axis text, .flot-y-axis.flot-y" + (i + 1) + "-axis text")
+            .each(function measure() {
+                widest = Math.max(widest, this.getBBox().width);
+            });
+        if (widest > (axis.labelWidth || 0)) {
+            axis.options.labelWidth = Math.ceil(widest);
+            again = true;
+        }
+    });
+    if (again) {
+        plot.setupGrid(true);
+        plot.draw();
+    }
+}
+
+// createPlot({placeholder, legend, tooltip, crosshair, hint, onZoom(from, until), onZoomOut(), onRemove(key)})
+export function createPlot({ placeholder, legend, tooltip, crosshair, hint, onZoom, onZoomOut, onRemove }) {
+    let plot = null;
+    let layout = "";     // the axes' units: a new layout rebuilds the plot
+    let step = 60;
+    let shown = [];
+
+    const $placeholder = $(placeholder);
+
+    function axisOptions(units) {
+        const one = units.filter((u) => u.axis === 1).map((u) => u.unit);
+        const two = units.filter((u) => u.axis === 2).map((u) => u.unit);
+        const formatter = (list) => (value) => formatValue(value, list.length === 1 ? list[0] : "");
+        const axes = [{ position: "left", autoScale: "loose", tickFormatter: formatter(one) }];
+        if (two.length) {
+            axes.push({ position: "right", autoScale: "loose", tickFormatter: formatter(two), gridLines: false });
+        }
+        return axes;
+    }
+
+    function destroy() {
+        hideHover();
+        if (plot) {
+            plot.shutdown();
+            plot = null;
+        }
+        $placeholder.empty();
+        layout = "";
+    }
+
+    function hideHover() {
+        tooltip.classList.add("d-none");
+        crosshair.classList.add("d-none");
+    }
+
+    function showHover(pos) {
+        if (!plot || !shown.length) {
+            return;
+        }
+        const xaxis = plot.getAxes().xaxis;
+        if (pos.x < xaxis.min || pos.x > xaxis.max) {
+            hideHover();
+            return;
+        }
+        const bucket = Math.floor(pos.x / step) * step;
+        tooltip.textContent = "";
+        tooltip.appendChild(el("div", "fw-semibold", formatTime(bucket)));
+        for (const s of shown) {
+            const line = el("div", "tip-line");
+            const swatch = el("span", "swatch");
+            swatch.style.backgroundColor = s.color;
+            line.append(swatch, el("span", "tip-label", s.key + " \u00b7 " + s.field + " "),
+                el("span", "tip-value num", formatValue(valueAt(s.data, pos.x, step), s.unit)));
+            tooltip.appendChild(line);
+        }
+        tooltip.classList.remove("d-none");
+        let left = pos.pageX + 14;
+        if (left + tooltip.offsetWidth > window.scrollX + document.documentElement.clientWidth) {
+            left = pos.pageX - 14 - tooltip.offsetWidth;
+        }
+        tooltip.style.left = Math.max(window.scrollX, left) + "px";
+        tooltip.style.top = pos.pageY + 14 + "px";
+        const offset = plot.getPlotOffset();
+        crosshair.style.left = offset.left + xaxis.p2c(pos.x) + "px";
+        crosshair.style.top = offset.top + "px";
+        crosshair.style.height = plot.height() + "px";
+        crosshair.classList.remove("d-none");
+    }
+
+    $placeholder.on("plothover", (event, pos) => showHover(pos));
+    $placeholder.on("mouseleave", hideHover);
+    $placeholder.on("plotselected", (event, ranges) => {
+        if (ranges && ranges.xaxis && plot) {
+            plot.clearSelection(true);
+            onZoom(Math.floor(ranges.xaxis.from), Math.ceil(ranges.xaxis.to));
+        }
+    });
+    placeholder.addEventListener("dblclick", (event) => {
+        event.preventDefault();
+        onZoomOut();
+    });
+    legend.addEventListener("click", (event) => {
+        const button = event.target.closest(".legend-remove");
+        if (button) {
+            onRemove(button.closest("li").getAttribute("data-key"));
+        }
+    });
+
+    function renderLegend(series) {
+        legend.textContent = "";
+        const keys = new Set();
+        for (const s of series) {
+            const item = el("li");
+            item.setAttribute("data-key", s.key);
+            item.setAttribute("data-field", s.field);
+            const swatch = el("span", "swatch");
+            swatch.style.backgroundColor = s.color;
+            item.append(swatch, el("span", "legend-label", s.key + " \u00b7 " + s.field));
+            if (s.yaxis === 2) {
+                item.appendChild(el("span", "legend-axis text-body-secondary", "(right axis)"));
+            }
+            if (!keys.has(s.key)) {
+                keys.add(s.key);
+                const remove = el("button", "btn-close legend-remove");
+                remove.type = "button";
+                remove.setAttribute("aria-label", "Stop plotting " + s.key);
+                remove.title = "Stop plotting " + s.key;
+                item.appendChild(remove);
+            }
+            legend.appendChild(item);
+        }
+    }
+
+    return {
+        // series: from series.plotSeries; range: {from, until, step}.
+        draw(series, range, emptyText) {
+            step = range.step || step;
+            shown = series;
+            renderLegend(series);
+            if (!series.length) {
+                destroy();
+                hint.textContent = emptyText;
+                hint.classList.remove("d-none");
+                return;
+            }
+            const flotSeries = series.map((s) => ({
+                key: s.key, field: s.field, unit: s.unit, data: s.data, color: s.color, yaxis: s.yaxis,
+                points: pointMarks(s.data),
+            }));
+            const units = [];
+            for (const s of series) {
+                if (!units.some((u) => u.unit === s.unit)) {
+                    units.push({ unit: s.unit, axis: s.yaxis });
+                }
+            }
+            const newLayout = JSON.stringify(units);
+            if (plot && newLayout === layout) {
+                // In place, so a live refresh does not break off a drag or a hover under way; setupGrid(true)
+                // re-fits every axis to the new data (Flot keeps the old scale without it).
+                const xaxis = plot.getAxes().xaxis.options;
+                xaxis.min = range.from;
+                xaxis.max = range.until;
+                plot.setData(flotSeries);
+                plot.setupGrid(true);
+                plot.draw();
+            } else {
+                destroy();
+                layout = newLayout;
+                plot = $.plot($placeholder, flotSeries, {
+                    xaxis: { mode: "time", timeBase: "seconds", timezone: "browser", min: range.from, max: range.until },
+                    yaxes: axisOptions(units),
+                    series: { lines: { show: true, lineWidth: 1.5 }, shadowSize: 0 },
+                    grid: { hoverable: true, autoHighlight: false, borderWidth: 1, borderColor: "#dee2e6",
+                            color: "#6c757d", tickColor: "#f1f3f5" },
+                    legend: { show: false },
+                    selection: { mode: "x", color: "#0d6efd" },
+                });
+            }
+            fitYAxisLabels(plot);
+            const points = series.reduce((n, s) => n + countPoints(s.data).present, 0);
+            hint.textContent = "No points in this time range.";
+            hint.classList.toggle("d-none", points > 0);
+        },
+        get flot() {
+            return plot;
+        },
+        resize() {
+            if (plot) {
+                plot.resize();
+                plot.setupGrid(true);
+                plot.draw();
+                fitYAxisLabels(plot);
+            }
+        },
+    };
+}
