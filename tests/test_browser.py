@@ -19,6 +19,7 @@ import csv
 import json
 import math
 import os
+import re
 import time
 import urllib.parse
 
@@ -531,5 +532,294 @@ def test_api_error_messages_stay_text(make_server, context):
     page.locator("#filter").press_sequentially(hostile)
     page.wait_for_selector("#api-error:not(.d-none)", timeout=WAIT_MS)
     assert markup in page.inner_text("#api-error")
+    watch.check(page)
+    page.close()
+
+
+# -- the defects of issue 14 --------------------------------------------------------
+#
+# Each page below polls every second (refresh=1 in its URL, a choice the page
+# offers) so that a few polls take a few seconds.
+
+AXE = os.path.join(REPO_ROOT, "web", "node_modules", "axe-core", "axe.min.js")
+
+
+def wait_plotted(page, keys):
+    """
+    Wait until the plot draws exactly the series of C{keys}; returns what it draws.
+    """
+    try:
+        page.wait_for_function(
+            """keys => {
+                const plot = window.simplestats.plot;
+                if (plot === null) { return false; }
+                const drawn = Array.from(new Set(plot.getData().map(s => s.key))).sort();
+                return JSON.stringify(drawn) === JSON.stringify(keys);
+            }""", arg=sorted(keys), timeout=WAIT_MS)
+    except sync_api.TimeoutError:
+        raise AssertionError("the plot does not draw %r" % (sorted(keys),))
+    return page.evaluate("""() => window.simplestats.plot.getData().map(s => ({
+        key: s.key, field: s.field, axis: s.yaxis.n, data: s.data}))""")
+
+
+def y_axis_range(page, axis="yaxis"):
+    return page.evaluate("axis => { const a = window.simplestats.plot.getAxes()[axis];"
+                         " return [a.min, a.max]; }", axis)
+
+
+def check_axe(page, artifacts, name):
+    """
+    axe-core, run in the page: no serious or critical violation.
+    """
+    page.add_script_tag(path=AXE)
+    result = page.evaluate("""async () => {
+        const r = await axe.run(document, {resultTypes: ['violations']});
+        return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+            nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
+    }""")
+    artifacts.note("axe %s: %d violations: %s" % (name, len(result), [(v["id"], v["impact"]) for v in result]))
+    bad = [v for v in result if v["impact"] in ("serious", "critical")]
+    assert bad == [], "axe on %s: %s" % (name, json.dumps(bad, indent=1))
+
+
+def test_plot_axes_and_live_counter(shared_server, context, artifacts):
+    """The y-axis re-fits when a series 100x larger is added; a live counter's bucket in progress is not drawn."""
+    server = shared_server
+    # Start sending at the beginning of a 5 s bucket, so the page reads while it is still in progress.
+    while time.time() % 5 > 0.5:
+        time.sleep(0.05)
+    now = time.time()
+    base = math.floor(now / 5) * 5
+    rows = []
+    for i in range(1, 25):
+        rows.append(["ax.cpu.load", base - 5 * i + 1, 3.0 + (i % 3) * 0.1])
+        rows.append(["ax.web.requests", base - 5 * i + 1, 300.0 + i])
+        rows.append(["ax.hits", base - 5 * i + 1, "10c"])      # a steady 2 per second
+    rows.append(["ax.hits", now, "3c"])                          # the bucket in progress: 0.6 per second so far
+    send_tuples(server, rows)
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    page.goto(server.base_url + "/?" + urllib.parse.urlencode(
+        {"series": "ax.cpu.load", "range": "5m", "resolution": "5s", "refresh": "1"}))
+    wait_plotted(page, ["ax.cpu.load"])
+    low, high = y_axis_range(page)
+    assert 2.5 < high < 4, (low, high)
+
+    # A series 100 times larger: the axis grows to hold it.
+    wait_for_rows(page, ["ax.cpu.load", "ax.web.requests", "ax.hits"])
+    page.click("#metric-table tbody tr[data-key='ax.web.requests']")
+    drawn = wait_plotted(page, ["ax.cpu.load", "ax.web.requests"])
+    low, high = y_axis_range(page)
+    top = max(p[1] for s in drawn for p in s["data"] if p[1] is not None)
+    assert top >= 320 and high >= top, (top, low, high)
+    labels = page.eval_on_selector_all(".flot-y1-axis text", "ts => ts.map(t => t.textContent)")
+    assert any(label in ("300", "350", "400") for label in labels), labels
+
+    # Taken away again, the axis shrinks back.
+    page.click("#plot-legend li[data-key='ax.web.requests'] .legend-remove")
+    wait_plotted(page, ["ax.cpu.load"])
+    assert y_axis_range(page)[1] < 4
+
+    # The counter, plotted as a rate: every closed bucket at 2/s, the one in progress left out.
+    page.click("#metric-table tbody tr[data-key='ax.hits']")
+    drawn = {s["key"]: s for s in wait_plotted(page, ["ax.cpu.load", "ax.hits"])}
+    hits = drawn["ax.hits"]
+    assert hits["field"] == "rate"
+    assert hits["axis"] != drawn["ax.cpu.load"]["axis"], "a rate and a plain value share an axis"
+    partial = page.evaluate("Math.floor((Date.now() / 1000) / 5) * 5")
+    present = [p for p in hits["data"] if p[1] is not None]
+    assert present and max(p[0] for p in hits["data"]) < partial, hits["data"][-3:]
+    if partial == base:   # still the bucket the 3 went into: its 0.6/s must not be drawn
+        assert present[-1][1] == 2.0, present[-3:]
+    assert all(p[1] == 2.0 for p in present[-20:]), present[-20:]
+
+    # The crosshair's tooltip: every series' value at that time, formatted.
+    box = page.locator("#plot canvas.flot-overlay").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#plot-tooltip:not(.d-none)", timeout=WAIT_MS)
+    tip = page.inner_text("#plot-tooltip")
+    assert "ax.hits \u00b7 rate" in tip and "2/s" in tip, tip
+    assert re.search(r"ax\.cpu\.load \u00b7 mean\s+3(\.[12])?\n", tip), tip
+    assert page.is_visible("#plot-crosshair")
+    page.mouse.move(0, 0)
+    artifacts.shoot(page, "10-axes")
+
+    # Zoom out (button), then Back returns to the range before.
+    url_before = page.url
+    page.click("#zoom-out")
+    page.wait_for_function("() => window.simplestats.state.range === 'custom'", timeout=WAIT_MS)
+    span = page.evaluate("() => window.simplestats.state.customUntil - window.simplestats.state.customFrom")
+    assert 590 <= span <= 610, span
+    page.go_back()
+    page.wait_for_function("() => window.simplestats.state.range === '5m'", timeout=WAIT_MS)
+    assert page.url == url_before
+
+    # 5 s over 7 days cannot answer: the option is disabled, one message says why, the plot shows auto.
+    page.click("#range-presets button[data-range='7d']")
+    page.wait_for_selector("#resolution-note:not(.d-none)", timeout=WAIT_MS)
+    assert page.locator("#resolution option[value='5s']").is_disabled()
+    assert "5 s is kept" in page.inner_text("#resolution-note")
+    page.wait_for_function("() => window.simplestats.lastSeriesData.length > 0"
+                           " && window.simplestats.lastSeriesData[0].resolution > 5", timeout=WAIT_MS)
+    assert page.locator("#plot-error").is_hidden()
+    check_axe(page, artifacts, "main view")
+    watch.check(page)
+    page.close()
+
+
+def test_list_keeps_focus_with_3000_series(shared_server, context, artifacts):
+    """3,000 series: the list is virtualised, in natural order, and keeps focus and scroll across updates."""
+    server = shared_server
+    now = time.time()
+    body = "".join(json.dumps(["many.svc%d" % i, now - 30, float(i)]) + "\n" for i in range(3000))
+    status, _, answer = server.http("POST", "/api/import", {"format": "ndjson"}, body=body.encode())
+    assert status == 200, answer
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    page.goto(server.base_url + "/?" + urllib.parse.urlencode({"filter": "many.", "refresh": "1"}))
+    page.wait_for_function("() => window.simplestats.listRows === 3000", timeout=WAIT_MS)
+    assert page.evaluate("window.simplestats.listDomRows") < 150
+    first = row_keys(page)[:12]
+    assert first == ["many.svc%d" % i for i in range(12)], first
+
+    # Scrolled to the middle, a row's checkbox focused: three list updates later both are as they were.
+    page.evaluate("document.getElementById('metric-scroll').scrollTop = 42 * 1500")
+    page.wait_for_selector("#metric-table tbody tr[data-key='many.svc1505']", timeout=WAIT_MS)
+    page.focus("#metric-table tbody tr[data-key='many.svc1505'] input")
+    scroll_before = page.evaluate("document.getElementById('metric-scroll').scrollTop")
+    reads = []
+    page.on("request", lambda r: reads.append(r.url) if "/api/metrics" in r.url and "many" in r.url else None)
+    server.send_udp(b"many.svc1505:7|g\nmany.svc1506:9|g")
+    deadline = time.monotonic() + 10
+    while len(reads) < 3 and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    page.wait_for_timeout(300)
+    assert len(reads) >= 3, reads
+    focused = page.evaluate("document.activeElement.closest('tr') && document.activeElement.closest('tr').dataset.key")
+    assert focused == "many.svc1505"
+    assert page.evaluate("document.getElementById('metric-scroll').scrollTop") == scroll_before
+    # The keyboard works on the focused row: space plots it.
+    page.keyboard.press("Space")
+    wait_plotted(page, ["many.svc1505"])
+
+    # Sorted by value, largest first.
+    page.click("#metric-table th[data-sort='value'] button")
+    page.evaluate("document.getElementById('metric-scroll').scrollTop = 0")
+    page.wait_for_function("() => document.querySelector('#metric-table tbody tr[data-key]')"
+                           ".dataset.key === 'many.svc2999'", timeout=WAIT_MS)
+    # The tree: one group, opened by a click.
+    page.click("#list-view button[data-view='tree']")
+    page.wait_for_selector("#metric-table tr.group-row[data-group='many']", timeout=WAIT_MS)
+    assert page.evaluate("window.simplestats.listRows") == 1
+    page.click("#metric-table tr.group-row[data-group='many'] button")
+    page.wait_for_function("() => window.simplestats.listRows === 3001", timeout=WAIT_MS)
+    artifacts.shoot(page, "11-many")
+    watch.check(page)
+    page.close()
+
+
+def hide_page(page, hidden):
+    """
+    Make the page believe it is (not) visible, as a hidden tab is, and tell it.
+    """
+    page.evaluate("""hidden => {
+        Object.defineProperty(document, 'hidden', {configurable: true, get: () => hidden});
+        Object.defineProperty(document, 'visibilityState', {configurable: true,
+            get: () => hidden ? 'hidden' : 'visible'});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""", hidden)
+
+
+def test_hidden_tab_makes_no_requests(shared_server, context):
+    """A hidden tab sends nothing; shown again it reads at once."""
+    server = shared_server
+    send_tuples(server, [["hid.a", None, 1]])
+    page = context.new_page()
+    requests = []
+    page.on("request", lambda r: requests.append((time.monotonic(), r.url)) if "/api/" in r.url else None)
+    page.goto(server.base_url + "/?" + urllib.parse.urlencode({"series": "hid.a", "refresh": "1"}))
+    wait_plotted(page, ["hid.a"])
+    page.wait_for_timeout(1500)
+    assert len(requests) >= 4, requests      # it does poll while visible
+    hide_page(page, True)
+    page.wait_for_timeout(300)               # what was in flight lands
+    hidden_at = time.monotonic()
+    page.wait_for_timeout(4000)
+    sent = [url for at, url in requests if at > hidden_at]
+    assert sent == [], sent
+    hide_page(page, False)
+    shown_at = time.monotonic()
+    page.wait_for_timeout(600)
+    assert any(at > shown_at for at, _ in requests), "no catch-up read when shown again"
+    page.close()
+
+
+def test_phone_width(shared_server, browser, artifacts):
+    """At 390x844 the plot is near the top, the list is not clipped and names wrap between segments."""
+    server = shared_server
+    send_tuples(server, [["phone.a.very_long_segment_name.another_long_segment.latency", None, 1, {"host": "web1"}]])
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, timezone_id="UTC", locale="en-US")
+    try:
+        page = ctx.new_page()
+        page.goto(server.base_url + "/?" + urllib.parse.urlencode({"filter": "phone", "series": "phone.a.very_long_segment_name.another_long_segment.latency;host=web1"}))
+        page.wait_for_selector("#metric-table tbody tr[data-key]", timeout=WAIT_MS)
+        plot_top = page.evaluate("document.getElementById('plot').getBoundingClientRect().top")
+        assert plot_top < 400, plot_top
+        clipped = page.evaluate("""() => {
+            const s = document.getElementById('metric-scroll');
+            return [s.scrollWidth, s.clientWidth, document.documentElement.scrollWidth, window.innerWidth];
+        }""")
+        assert clipped[0] <= clipped[1] and clipped[2] <= clipped[3], clipped
+        # The value and last-seen columns are on screen.
+        right = page.evaluate("document.querySelector('#metric-table tbody tr[data-key] .col-seen')"
+                              ".getBoundingClientRect().right")
+        assert right <= 390, right
+        # The name column has most of the room left (the type and average columns step aside).
+        widths = page.evaluate("""() => [document.querySelector('#metric-table tbody tr[data-key] .metric-name-cell')
+            .getBoundingClientRect().width, document.getElementById('metric-scroll').clientWidth]""")
+        assert widths[0] >= 0.4 * widths[1], widths
+        # Each line of the name starts at a segment: no word cut in two.
+        lines = page.evaluate("""() => {
+            const name = document.querySelector('#metric-table tbody tr[data-key] .metric-name');
+            const range = document.createRange();
+            const starts = [];
+            let top = null;
+            for (const node of name.childNodes) {
+                if (node.nodeType !== 3) { continue; }
+                range.selectNodeContents(node);
+                const rects = range.getClientRects();
+                if (rects.length > 1) { return 'a segment broke across lines: ' + node.textContent; }
+                if (rects.length && rects[0].top !== top) { starts.push(node.textContent); top = rects[0].top; }
+            }
+            return starts;
+        }""")
+        assert isinstance(lines, list), lines
+        artifacts.shoot(page, "12-phone")
+    finally:
+        ctx.close()
+
+
+def test_reconnecting(make_server, context, artifacts):
+    """A server stopped for 10 s: the page says it is reconnecting, keeps the plot, and recovers."""
+    server = make_server().start()
+    send_tuples(server, [["rc.a", None, 5], ["rc.a", time.time() - 30, 7]])
+    wait_for_keys(server, ["rc.a"])
+    port = server.http_port
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    page.goto(server.base_url + "/?" + urllib.parse.urlencode({"series": "rc.a", "refresh": "1"}))
+    wait_plotted(page, ["rc.a"])
+    server.stop()
+    stopped = time.monotonic()
+    page.wait_for_selector("#conn-status:not(.d-none)", timeout=WAIT_MS)
+    assert page.inner_text("#conn-status").startswith("Reconnecting")
+    assert page.evaluate("window.simplestats.plot !== null && window.simplestats.lastSeriesData.length === 1")
+    assert page.locator("#plot-error").is_hidden() and page.locator("#api-error").is_hidden()
+    artifacts.shoot(page, "13-reconnecting")
+    time.sleep(max(0, 10 - (time.monotonic() - stopped)))
+    server.start(extra_args=["--http-port", str(port)])
+    page.wait_for_selector("#conn-status.d-none", state="attached", timeout=20000)
+    assert page.evaluate("window.simplestats.reconnecting") is False
+    wait_plotted(page, ["rc.a"])
     watch.check(page)
     page.close()

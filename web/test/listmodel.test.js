@@ -26,4 +26,5 @@ test("the tree groups by name segment and expands the open groups", () => {
 
 test("names wrap between segments", () => {
     assert.deepEqual(nameParts("a.bb.c"), ["a.", "bb.", "c"]);
+    assert.deepEqual(nameParts("http.open_connections-x"), ["http.", "open_", "connections-", "x"]);
 });

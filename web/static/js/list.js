@@ -71,7 +71,7 @@ export function createList({ scroll, tbody, onToggle, onTerm, onGroup }) {
         wrap.textContent = "";
         wrap.style.paddingLeft = row.depth ? row.depth * 1.1 + "rem" : "";
         const name = el("span", "metric-name");
-        // <wbr> after each dot: a narrow column wraps between segments, never inside one.
+        // <wbr> between segments: a narrow column wraps there, never inside a word.
         nameParts(row.label || metric.name).forEach((part, i) => {
             if (i) {
                 name.appendChild(document.createElement("wbr"));

@@ -88,7 +88,7 @@ export function treeRows(sorted, open) {
     return rows;
 }
 
-// A name cut after each "." so that a narrow column wraps between segments, never inside one.
+// A name cut after each ".", "_" and "-" so that a narrow column wraps between segments, never inside a word.
 export function nameParts(name) {
-    return name.split(/(?<=\.)/);
+    return name.split(/(?<=[._-])/);
 }

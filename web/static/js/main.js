@@ -226,7 +226,18 @@ function start() {
                     tr.children[1].className = "text-end num";
                     tr.children[2].className = "text-end num text-body-secondary";
                 }
-                tr.children[0].textContent = metric.key.slice(SERVER_PREFIX.length);
+                const short = metric.key.slice(SERVER_PREFIX.length);
+                if (tr.children[0].getAttribute("data-name") !== short) {
+                    // <wbr> after each dot and underscore: a narrow column wraps there, not inside a word.
+                    tr.children[0].setAttribute("data-name", short);
+                    tr.children[0].textContent = "";
+                    short.split(/(?<=[._])/).forEach((part, i) => {
+                        if (i) {
+                            tr.children[0].appendChild(document.createElement("wbr"));
+                        }
+                        tr.children[0].appendChild(document.createTextNode(part));
+                    });
+                }
                 tr.children[0].title = metric.key;
                 tr.children[1].textContent = formatSI(metric.value);
                 tr.children[2].textContent = "avg " + formatSI(metric.avg_1m) + (metric.type === "counter" ? "/s" : "");
