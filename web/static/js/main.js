@@ -499,7 +499,10 @@ function start() {
             return info ? fieldsFor(state, info.type) : null;
         };
         const signature = JSON.stringify([keys, keys.map(fieldsOf), range, resolution]);
-        const since = held && held.signature === signature && isLive(state) ? held.batch.partial_from : null;
+        // Only what is new since the last answer: from the bucket before the one that was in progress,
+        // which a point arriving late (within the server's --late-grace) may still join.
+        const since = held && held.signature === signature && isLive(state) && held.batch.resolution
+            ? held.batch.partial_from - held.batch.resolution : null;
         let batch;
         try {
             batch = await reader.read({ keys, fieldsOf, from: range.from, until: range.until, resolution, since },
