@@ -830,3 +830,42 @@ def test_reconnecting(make_server, context, artifacts):
     wait_plotted(page, ["rc.a"])
     watch.check(page)
     page.close()
+
+
+def test_events_drawn_as_markers(shared_server, context, artifacts):
+    """An event posted over HTTP and one sent as a DogStatsD _e datagram are marked on the plot and listed."""
+    server = shared_server
+    now = time.time()
+    what = "deploy api 1.4.2 " + XSS
+    status, _, answer = server.http("POST", "/api/events", body=json.dumps(
+        {"what": what, "tags": ["deploy", "api"], "data": "by alice", "when": now - 90}).encode(),
+        headers={"Content-Type": "application/json"})
+    if status in (404, 405):
+        pytest.skip("this server has no /api/events (issue 14's server side)")
+    assert status == 201, answer
+    title, text = "disk full", "on db1"
+    server.send_udp(("_e{%d,%d}:%s|%s|d:%d|#env:prod" % (len(title), len(text), title, text, now - 45)).encode())
+    send_tuples(server, [["ev.a", now - 120 + 5 * i, float(i)] for i in range(20)])
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    page.goto(server.base_url + "/?" + urllib.parse.urlencode({"series": "ev.a", "range": "5m", "refresh": "1"}))
+    wait_plotted(page, ["ev.a"])
+    page.wait_for_function("() => document.querySelectorAll('#plot-events .event-marker').length === 2",
+                           timeout=WAIT_MS)
+    labels = page.eval_on_selector_all("#plot-events .event-marker", "ms => ms.map(m => m.getAttribute('aria-label'))")
+    assert any(what in label and "deploy, api" in label for label in labels), labels
+    assert any("disk full" in label and "env:prod" in label for label in labels), labels
+    listed = page.eval_on_selector_all("#event-list li", "items => items.map(i => i.textContent)")
+    assert len(listed) == 2 and "disk full" in listed[0] and what in listed[1], listed
+    # Each marker sits on its time on the x axis.
+    lefts = page.evaluate("""() => {
+        const plot = window.simplestats.plot, axis = plot.getAxes().xaxis, off = plot.getPlotOffset();
+        return Array.from(document.querySelectorAll('#plot-events .event-marker')).map(m =>
+            [parseFloat(m.style.left), off.left + axis.p2c(m.getAttribute('aria-label').indexOf('disk') >= 0
+                ? %f : %f)]);
+    }""" % (math.floor(now - 45), now - 90))
+    for drawn, expected in lefts:
+        assert abs(drawn - expected) < 1.5, lefts
+    artifacts.shoot(page, "14-events")
+    watch.check(page)
+    page.close()

@@ -7,7 +7,9 @@ import {
     parseState, stateToSearch, fieldsFor, toggleField, FIELDS, rangeParams, rangeBounds, isLive, zoomedOut,
     addTerm, showsServerSeries, isServerKey, SERVER_PREFIX, RANGES,
 } from "./state.js";
-import { formatSI, formatDuration, formatAgo, formatCount, formatStep, toLocalInput, fromLocalInput } from "./format.js";
+import {
+    formatSI, formatDuration, formatAgo, formatCount, formatStep, formatTime, toLocalInput, fromLocalInput,
+} from "./format.js";
 import { plotSeries, mergeBatch, backoffDelay, resolutionChoices, autoStep } from "./series.js";
 import { sortMetrics, listRows, treeRows } from "./listmodel.js";
 import { createList } from "./list.js";
@@ -58,6 +60,7 @@ function start() {
     let held = null;                   // {signature, batch}: the plot's last answer, merged with `since`
     let lastSeriesData = [];
     let failures = 0;
+    let eventsRoute = true;            // false once the server answered that it has no /api/events
     let timer = null;
     let ticking = false;
 
@@ -93,6 +96,7 @@ function start() {
         tooltip: byId("plot-tooltip"),
         crosshair: byId("plot-crosshair"),
         hint: byId("plot-hint"),
+        markers: byId("plot-events"),
         onZoom: (from, until) => setState({ ...state, range: "custom", customFrom: from, customUntil: until }, true),
         onZoomOut: zoomOut,
         onRemove: (key) => {
@@ -489,6 +493,7 @@ function start() {
             lastSeriesData = [];
             hideAlert(byId("plot-error"));
             plot.draw([], { step: 60 }, "Click series in the list to plot them.");
+            renderEventList([]);
             byId("plot-status").textContent = "";
             return;
         }
@@ -504,9 +509,13 @@ function start() {
         const since = held && held.signature === signature && isLive(state) && held.batch.resolution
             ? held.batch.partial_from - held.batch.resolution : null;
         let batch;
+        let events;
         try {
-            batch = await reader.read({ keys, fieldsOf, from: range.from, until: range.until, resolution, since },
-                { now, tiers, maxPoints });
+            [batch, events] = await Promise.all([
+                reader.read({ keys, fieldsOf, from: range.from, until: range.until, resolution, since },
+                    { now, tiers, maxPoints }),
+                readEvents(range),
+            ]);
         } catch (failure) {
             if (!isAborted(failure) && !isConnectionError(failure)) {
                 showAlert(byId("plot-error"), "Could not load the plot: " + failure.message);
@@ -532,11 +541,65 @@ function start() {
         lastSeriesData = batch.series.map((s) => ({ ...s, resolution: batch.resolution, from: batch.from, until: batch.until }));
         const series = plotSeries(batch, (type) => fieldsFor(state, type));
         plot.draw(series, { from: batch.from, until: batch.until, step: batch.resolution },
-            batch.series.length ? "No points in this time range." : "Nothing could be loaded; see the error above.");
+            batch.series.length ? "No points in this time range." : "Nothing could be loaded; see the error above.",
+            events);
+        renderEventList(events);
         byId("plot-status").textContent = "resolution " + formatStep(batch.resolution) + " \u00b7 " +
             (isLive(state) ? "live, every " + state.refresh + " s" : "fixed range");
         renderFieldPicker();
         renderDayweekControls();
+    }
+
+    // -- events (deploys and such), drawn on the plot and listed under it
+
+    async function readEvents(range) {
+        if (!eventsRoute) {
+            return [];
+        }
+        try {
+            const body = await api.get("events", "/api/events", { from: range.from, until: range.until });
+            return Array.isArray(body.events) ? body.events : [];
+        } catch (failure) {
+            if (failure.status === 404 || failure.status === 405) {
+                eventsRoute = false;   // a server without events: the plot goes on without them
+                return [];
+            }
+            if (isConnectionError(failure) || isAborted(failure)) {
+                throw failure;
+            }
+            return [];   // a plot is still worth drawing without its markers
+        }
+    }
+
+    function renderEventList(events) {
+        const listNode = byId("event-list");
+        listNode.textContent = "";
+        for (const e of events.slice(-20).reverse()) {
+            const item = document.createElement("li");
+            item.setAttribute("data-event-id", String(e.id));
+            const when = document.createElement("span");
+            when.className = "text-body-secondary me-2";
+            when.textContent = formatTime(e.when);
+            const what = document.createElement("span");
+            what.className = "fw-semibold";
+            what.textContent = e.what;
+            item.append(when, what);
+            for (const tag of e.tags || []) {
+                const badge = document.createElement("span");
+                badge.className = "badge tag-badge ms-1";
+                badge.textContent = tag;
+                item.appendChild(badge);
+            }
+            if (e.data) {
+                const data = document.createElement("span");
+                data.className = "ms-2 text-body-secondary";
+                data.textContent = e.data;
+                item.appendChild(data);
+            }
+            listNode.appendChild(item);
+        }
+        byId("event-panel").classList.toggle("d-none", events.length === 0);
+        byId("event-count").textContent = events.length > 20 ? "the last 20 of " + events.length : String(events.length);
     }
 
     // -- day against week

@@ -47,12 +47,20 @@ export function fitYAxisLabels(plot) {
     }
 }
 
-// createPlot({placeholder, legend, tooltip, crosshair, hint, onZoom(from, until), onZoomOut(), onRemove(key)})
-export function createPlot({ placeholder, legend, tooltip, crosshair, hint, onZoom, onZoomOut, onRemove }) {
+const EVENT_COLOUR = "#c2185b";
+
+// Flot markings: one vertical line per event.
+function eventMarkings(events) {
+    return events.map((e) => ({ xaxis: { from: e.when, to: e.when }, color: EVENT_COLOUR, lineWidth: 2 }));
+}
+
+// createPlot({placeholder, legend, tooltip, crosshair, hint, markers, onZoom(from, until), onZoomOut(), onRemove(key)})
+export function createPlot({ placeholder, legend, tooltip, crosshair, hint, markers, onZoom, onZoomOut, onRemove }) {
     let plot = null;
     let layout = "";     // the axes' units: a new layout rebuilds the plot
     let step = 60;
     let shown = [];
+    let events = [];
 
     const $placeholder = $(placeholder);
 
@@ -102,6 +110,11 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, onZo
                 el("span", "tip-value num", formatValue(valueAt(s.data, pos.x, step), s.unit)));
             tooltip.appendChild(line);
         }
+        for (const e of events) {
+            if (e.when >= bucket && e.when < bucket + step) {
+                tooltip.appendChild(el("div", "tip-event", "\u2691 " + e.what + (e.tags && e.tags.length ? " [" + e.tags.join(", ") + "]" : "")));
+            }
+        }
         tooltip.classList.remove("d-none");
         let left = pos.pageX + 14;
         if (left + tooltip.offsetWidth > window.scrollX + document.documentElement.clientWidth) {
@@ -135,6 +148,31 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, onZo
         }
     });
 
+    // A marker over each event's line, with what it was as its name and title.
+    function renderMarkers() {
+        markers.textContent = "";
+        if (!plot) {
+            return;
+        }
+        const xaxis = plot.getAxes().xaxis;
+        const offset = plot.getPlotOffset();
+        for (const e of events) {
+            if (e.when < xaxis.min || e.when > xaxis.max) {
+                continue;
+            }
+            const marker = el("span", "event-marker");
+            const text = e.what + " \u00b7 " + formatTime(e.when) + (e.tags && e.tags.length ? " \u00b7 " + e.tags.join(", ") : "") +
+                (e.data ? "\n" + e.data : "");
+            marker.title = text;
+            marker.setAttribute("role", "img");
+            marker.setAttribute("aria-label", "Event: " + text);
+            marker.setAttribute("data-event-id", String(e.id));
+            marker.style.left = offset.left + xaxis.p2c(e.when) + "px";
+            marker.style.top = Math.max(0, offset.top - 4) + "px";
+            markers.appendChild(marker);
+        }
+    }
+
     function renderLegend(series) {
         legend.textContent = "";
         const keys = new Set();
@@ -162,12 +200,14 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, onZo
 
     return {
         // series: from series.plotSeries; range: {from, until, step}.
-        draw(series, range, emptyText) {
+        draw(series, range, emptyText, newEvents = []) {
             step = range.step || step;
             shown = series;
+            events = newEvents;
             renderLegend(series);
             if (!series.length) {
                 destroy();
+                markers.textContent = "";
                 hint.textContent = emptyText;
                 hint.classList.remove("d-none");
                 return;
@@ -189,6 +229,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, onZo
                 const xaxis = plot.getAxes().xaxis.options;
                 xaxis.min = range.from;
                 xaxis.max = range.until;
+                plot.getOptions().grid.markings = eventMarkings(events);
                 plot.setData(flotSeries);
                 plot.setupGrid(true);
                 plot.draw();
@@ -200,12 +241,13 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, onZo
                     yaxes: axisOptions(units),
                     series: { lines: { show: true, lineWidth: 1.5 }, shadowSize: 0 },
                     grid: { hoverable: true, autoHighlight: false, borderWidth: 1, borderColor: "#dee2e6",
-                            color: "#6c757d", tickColor: "#f1f3f5" },
+                            color: "#6c757d", tickColor: "#f1f3f5", markings: eventMarkings(events) },
                     legend: { show: false },
                     selection: { mode: "x", color: "#0d6efd" },
                 });
             }
             fitYAxisLabels(plot);
+            renderMarkers();
             const points = series.reduce((n, s) => n + countPoints(s.data).present, 0);
             hint.textContent = "No points in this time range.";
             hint.classList.toggle("d-none", points > 0);
@@ -219,6 +261,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, onZo
                 plot.setupGrid(true);
                 plot.draw();
                 fitYAxisLabels(plot);
+                renderMarkers();
             }
         },
     };
