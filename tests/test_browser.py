@@ -551,7 +551,7 @@ def wait_plotted(page, keys):
     try:
         page.wait_for_function(
             """keys => {
-                const plot = window.simplestats.plot;
+                const plot = window.simplestats ? window.simplestats.plot : null;
                 if (plot === null) { return false; }
                 const drawn = Array.from(new Set(plot.getData().map(s => s.key))).sort();
                 return JSON.stringify(drawn) === JSON.stringify(keys);
@@ -869,3 +869,94 @@ def test_events_drawn_as_markers(shared_server, context, artifacts):
     artifacts.shoot(page, "14-events")
     watch.check(page)
     page.close()
+
+
+def panel_titles(page):
+    return page.eval_on_selector_all("#dash-panels .panel-title", "ts => ts.map(t => t.textContent)")
+
+
+def wait_panels(page, count):
+    """
+    Wait until the dashboard on the page draws C{count} panels, each with its series.
+    """
+    try:
+        page.wait_for_function(
+            """count => {
+                if (!window.simplestats) { return false; }
+                const panels = window.simplestats.panels;
+                return panels.length === count && panels.every(p => p.flot !== null && p.series.length > 0);
+            }""", arg=count, timeout=WAIT_MS)
+    except sync_api.TimeoutError:
+        raise AssertionError("panels drawn: %r" % (page.evaluate("window.simplestats.panels.map(p => p.series)"),))
+
+
+def test_saved_dashboard(shared_server, browser, context, artifacts):
+    """Four panels added from the explorer make a dashboard that survives a reload, opens by URL, and goes wall-screen."""
+    server = shared_server
+    status, _, _ = server.http("GET", "/api/dashboards")
+    if status in (404, 405):
+        pytest.skip("this server keeps no dashboards (issue 14's server side)")
+    now = time.time()
+    rows = []
+    for i in range(1, 30):
+        rows += [["dash.lat", now - 5 * i, 10.0 + i % 4], ["dash.hits", now - 5 * i, "4c"],
+                 ["dash.queue", now - 5 * i, "%dg" % (i % 7)], ["dash.temp", now - 5 * i, 20.5]]
+    send_tuples(server, rows)
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    page.goto(server.base_url + "/?" + urllib.parse.urlencode({"filter": "dash.", "range": "5m", "refresh": "1"}))
+    wait_for_rows(page, ["dash.lat", "dash.hits", "dash.queue", "dash.temp"])
+    page.click("#add-panel-btn")
+    previous = None
+    for key, kind in (("dash.lat", "lines"), ("dash.hits", "bars"), ("dash.queue", "area"), ("dash.temp", "number")):
+        if previous:
+            page.click("#metric-table tbody tr[data-key='%s']" % (previous,))
+        page.click("#metric-table tbody tr[data-key='%s']" % (key,))
+        wait_plotted(page, [key])
+        if previous is None:
+            page.fill("#add-panel-name", "Ops " + XSS)
+        page.fill("#add-panel-title", key + " panel")
+        page.select_option("#add-panel-kind", kind)
+        page.click("#add-panel-save")
+        page.wait_for_function("n => /\\((\\d+) panels?\\)/.exec(document.getElementById('add-panel-result').textContent)"
+                               " && RegExp.$1 === String(n)", arg=1 + ["dash.lat", "dash.hits", "dash.queue", "dash.temp"].index(key),
+                               timeout=WAIT_MS)
+        previous = key
+    page.click("#add-panel-link")
+    wait_panels(page, 4)
+    url = page.url
+    assert panel_titles(page) == ["dash.lat panel", "dash.hits panel", "dash.queue panel", "dash.temp panel"]
+    assert page.input_value("#dash-name") == "Ops " + XSS
+    assert page.locator("#explorer").is_hidden()
+    kinds = page.eval_on_selector_all("#dash-panels .panel-kind", "ks => ks.map(k => k.textContent)")
+    assert kinds == ["lines", "bars", "area", "number"]
+    assert page.inner_text("#dash-panels .big-number") == "20.5"
+    check_axe(page, artifacts, "dashboard")
+    artifacts.shoot(page, "15-dashboard")
+
+    # Reordered, then reloaded: the order was stored.
+    page.click("#dash-panels .dash-panel[data-index='0'] button[aria-label='Move panel down']")
+    page.wait_for_function("() => document.querySelector('#dash-panels .panel-title').textContent === 'dash.hits panel'",
+                           timeout=WAIT_MS)
+    page.reload()
+    wait_panels(page, 4)
+    assert panel_titles(page) == ["dash.hits panel", "dash.lat panel", "dash.queue panel", "dash.temp panel"]
+    watch.check(page)
+    page.close()
+
+    # Its URL in a fresh context (no local storage, nothing cached), then as a wall screen.
+    fresh = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id="UTC", locale="en-US")
+    try:
+        other = watch.attach(fresh.new_page())
+        other.goto(url)
+        wait_panels(other, 4)
+        other.goto(url + "&wall=1")
+        wait_panels(other, 4)
+        assert other.locator("nav.navbar").is_hidden() and other.locator(".dash-controls").is_hidden()
+        assert other.locator(".panel-controls").first.is_hidden()
+        top = other.evaluate("document.querySelector('#dash-panels .dash-panel').getBoundingClientRect().top")
+        assert top < 30, top
+        artifacts.shoot(other, "16-wall")
+        watch.check(other)
+    finally:
+        fresh.close()

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-    formatSI, formatValue, formatSeconds, formatStep, stepName, naturalCompare, formatAgo, significant,
+    tickDigits, formatSI, formatValue, formatSeconds, formatStep, stepName, naturalCompare, formatAgo, significant,
 } from "../static/js/format.js";
 
 test("SI formatting keeps three significant digits and a prefix", () => {
@@ -60,4 +60,13 @@ test("ago", () => {
     assert.equal(formatAgo(5.4), "5 s ago");
     assert.equal(formatAgo(125), "2 min ago");
     assert.equal(formatAgo(-3), "0 s ago");
+});
+
+test("tick labels get the digits that tell them apart", () => {
+    assert.equal(tickDigits(20.5, 0.01), 4);
+    assert.equal(formatValue(20.49, "", tickDigits(20.49, 0.01)), "20.49");
+    assert.equal(formatValue(1234, "", tickDigits(1234, 1)), "1.234k");
+    assert.equal(tickDigits(300, 50), 3);
+    assert.equal(tickDigits(0, 0.5), 3);
+    assert.equal(formatValue(2500, "ms", 4), "2.5 s");
 });

@@ -20,6 +20,7 @@ test("every part of the state goes through the URL and back", () => {
         fields: { timer: ["mean", "p99"], counter: ["count"] },
         dayweek: { key: "db.q", field: "mean" },
         sort: "value", sortDesc: true, view: "tree", refresh: 2,
+        dashboard: "5f2c9a0e1b3d", wall: true,
     };
     assert.deepEqual(parseState(stateToSearch(state)), state);
 });
@@ -31,7 +32,7 @@ test("keys with commas get one parameter each; old comma-joined URLs still read"
 });
 
 test("bad values in the URL fall back to the defaults", () => {
-    const state = parseState("range=2y&resolution=fast&from=10&until=5&sort=size&view=grid&refresh=7");
+    const state = parseState("range=2y&resolution=fast&from=10&until=5&sort=size&view=grid&refresh=7&dashboard=a/b");
     assert.deepEqual(state, defaultState());
 });
 

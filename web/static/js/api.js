@@ -147,8 +147,9 @@ export function createSeriesReader(api) {
     let batchRoute = true;
 
     async function viaBatch(request) {
-        return api.post("plot", "/api/series/batch", {
+        return api.post(request.kind || "plot", "/api/series/batch", {
             series: request.keys.map((key) => ({ key, fields: request.fieldsOf(key) || undefined })),
+            filter: request.filter || undefined,
             from: request.from,
             until: request.until,
             resolution: request.resolution,
@@ -158,7 +159,7 @@ export function createSeriesReader(api) {
 
     async function oneByOne(request, context) {
         // A kind per place in the plot: a newer read aborts the older one's requests.
-        const answers = await Promise.all(request.keys.map((key, i) => api.get("plot-" + i, "/api/series", {
+        const answers = await Promise.all(request.keys.map((key, i) => api.get((request.kind || "plot") + "-" + i, "/api/series", {
             key, from: request.from, until: request.until, resolution: request.resolution,
             fields: (request.fieldsOf(key) || []).join(",") || null,
         }).then((body) => ({ key, body }), (error) => ({ key, error }))));

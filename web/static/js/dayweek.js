@@ -2,7 +2,7 @@
 
 import { FIELDS } from "./state.js";
 import { fitYAxisLabels, pointMarks } from "./plot.js";
-import { formatValue } from "./format.js";
+import { formatValue, tickDigits } from "./format.js";
 import { unitFor } from "./series.js";
 
 const $ = window.jQuery;
@@ -82,7 +82,7 @@ export function createDayweek({ api, elements, onOpen, onClose, describe }) {
               points: pointMarks(body.today || []) },
         ], {
             xaxis: { mode: "time", timeBase: "seconds", timezone: "browser", min: start, max: start + 86400 },
-            yaxis: { autoScale: "loose", tickFormatter: (v) => formatValue(v, unit) },
+            yaxis: { autoScale: "loose", tickFormatter: (v, axis) => formatValue(v, unit, tickDigits(v, axis.tickSize)) },
             series: { shadowSize: 0 },
             grid: { borderWidth: 1, borderColor: "#dee2e6", color: "#6c757d", tickColor: "#f1f3f5" },
             legend: { show: false },

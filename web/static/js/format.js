@@ -18,7 +18,7 @@ export function significant(value, digits = 3) {
 }
 
 // SI prefixes: 1234 -> "1.23k", 0.0042 -> "4.2m"; "—" for no value.
-export function formatSI(value) {
+export function formatSI(value, digits = 3) {
     if (value === null || value === undefined) {
         return "\u2014";
     }
@@ -31,74 +31,74 @@ export function formatSI(value) {
     }
     for (const [scale, prefix] of SI) {
         if (size >= scale) {
-            return significant(value / scale) + prefix;
+            return significant(value / scale, digits) + prefix;
         }
     }
     if (size !== 0 && size < 0.01) {
         for (const [scale, prefix] of SMALL_SI) {
             if (size >= scale) {
-                return significant(value / scale) + prefix;
+                return significant(value / scale, digits) + prefix;
             }
         }
         return value.toExponential(2);
     }
-    return significant(value);
+    return significant(value, digits);
 }
 
 // A duration given in seconds, in the largest unit that keeps it readable: "130 ms", "2.5 s", "3.2 min".
-export function formatSeconds(seconds) {
+export function formatSeconds(seconds, digits = 3) {
     if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) {
-        return formatSI(seconds);
+        return formatSI(seconds, digits);
     }
     const size = Math.abs(seconds);
     if (size === 0) {
         return "0 s";
     }
     if (size < 1e-3) {
-        return significant(seconds * 1e6) + " µs";
+        return significant(seconds * 1e6, digits) + " µs";
     }
     if (size < 1) {
-        return significant(seconds * 1e3) + " ms";
+        return significant(seconds * 1e3, digits) + " ms";
     }
     if (size < 60) {
-        return significant(seconds) + " s";
+        return significant(seconds, digits) + " s";
     }
     if (size < 3600) {
-        return significant(seconds / 60) + " min";
+        return significant(seconds / 60, digits) + " min";
     }
     if (size < 86400) {
-        return significant(seconds / 3600) + " h";
+        return significant(seconds / 3600, digits) + " h";
     }
-    return significant(seconds / 86400) + " d";
+    return significant(seconds / 86400, digits) + " d";
 }
 
 const BYTES = [[2 ** 40, "TiB"], [2 ** 30, "GiB"], [2 ** 20, "MiB"], [2 ** 10, "KiB"]];
 
-// A value in its unit: "" (plain SI), "ms", "s", "bytes", "%", "/s".
-export function formatValue(value, unit = "") {
+// A value in its unit: "" (plain SI), "ms", "s", "bytes", "%", "/s"; `digits` significant digits.
+export function formatValue(value, unit = "", digits = 3) {
     if (value === null || value === undefined || typeof value !== "number" || !Number.isFinite(value)) {
         return formatSI(value);
     }
     switch (unit) {
     case "ms":
-        return formatSeconds(value / 1000);
+        return formatSeconds(value / 1000, digits);
     case "s":
-        return formatSeconds(value);
+        return formatSeconds(value, digits);
     case "bytes": {
         const size = Math.abs(value);
         for (const [scale, name] of BYTES) {
             if (size >= scale) {
-                return significant(value / scale) + " " + name;
+                return significant(value / scale, digits) + " " + name;
             }
         }
-        return significant(value) + " B";
+        return significant(value, digits) + " B";
     }
     case "%":
-        return significant(value) + " %";
+        return significant(value, digits) + " %";
     case "/s":
-        return formatSI(value) + "/s";
+        return formatSI(value, digits) + "/s";
     default:
-        return formatSI(value);
+        return formatSI(value, digits);
     }
 }
 
@@ -205,4 +205,13 @@ export function naturalCompare(a, b) {
         return x < y ? -1 : 1;
     }
     return left.length - right.length;
+}
+
+// Enough significant digits for an axis's tick labels to differ: ticks 20.49, 20.5, 20.51 need four.
+export function tickDigits(value, tickSize) {
+    if (!tickSize || !Number.isFinite(tickSize) || value === 0) {
+        return 3;
+    }
+    const needed = Math.floor(Math.log10(Math.abs(value))) - Math.floor(Math.log10(tickSize)) + 1;
+    return Math.min(12, Math.max(3, needed));
 }

@@ -17,6 +17,7 @@ import { createPlot } from "./plot.js";
 import { createDayweek } from "./dayweek.js";
 import { createImporter } from "./importer.js";
 import { createTokenPrompt } from "./token.js";
+import { createDashboards } from "./dashboards.js";
 
 const LIST_LIMIT = 20000;
 const FILTER_DEBOUNCE_MS = 150;
@@ -121,6 +122,71 @@ function start() {
         },
         onClose: closeDayweek,
     });
+
+    // key -> type, as the dashboards see the series the page knows.
+    const types = {
+        get: (key) => (known.get(key) ? known.get(key).type : undefined),
+        set: (key, type) => {
+            if (!known.has(key)) {
+                known.set(key, { key, name: key.split(";")[0], tags: {}, type });
+            }
+        },
+    };
+
+    const dashboards = createDashboards({
+        api,
+        reader,
+        types,
+        tooltip: byId("plot-tooltip"),
+        context: () => ({ now, tiers, maxPoints }),
+        getState: () => state,
+        onZoom: (from, until) => setState({ ...state, range: "custom", customFrom: from, customUntil: until }, true),
+        onZoomOut: zoomOut,
+        open: (id, wall) => {
+            state = { ...state, dashboard: id, wall: Boolean(id) && wall };
+            writeUrl(true);
+            showView();
+        },
+        elements: {
+            view: byId("dashboard-view"), name: byId("dash-name"), panelsNode: byId("dash-panels"),
+            error: byId("dash-error"), status: byId("dash-status"), wall: byId("dash-wall"),
+            exportLink: byId("dash-export"), importInput: byId("dash-import"), remove: byId("dash-delete"),
+            menu: { button: byId("dash-menu-btn"), list: byId("dash-menu") },
+            addForm: {
+                toggle: byId("add-panel-btn"), form: byId("add-panel-form"), target: byId("add-panel-target"),
+                newName: byId("add-panel-name"), title: byId("add-panel-title"), kind: byId("add-panel-kind"),
+                result: byId("add-panel-result"),
+            },
+        },
+    });
+
+    // The explorer, or one saved dashboard (in wall-screen mode: alone).
+    let shownDashboard = null;
+    function showView() {
+        const id = state.dashboard;
+        byId("explorer").classList.toggle("d-none", Boolean(id));
+        byId("dashboard-view").classList.toggle("d-none", !id);
+        document.querySelectorAll(".explorer-only").forEach((node) => node.classList.toggle("d-none", Boolean(id)));
+        document.body.classList.toggle("wall", Boolean(id) && state.wall);
+        if (!id) {
+            if (shownDashboard) {
+                dashboards.close();
+                shownDashboard = null;
+                document.title = "SimpleStats";
+            }
+            return Promise.resolve();
+        }
+        if (shownDashboard === id) {
+            return Promise.resolve();
+        }
+        shownDashboard = id;
+        return dashboards.load(id).then(() => refreshDashboard()).catch(quiet);
+    }
+
+    async function refreshDashboard() {
+        const events = await readEvents(rangeParams(state));
+        await dashboards.refresh(events);
+    }
 
     createImporter({
         api,
@@ -430,7 +496,11 @@ function start() {
         if (rangeMoved) {
             held = null;
         }
-        refreshPlot().catch(quiet);
+        if (state.dashboard) {
+            refreshDashboard().catch(quiet);
+        } else {
+            refreshPlot().catch(quiet);
+        }
     }
 
     function zoomOut() {
@@ -677,12 +747,17 @@ function start() {
             // The server's own series first: the header's and the list's counts leave them out alike.
             const own = refreshServerSeries();
             const after = own.catch(() => null);
-            const jobs = [own, after.then(refreshHealth), after.then(refreshList)];
-            if (state.selected.length && (isLive(state) || !held)) {
-                jobs.push(refreshPlot());
-            }
-            if (dayweek.view) {
-                jobs.push(dayweek.refresh());
+            const jobs = [own, after.then(refreshHealth)];
+            if (state.dashboard) {
+                jobs.push(refreshDashboard());
+            } else {
+                jobs.push(after.then(refreshList));
+                if (state.selected.length && (isLive(state) || !held)) {
+                    jobs.push(refreshPlot());
+                }
+                if (dayweek.view) {
+                    jobs.push(dayweek.refresh());
+                }
             }
             const results = await Promise.allSettled(jobs);
             const down = results.find((r) => r.status === "rejected" && isConnectionError(r.reason));
@@ -823,13 +898,21 @@ function start() {
         if (before.filter !== state.filter) {
             refreshList().catch(quiet);
         }
-        refreshPlot().catch(quiet);
+        showView();
+        if (state.dashboard) {
+            refreshDashboard().catch(quiet);
+        } else {
+            refreshPlot().catch(quiet);
+        }
     });
 
     let resizeTimer = null;
     window.addEventListener("resize", () => {
         clearTimeout(resizeTimer);
-        resizeTimer = setTimeout(() => plot.resize(), 150);
+        resizeTimer = setTimeout(() => {
+            plot.resize();
+            dashboards.resize();
+        }, 150);
     });
 
     window.simplestats = Object.freeze({
@@ -857,6 +940,12 @@ function start() {
         get listDomRows() {
             return list.domRows;
         },
+        get dashboard() {
+            return dashboards.current;
+        },
+        get panels() {
+            return dashboards.drawn;
+        },
         refresh: () => tick(),
     });
 
@@ -865,6 +954,7 @@ function start() {
     renderExportLinks();
     renderDayweekControls();
     renderPorts(null);
+    showView();
     tick().then(() => {
         if (state.dayweek) {
             dayweek.open(state.dayweek).catch(quiet);

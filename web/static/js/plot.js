@@ -1,7 +1,7 @@
 // The Flot plot: axes that re-fit on every change, one y-axis per unit (two at most), gaps where there
 // is no data, a crosshair with every series' value at that time, drag to zoom in, double-click to zoom out.
 
-import { formatValue, formatTime } from "./format.js";
+import { formatValue, formatTime, tickDigits } from "./format.js";
 import { countPoints, valueAt } from "./series.js";
 
 const $ = window.jQuery;
@@ -54,8 +54,10 @@ function eventMarkings(events) {
     return events.map((e) => ({ xaxis: { from: e.when, to: e.when }, color: EVENT_COLOUR, lineWidth: 2 }));
 }
 
-// createPlot({placeholder, legend, tooltip, crosshair, hint, markers, onZoom(from, until), onZoomOut(), onRemove(key)})
-export function createPlot({ placeholder, legend, tooltip, crosshair, hint, markers, onZoom, onZoomOut, onRemove }) {
+// createPlot({placeholder, legend, tooltip, crosshair, hint, markers, onZoom(from, until), onZoomOut(),
+//             onRemove(key) (none: no remove buttons), kind: "lines" | "area" (stacked) | "bars"})
+export function createPlot({ placeholder, legend, tooltip, crosshair, hint, markers, onZoom, onZoomOut, onRemove = null,
+    kind = "lines" }) {
     let plot = null;
     let layout = "";     // the axes' units: a new layout rebuilds the plot
     let step = 60;
@@ -67,7 +69,8 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
     function axisOptions(units) {
         const one = units.filter((u) => u.axis === 1).map((u) => u.unit);
         const two = units.filter((u) => u.axis === 2).map((u) => u.unit);
-        const formatter = (list) => (value) => formatValue(value, list.length === 1 ? list[0] : "");
+        const formatter = (list) => (value, axis) =>
+            formatValue(value, list.length === 1 ? list[0] : "", tickDigits(value, axis.tickSize));
         const axes = [{ position: "left", autoScale: "loose", tickFormatter: formatter(one) }];
         if (two.length) {
             axes.push({ position: "right", autoScale: "loose", tickFormatter: formatter(two), gridLines: false });
@@ -143,7 +146,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
     });
     legend.addEventListener("click", (event) => {
         const button = event.target.closest(".legend-remove");
-        if (button) {
+        if (button && onRemove) {
             onRemove(button.closest("li").getAttribute("data-key"));
         }
     });
@@ -186,7 +189,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
             if (s.yaxis === 2) {
                 item.appendChild(el("span", "legend-axis text-body-secondary", "(right axis)"));
             }
-            if (!keys.has(s.key)) {
+            if (onRemove && !keys.has(s.key)) {
                 keys.add(s.key);
                 const remove = el("button", "btn-close legend-remove");
                 remove.type = "button";
@@ -214,7 +217,10 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
             }
             const flotSeries = series.map((s) => ({
                 key: s.key, field: s.field, unit: s.unit, data: s.data, color: s.color, yaxis: s.yaxis,
-                points: pointMarks(s.data),
+                points: kind === "bars" ? { show: false } : pointMarks(s.data),
+                lines: { show: kind !== "bars", lineWidth: 1.5, fill: kind === "area" ? 0.4 : false },
+                bars: { show: kind === "bars", barWidth: step * 0.8, align: "left", lineWidth: 0, fill: 0.8 },
+                stack: kind === "area" ? s.yaxis : null,
             }));
             const units = [];
             for (const s of series) {

@@ -45,6 +45,8 @@ export function defaultState() {
         sortDesc: false,
         view: "list",
         refresh: DEFAULT_REFRESH,
+        dashboard: null,       // the id of the saved dashboard on screen, or null for the explorer
+        wall: false,           // wall-screen mode: the dashboard alone, no controls
     };
 }
 
@@ -124,6 +126,11 @@ export function parseState(search) {
     if (VIEWS.indexOf(query.get("view")) !== -1) {
         state.view = query.get("view");
     }
+    const dashboard = query.get("dashboard");
+    if (dashboard && /^[\w-]{1,64}$/.test(dashboard)) {
+        state.dashboard = dashboard;
+        state.wall = query.get("wall") === "1";
+    }
     const refresh = Number(query.get("refresh"));
     if (REFRESH_CHOICES.indexOf(refresh) !== -1) {
         state.refresh = refresh;
@@ -188,6 +195,12 @@ export function stateToSearch(state) {
     }
     if (state.refresh !== DEFAULT_REFRESH) {
         query.set("refresh", String(state.refresh));
+    }
+    if (state.dashboard) {
+        query.set("dashboard", state.dashboard);
+        if (state.wall) {
+            query.set("wall", "1");
+        }
     }
     return query.toString();
 }
