@@ -91,6 +91,8 @@ class Watch:
         assert self.dialogs == [], "a dialog opened: %r" % (self.dialogs,)
         assert self.errors == [], "script errors on the page: %r" % (self.errors,)
         assert page.evaluate("document.querySelectorAll('img').length") == 0, "an <img> got into the page"
+        # The modules ran, not the fallback for browsers without them (app.js, nomodule).
+        assert "needs a browser that runs JavaScript modules" not in page.inner_text("body")
 
 
 @pytest.fixture

@@ -17,6 +17,11 @@ export default [
         },
     },
     {
+        // The fallback for browsers without modules: a classic script, ES5.
+        files: ["static/app.js"],
+        languageOptions: { ecmaVersion: 5, sourceType: "script", globals: { ...globals.browser } },
+    },
+    {
         files: ["test/**/*.js", "copy-vendor.js", "eslint.config.js"],
         languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: { ...globals.node } },
     },
