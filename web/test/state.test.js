@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
     parseState, stateToSearch, defaultState, toggleField, fieldsFor, addTerm, filterTerms,
-    showsServerSeries, zoomedOut, rangeBounds, parseFields,
+    showsServerSeries, zoomedOut, rangeBounds, parseFields, exportQuery,
 } from "../static/js/state.js";
 
 test("the default state has an empty query", () => {
@@ -70,4 +70,11 @@ test("zooming out doubles the range around its middle, never past now", () => {
     const live = zoomedOut({ ...defaultState(), range: "1h" }, 100000);
     assert.deepEqual([live.customFrom, live.customUntil], [100000 - 7200, 100000]);
     assert.deepEqual(rangeBounds(defaultState(), 5000), { from: 1400, until: 5000 });
+});
+
+test("an export takes the plotted series, else the filter's matches, over the plot's range", () => {
+    const plotted = { ...defaultState(), filter: "web", selected: ["a;h=1", "b"], range: "6h", resolution: "1m" };
+    assert.equal(exportQuery(plotted, "csv"), "key=a%3Bh%3D1&key=b&from=-6h&until=now&format=csv");
+    assert.equal(exportQuery(plotted, "csv-wide"), "key=a%3Bh%3D1&key=b&from=-6h&until=now&format=csv-wide&resolution=1m");
+    assert.equal(exportQuery({ ...plotted, selected: [] }, "ndjson"), "filter=web&from=-6h&until=now&format=ndjson");
 });

@@ -5,7 +5,7 @@
 import { createApi, createSeriesReader, isConnectionError, isAborted, storedToken } from "./api.js";
 import {
     parseState, stateToSearch, fieldsFor, toggleField, FIELDS, rangeParams, rangeBounds, isLive, zoomedOut,
-    addTerm, showsServerSeries, isServerKey, SERVER_PREFIX, RANGES,
+    addTerm, showsServerSeries, isServerKey, SERVER_PREFIX, RANGES, exportQuery,
 } from "./state.js";
 import {
     formatSI, formatDuration, formatAgo, formatCount, formatStep, formatTime, toLocalInput, fromLocalInput,
@@ -424,6 +424,7 @@ function start() {
         });
         byId("clear-selection").classList.toggle("d-none", state.selected.length === 0);
         writeUrl(false);
+        renderExportLinks();
         renderDayweekControls();
         refreshPlot().catch(quiet);
     }
@@ -687,17 +688,12 @@ function start() {
     // -- export
 
     function renderExportLinks() {
-        const range = rangeParams(state);
-        for (const format of ["ndjson", "json", "csv"]) {
-            const query = new URLSearchParams();
-            if (state.filter) {
-                query.set("filter", state.filter);
-            }
-            query.set("from", String(range.from));
-            query.set("until", String(range.until));
-            query.set("format", format);
-            byId("export-" + format).setAttribute("href", "/api/export?" + query.toString());
+        for (const format of ["ndjson", "json", "csv", "csv-wide"]) {
+            byId("export-" + format).setAttribute("href", "/api/export?" + exportQuery(state, format));
         }
+        const n = state.selected.length;
+        byId("export-what").textContent = n ? (n === 1 ? "The plotted series" : "The " + n + " plotted series")
+            : state.filter ? "The series matching the filter" : "Every series";
     }
 
     // A link cannot send a header: with a token, an export is fetched with it and saved from memory.

@@ -213,6 +213,25 @@ export function rangeParams(state) {
     return { from: "-" + state.range, until: "now" };
 }
 
+// The query of an export: the plotted series (or, with none, the filter's matches) over the plot's range;
+// "csv-wide" (a spreadsheet's CSV, one column per field) at the plot's resolution.
+export function exportQuery(state, format) {
+    const query = new URLSearchParams();
+    if (state.selected.length) {
+        state.selected.forEach((key) => query.append("key", key));
+    } else if (state.filter) {
+        query.set("filter", state.filter);
+    }
+    const range = rangeParams(state);
+    query.set("from", String(range.from));
+    query.set("until", String(range.until));
+    query.set("format", format);
+    if (format === "csv-wide" && state.resolution !== "auto") {
+        query.set("resolution", state.resolution);
+    }
+    return query.toString();
+}
+
 // The range in epoch seconds at server time `now`.
 export function rangeBounds(state, now) {
     if (state.range === "custom") {
