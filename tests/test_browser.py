@@ -803,6 +803,10 @@ def test_phone_width(shared_server, browser, artifacts):
         page.wait_for_selector("#metric-table tbody tr[data-key]", timeout=WAIT_MS)
         plot_top = page.evaluate("document.getElementById('plot').getBoundingClientRect().top")
         assert plot_top < 400, plot_top
+        # The list comes right after the plot's card.
+        order = page.evaluate("""() => ['plot-card', 'list-card', 'import-card'].map(
+            id => document.getElementById(id).getBoundingClientRect().top)""")
+        assert order == sorted(order), order
         clipped = page.evaluate("""() => {
             const s = document.getElementById('metric-scroll');
             return [s.scrollWidth, s.clientWidth, document.documentElement.scrollWidth, window.innerWidth];
@@ -991,3 +995,35 @@ def test_saved_dashboard(shared_server, browser, context, artifacts):
         watch.check(other)
     finally:
         fresh.close()
+
+
+def test_dark_theme(shared_server, browser, artifacts):
+    """A system in dark mode gets the dark theme (axe-clean), and the switch turns it light, plots redrawn."""
+    server = shared_server
+    now = time.time()
+    send_tuples(server, [["theme.a", now - 5 * i, 10.0 + i % 5] for i in range(1, 40)])
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="UTC", locale="en-US",
+                              color_scheme="dark")
+    try:
+        watch = Watch()
+        page = watch.attach(ctx.new_page())
+        page.goto(server.base_url + "/?" + urllib.parse.urlencode({"series": "theme.a", "range": "5m",
+                                                                   "filter": "theme"}))
+        wait_plotted(page, ["theme.a"])
+        assert page.get_attribute("html", "data-bs-theme") == "dark"
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert sum(int(c) for c in re.findall(r"\d+", background)[:3]) < 200, background
+        grid = page.evaluate("window.simplestats.plot.getOptions().grid.borderColor")
+        check_axe(page, artifacts, "dark theme")
+        artifacts.shoot(page, "17-dark")
+        page.select_option("#theme", "light")
+        assert page.get_attribute("html", "data-bs-theme") == "light"
+        page.wait_for_function("grid => window.simplestats.plot !== null"
+                               " && window.simplestats.plot.getOptions().grid.borderColor !== grid",
+                               arg=grid, timeout=WAIT_MS)
+        page.reload()
+        wait_plotted(page, ["theme.a"])
+        assert page.get_attribute("html", "data-bs-theme") == "light"   # the choice is kept
+        watch.check(page)
+    finally:
+        ctx.close()

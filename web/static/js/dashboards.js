@@ -318,6 +318,9 @@ export function createDashboards({ api, reader, elements, context, getState, typ
         resize() {
             panels.forEach((p) => p.plot.resize());
         },
+        retheme() {
+            panels.forEach((p) => p.plot.retheme());
+        },
         get current() {
             return dashboard;
         },

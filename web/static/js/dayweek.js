@@ -4,6 +4,7 @@ import { FIELDS } from "./state.js";
 import { fitYAxisLabels, pointMarks } from "./plot.js";
 import { formatValue, tickDigits } from "./format.js";
 import { unitFor } from "./series.js";
+import { gridColours } from "./theme.js";
 
 const $ = window.jQuery;
 
@@ -84,7 +85,7 @@ export function createDayweek({ api, elements, onOpen, onClose, describe }) {
             xaxis: { mode: "time", timeBase: "seconds", timezone: "browser", min: start, max: start + 86400 },
             yaxis: { autoScale: "loose", tickFormatter: (v, axis) => formatValue(v, unit, tickDigits(v, axis.tickSize)) },
             series: { shadowSize: 0 },
-            grid: { borderWidth: 1, borderColor: "#dee2e6", color: "#6c757d", tickColor: "#f1f3f5" },
+            grid: { borderWidth: 1, ...gridColours() },
             legend: { show: false },
         });
         fitYAxisLabels(plot);

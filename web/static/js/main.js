@@ -18,6 +18,7 @@ import { createDayweek } from "./dayweek.js";
 import { createImporter } from "./importer.js";
 import { createTokenPrompt } from "./token.js";
 import { createDashboards } from "./dashboards.js";
+import { applyTheme, bindThemeSwitch, storedTheme } from "./theme.js";
 
 const LIST_LIMIT = 20000;
 const FILTER_DEBOUNCE_MS = 150;
@@ -943,6 +944,20 @@ function start() {
             return dashboards.drawn;
         },
         refresh: () => tick(),
+    });
+
+    applyTheme(storedTheme(storage));
+    bindThemeSwitch(byId("theme"), storage, () => {
+        // Canvas pixels keep the old colours: every plot is built again.
+        plot.retheme();
+        dashboards.retheme();
+        held = null;
+        if (state.dashboard) {
+            refreshDashboard().catch(quiet);
+        } else {
+            refreshPlot().catch(quiet);
+            dayweek.refresh().catch(quiet);
+        }
     });
 
     byId("filter").value = state.filter;

@@ -3,6 +3,7 @@
 
 import { formatValue, formatTime, tickDigits } from "./format.js";
 import { countPoints, valueAt } from "./series.js";
+import { gridColours } from "./theme.js";
 
 const $ = window.jQuery;
 
@@ -246,8 +247,8 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
                     xaxis: { mode: "time", timeBase: "seconds", timezone: "browser", min: range.from, max: range.until },
                     yaxes: axisOptions(units),
                     series: { lines: { show: true, lineWidth: 1.5 }, shadowSize: 0 },
-                    grid: { hoverable: true, autoHighlight: false, borderWidth: 1, borderColor: "#dee2e6",
-                            color: "#6c757d", tickColor: "#f1f3f5", markings: eventMarkings(events) },
+                    grid: { hoverable: true, autoHighlight: false, borderWidth: 1, ...gridColours(),
+                            markings: eventMarkings(events) },
                     legend: { show: false },
                     selection: { mode: "x", color: "#0d6efd" },
                 });
@@ -260,6 +261,10 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
         },
         get flot() {
             return plot;
+        },
+        // The theme changed: the next draw builds the plot anew in its colours.
+        retheme() {
+            layout = "";
         },
         resize() {
             if (plot) {
