@@ -960,6 +960,11 @@ def test_saved_dashboard(shared_server, browser, context, artifacts):
     page.click("#add-panel-link")
     wait_panels(page, 4)
     url = page.url
+    # The panels follow the page's range: the last 5 minutes.
+    page.goto(url + "&range=5m")
+    wait_panels(page, 4)
+    assert page.evaluate("window.simplestats.panels[0].flot.getAxes().xaxis.max"
+                         " - window.simplestats.panels[0].flot.getAxes().xaxis.min") == pytest.approx(300, abs=6)
     assert panel_titles(page) == ["dash.lat panel", "dash.hits panel", "dash.queue panel", "dash.temp panel"]
     assert page.input_value("#dash-name") == "Ops " + XSS
     assert page.locator("#explorer").is_hidden()
@@ -980,18 +985,22 @@ def test_saved_dashboard(shared_server, browser, context, artifacts):
     page.close()
 
     # Its URL in a fresh context (no local storage, nothing cached), then as a wall screen.
-    fresh = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id="UTC", locale="en-US")
+    # (That one in dark mode, as a wall screen in a dark room.)
+    fresh = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id="UTC", locale="en-US",
+                                color_scheme="dark")
     try:
         other = watch.attach(fresh.new_page())
         other.goto(url)
         wait_panels(other, 4)
-        other.goto(url + "&wall=1")
+        other.goto(url + "&range=5m&wall=1")
         wait_panels(other, 4)
         assert other.locator("nav.navbar").is_hidden() and other.locator(".dash-controls").is_hidden()
         assert other.locator(".panel-controls").first.is_hidden()
         top = other.evaluate("document.querySelector('#dash-panels .dash-panel').getBoundingClientRect().top")
         assert top < 30, top
-        artifacts.shoot(other, "16-wall")
+        assert other.get_attribute("html", "data-bs-theme") == "dark"
+        check_axe(other, artifacts, "dark wall screen")
+        artifacts.shoot(other, "16-wall-dark")
         watch.check(other)
     finally:
         fresh.close()
