@@ -390,8 +390,12 @@ def check_plot(page, sent):
     # The points are on the canvas: pixels in the series' colour.
     coloured = count_pixels(page, "#plot", [s["color"] for s in drawn])
     assert coloured >= 5 * len(sent), "only %d pixels in the series' colours on the canvas" % (coloured,)
-    legend = page.eval_on_selector_all("#plot-legend li", "items => items.map(i => i.textContent)")
+    legend = page.eval_on_selector_all("#plot-legend li .legend-label", "items => items.map(i => i.textContent)")
     assert legend == ["%s \u00b7 mean" % (PLOTTED,)]
+    # Beside it, the figures of what is drawn, in the unit its name says (a latency: ms).
+    figures = page.inner_text("#plot-legend li .legend-stats")
+    assert figures == "min 8 ms \u00b7 max 30 ms \u00b7 mean %.3g ms \u00b7 last %g ms" % (
+        sum(PLOTTED_VALUES) / len(PLOTTED_VALUES), PLOTTED_VALUES[0]), figures
 
 
 def check_empty_state_ports(server, text):

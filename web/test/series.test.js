@@ -78,3 +78,9 @@ test("resolutions that cannot answer a range say why", () => {
 test("lone points are counted", () => {
     assert.deepEqual(countPoints([[0, 1], [5, null], [10, 2], [15, 3]]), { present: 3, lone: 1 });
 });
+
+test("legend figures leave the gaps out", async () => {
+    const { legendStats } = await import("../static/js/series.js");
+    assert.deepEqual(legendStats([[0, 1], [5, null], [10, 5], [15, 3]]), { min: 1, max: 5, mean: 3, last: 3 });
+    assert.equal(legendStats([[0, null]]), null);
+});

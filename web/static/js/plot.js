@@ -2,7 +2,7 @@
 // is no data, a crosshair with every series' value at that time, drag to zoom in, double-click to zoom out.
 
 import { formatValue, formatTime, tickDigits } from "./format.js";
-import { countPoints, valueAt } from "./series.js";
+import { countPoints, valueAt, legendStats } from "./series.js";
 import { gridColours } from "./theme.js";
 
 const $ = window.jQuery;
@@ -187,6 +187,11 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
             const swatch = el("span", "swatch");
             swatch.style.backgroundColor = s.color;
             item.append(swatch, el("span", "legend-label", s.key + " \u00b7 " + s.field));
+            const stats = legendStats(s.data);
+            if (stats) {
+                const figures = ["min", "max", "mean", "last"].map((name) => name + " " + formatValue(stats[name], s.unit));
+                item.appendChild(el("span", "legend-stats text-body-secondary", figures.join(" \u00b7 ")));
+            }
             if (s.yaxis === 2) {
                 item.appendChild(el("span", "legend-axis text-body-secondary", "(right axis)"));
             }

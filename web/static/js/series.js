@@ -199,3 +199,23 @@ export function mergeBatch(held, fresh) {
 export function backoffDelay(failures, base, cap) {
     return Math.min(cap, base * 2 ** Math.max(0, failures - 1));
 }
+
+// min, max, mean and last of the points drawn (gaps left out); null when there are none.
+export function legendStats(points) {
+    let min = Infinity;
+    let max = -Infinity;
+    let sum = 0;
+    let n = 0;
+    let last = null;
+    for (const [, value] of points) {
+        if (value === null) {
+            continue;
+        }
+        min = Math.min(min, value);
+        max = Math.max(max, value);
+        sum += value;
+        n++;
+        last = value;
+    }
+    return n ? { min, max, mean: sum / n, last } : null;
+}
