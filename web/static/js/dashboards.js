@@ -6,7 +6,7 @@ import { plotSeries } from "./series.js";
 import { formatValue, formatTime } from "./format.js";
 import { fieldsFor } from "./state.js";
 import {
-    KINDS, panelRequest, movePanel, duplicatePanel, removePanel, addPanel, storable, lastValue, panelFromState,
+    KINDS, panelRequest, panelUnit, movePanel, duplicatePanel, removePanel, addPanel, storable, lastValue, panelFromState,
 } from "./dashmodel.js";
 import { isAborted, isConnectionError } from "./api.js";
 
@@ -121,11 +121,18 @@ export function createDashboards({ api, reader, elements, context, getState, typ
         const hint = wrap.appendChild(el("div", "plot-hint", "Loading\u2026"));
         const legend = body.appendChild(el("ul", "plot-legend list-unstyled mb-0 mt-1"));
         panelsNode.appendChild(col);
-        const plot = createPlot({
+        const entry = { panel, plot: null, number, card: col };
+        entry.plot = createPlot({
             placeholder, legend, tooltip, crosshair, hint, markers, onZoom, onZoomOut,
+            // One crosshair for the whole dashboard: the pointer's time on every other panel.
+            onHover: (x) => panels.forEach((other) => {
+                if (other !== entry) {
+                    other.plot.crosshairAt(x);
+                }
+            }),
             kind: panel.kind === "number" ? "lines" : panel.kind || "lines",
         });
-        return { panel, plot, number, card: col };
+        return entry;
     }
 
     async function refreshPanel(entry, index, events) {
@@ -150,15 +157,15 @@ export function createDashboards({ api, reader, elements, context, getState, typ
             return;
         }
         batch.series.forEach((s) => types.set(s.key, s.type));
-        const series = plotSeries(batch, (type) => fieldsFor(state, type));
+        const series = plotSeries(batch, (type) => fieldsFor(state, type), (key) => panelUnit(entry.panel, key, state));
         lastSeries[index] = series;
         entry.plot.draw(series, { from: batch.from, until: batch.until, step: batch.resolution },
             batch.series.length ? "No points in this time range." : "None of its series exist.",
-            request.follows ? events : []);
+            request.follows ? events : [], { utc: state.utc, log: state.log || Boolean(entry.panel.log), units: {} });
         if (entry.number) {
             const last = lastValue(series);
             entry.number.textContent = last ? formatValue(last.value, last.unit) : "\u2014";
-            entry.number.title = last ? formatTime(last.at) : "";
+            entry.number.title = last ? formatTime(last.at, state.utc) : "";
         }
     }
 

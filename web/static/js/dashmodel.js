@@ -25,7 +25,26 @@ export function panelFromState(state, types, kind = "lines", title = "") {
     if (state.filter && !state.selected.length) {
         panel.filter = state.filter;
     }
+    const units = {};
+    for (const key of state.selected) {
+        if (state.units && state.units[key]) {
+            units[key] = state.units[key];
+        }
+    }
+    if (Object.keys(units).length) {
+        panel.units = units;
+    }
+    if (state.log) {
+        panel.log = true;
+    }
     return panel;
+}
+
+// The unit a panel draws `key` in: the panel's own for that series, else the panel's, else the page's
+// for that series; null for the guessed one.
+export function panelUnit(panel, key, state) {
+    const own = panel.units && typeof panel.units === "object" ? panel.units[key] : undefined;
+    return own || panel.unit || (state.units && state.units[key]) || null;
 }
 
 // What a panel reads: its keys, the fields of each, its range (the page's when it follows it).

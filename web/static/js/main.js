@@ -5,7 +5,7 @@
 import { createApi, createSeriesReader, isConnectionError, isAborted, storedToken } from "./api.js";
 import {
     parseState, stateToSearch, fieldsFor, toggleField, FIELDS, rangeParams, rangeBounds, isLive, zoomedOut,
-    addTerm, showsServerSeries, isServerKey, SERVER_PREFIX, RANGES, exportQuery,
+    addTerm, showsServerSeries, isServerKey, SERVER_PREFIX, RANGES, exportQuery, setUnit,
 } from "./state.js";
 import {
     formatSI, formatDuration, formatAgo, formatCount, formatStep, formatTime, toLocalInput, fromLocalInput,
@@ -60,6 +60,7 @@ function start() {
     let serverCount = 0;
     let lastMetrics = null;
     let held = null;                   // {signature, batch}: the plot's last answer, merged with `since`
+    let lastEvents = [];               // the events of the plot's range, as last read
     let lastSeriesData = [];
     let failures = 0;
     let eventsRoute = true;            // false once the server answered that it has no /api/events
@@ -105,6 +106,11 @@ function start() {
             if (state.selected.indexOf(key) !== -1) {
                 toggleSeries(key);
             }
+        },
+        onUnit: (key, unit) => {
+            state = setUnit(state, key, unit);
+            writeUrl(false);
+            redrawPlot();
         },
     });
 
@@ -440,11 +446,16 @@ function start() {
         });
         byId("custom-range").classList.toggle("d-none", state.range !== "custom");
         if (state.range === "custom") {
-            byId("range-from").value = toLocalInput(state.customFrom);
-            byId("range-until").value = toLocalInput(state.customUntil);
+            byId("range-from").value = toLocalInput(state.customFrom, state.utc);
+            byId("range-until").value = toLocalInput(state.customUntil, state.utc);
         }
         renderResolutionOptions(null);
         byId("refresh-every").value = String(state.refresh);
+        byId("timezone").value = state.utc ? "utc" : "local";
+        byId("log-scale").checked = state.log;
+        document.querySelectorAll(".zone-name").forEach((node) => {
+            node.textContent = state.utc ? "UTC" : "local time";
+        });
     }
 
     // The options from the server's tiers; those that cannot answer the range disabled, with why.
@@ -611,15 +622,38 @@ function start() {
             renderResolutionOptions(batch.resolutions);
         }
         lastSeriesData = batch.series.map((s) => ({ ...s, resolution: batch.resolution, from: batch.from, until: batch.until }));
-        const series = plotSeries(batch, (type) => fieldsFor(state, type));
-        plot.draw(series, { from: batch.from, until: batch.until, step: batch.resolution },
-            batch.series.length ? "No points in this time range." : "Nothing could be loaded; see the error above.",
-            events);
+        lastEvents = events;
+        drawHeld();
         renderEventList(events);
         byId("plot-status").textContent = "resolution " + formatStep(batch.resolution) + " \u00b7 " +
             (isLive(state) ? "live, every " + state.refresh + " s" : "fixed range");
         renderFieldPicker();
         renderDayweekControls();
+    }
+
+    // The plot from the answer held, in the state's units, scale and zone (no read).
+    function drawHeld() {
+        if (!held) {
+            return;
+        }
+        const batch = held.batch;
+        const series = plotSeries(batch, (type) => fieldsFor(state, type), (key) => state.units[key] || null);
+        plot.draw(series, { from: batch.from, until: batch.until, step: batch.resolution },
+            batch.series.length ? "No points in this time range." : "Nothing could be loaded; see the error above.",
+            lastEvents, viewOptions());
+    }
+
+    function viewOptions() {
+        return { utc: state.utc, log: state.log, units: state.units };
+    }
+
+    function redrawPlot() {
+        if (state.dashboard) {
+            refreshDashboard().catch(quiet);
+        } else {
+            drawHeld();
+            renderEventList(lastEvents);
+        }
     }
 
     // -- events (deploys and such), drawn on the plot and listed under it
@@ -651,7 +685,7 @@ function start() {
             item.setAttribute("data-event-id", String(e.id));
             const when = document.createElement("span");
             when.className = "text-body-secondary me-2";
-            when.textContent = formatTime(e.when);
+            when.textContent = formatTime(e.when, state.utc);
             const what = document.createElement("span");
             what.className = "fw-semibold";
             what.textContent = e.what;
@@ -848,8 +882,8 @@ function start() {
     });
     byId("custom-range").addEventListener("submit", (event) => {
         event.preventDefault();
-        const from = fromLocalInput(byId("range-from").value);
-        const until = fromLocalInput(byId("range-until").value);
+        const from = fromLocalInput(byId("range-from").value, state.utc);
+        const until = fromLocalInput(byId("range-until").value, state.utc);
         if (from === null || until === null || from >= until) {
             showAlert(byId("plot-error"), "The custom range needs a start before its end.");
             return;
@@ -857,6 +891,17 @@ function start() {
         setState({ ...state, range: "custom", customFrom: from, customUntil: until }, true);
     });
     byId("zoom-out").addEventListener("click", zoomOut);
+    byId("timezone").addEventListener("change", (event) => {
+        state = { ...state, utc: event.target.value === "utc" };
+        writeUrl(false);
+        renderRangeControls();
+        redrawPlot();
+    });
+    byId("log-scale").addEventListener("change", (event) => {
+        state = { ...state, log: event.target.checked };
+        writeUrl(false);
+        redrawPlot();
+    });
     byId("resolution").addEventListener("change", (event) => {
         setState({ ...state, resolution: event.target.value }, false);
     });
