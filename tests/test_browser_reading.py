@@ -206,3 +206,66 @@ def test_shared_crosshair(shared_server, ny_context, artifacts):  # noqa: F811
     page.wait_for_selector(other + ".d-none", state="attached", timeout=WAIT_MS)
     watch.check(page)
     page.close()
+
+
+def test_panel_edited_in_place(shared_server, ny_context, artifacts):  # noqa: F811
+    """A panel's series, fields, range, unit and kind edited on the dashboard are stored: a reload shows them."""
+    server = shared_server
+    now = time.time()
+    send_tuples(server, [row for i in range(1, 50) for row in
+                         (["edit.a", now - 5 * i, "%dg" % (100 + i)], ["edit.t", now - 5 * i, 2.0 + i % 3])])
+    wait_for_keys(server, ["edit.a", "edit.t"])
+    status, _, body = server.http("POST", "/api/dashboards", headers={"Content-Type": "application/json"},
+                                  body=json.dumps({"name": "Edit", "refresh": 30, "panels": [
+                                      {"title": "first", "series": ["edit.a"]},
+                                      {"title": "second", "series": ["edit.a"]}]}).encode())
+    if status in (404, 405):
+        pytest.skip("this server keeps no dashboards")
+    board = json.loads(body)["id"]
+    watch = Watch()
+    page = watch.attach(ny_context.new_page())
+    page.goto(server.base_url + "/?" + urllib.parse.urlencode({"dashboard": board, "range": "5m"}))
+    wait_board(page, 2)
+    # The dashboard's stored refresh is the poll interval (no refresh in the URL).
+    assert page.evaluate("window.simplestats.pollSeconds") == 30
+    assert page.input_value("#dash-refresh") == "30"
+
+    panel = "#dash-panels .dash-panel[data-index='1'] "
+    page.click(panel + "button.panel-edit")
+    page.wait_for_selector(panel + "form.panel-editor:not(.d-none)", timeout=WAIT_MS)
+    check_axe(page, artifacts, "panel editor")
+    # A mistake is named, nothing is saved.
+    page.fill(panel + "[name=fields]", "mean, p42")
+    page.click(panel + "form.panel-editor button[type=submit]")
+    wait_for(page, "sel => document.querySelector(sel).textContent.indexOf('p42') !== -1",
+             panel + ".panel-edit-error", "the editor's error")
+    assert server.get_json("/api/dashboards/" + board)["panels"][1]["title"] == "second"
+    page.fill(panel + "[name=title]", "timings")
+    page.fill(panel + "[name=series]", "edit.t")
+    page.fill(panel + "[name=fields]", "max")
+    page.fill(panel + "[name=range]", "-10m")
+    page.select_option(panel + "[name=unit]", "s")
+    page.select_option(panel + "[name=kind]", "bars")
+    page.click(panel + "form.panel-editor button[type=submit]")
+    wait_for(page, """() => window.simplestats.panels.length === 2 && window.simplestats.panels[1].series[0] === 'edit.t'
+        && window.simplestats.panels[1].flot !== null""", what="the edited panel drawn")
+    stored = server.get_json("/api/dashboards/" + board)["panels"][1]
+    assert {k: stored.get(k) for k in ("title", "series", "fields", "range", "unit", "kind")} == {
+        "title": "timings", "series": ["edit.t"], "fields": ["max"], "range": {"from": "-10m", "until": "now"},
+        "unit": "s", "kind": "bars"}, stored
+    page.select_option("#dash-refresh", "10")
+    wait_for(page, "() => window.simplestats.pollSeconds === 10", what="the new refresh")
+
+    page.reload()
+    wait_board(page, 2)
+    assert page.eval_on_selector_all("#dash-panels .panel-title", "ts => ts.map(t => t.textContent)") == ["first", "timings"]
+    assert page.inner_text(panel + ".panel-kind") == "bars"
+    drawn = page.evaluate("""() => { const p = window.simplestats.panels[1].flot, x = p.getAxes().xaxis;
+        return {span: x.max - x.min, fields: p.getData().map(s => s.field), units: p.getData().map(s => s.unit),
+                ticks: p.getAxes().yaxis.ticks.map(t => t.label)}; }""")
+    assert drawn["span"] == pytest.approx(600, abs=12), drawn      # its own range, not the page's 5 minutes
+    assert drawn["fields"] == ["max"] and drawn["units"] == ["s"], drawn
+    assert all(t.endswith(" s") or t.endswith("ms") for t in drawn["ticks"]), drawn
+    assert page.evaluate("window.simplestats.pollSeconds") == 10
+    watch.check(page)
+    page.close()

@@ -18,6 +18,7 @@ import { createDayweek } from "./dayweek.js";
 import { createImporter } from "./importer.js";
 import { createTokenPrompt } from "./token.js";
 import { createDashboards } from "./dashboards.js";
+import { pollSeconds } from "./dashmodel.js";
 import { applyTheme, bindThemeSwitch, storedTheme } from "./theme.js";
 
 const LIST_LIMIT = 20000;
@@ -157,7 +158,7 @@ function start() {
         elements: {
             view: byId("dashboard-view"), name: byId("dash-name"), panelsNode: byId("dash-panels"),
             error: byId("dash-error"), status: byId("dash-status"), wall: byId("dash-wall"),
-            exportLink: byId("dash-export"), importInput: byId("dash-import"), remove: byId("dash-delete"),
+            exportLink: byId("dash-export"), refreshSelect: byId("dash-refresh"), importInput: byId("dash-import"), remove: byId("dash-delete"),
             menu: { button: byId("dash-menu-btn"), list: byId("dash-menu") },
             addForm: {
                 toggle: byId("add-panel-btn"), form: byId("add-panel-form"), target: byId("add-panel-target"),
@@ -803,11 +804,18 @@ function start() {
                     byId("conn-status").classList.add("d-none");
                     document.body.classList.remove("reconnecting");
                 }
-                schedule(state.refresh * 1000);
+                schedule(pollEvery() * 1000);
             }
         } finally {
             ticking = false;
         }
+    }
+
+    // Seconds between polls: a dashboard's stored refresh unless the URL names one.
+    function pollEvery() {
+        return state.dashboard
+            ? pollSeconds(dashboards.current, state.refresh, new URLSearchParams(window.location.search).has("refresh"))
+            : state.refresh;
     }
 
     function showReconnecting(delay, reason) {
@@ -987,6 +995,9 @@ function start() {
         },
         get panels() {
             return dashboards.drawn;
+        },
+        get pollSeconds() {
+            return pollEvery();
         },
         refresh: () => tick(),
     });
