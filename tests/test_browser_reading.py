@@ -269,3 +269,21 @@ def test_panel_edited_in_place(shared_server, ny_context, artifacts):  # noqa: F
     assert page.evaluate("window.simplestats.pollSeconds") == 10
     watch.check(page)
     page.close()
+
+
+def test_max_points_from_health(make_server, browser):  # noqa: F811
+    """The page takes the point limit from /api/health: with --max-points 100, 5 s over an hour is disabled at once."""
+    server = make_server("--max-points", "100").start()
+    assert server.get_json("/api/health")["max_points"] == 100
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="UTC", locale="en-US")
+    try:
+        page = ctx.new_page()
+        page.goto(server.base_url + "/?range=1h")   # nothing plotted: no series answer tells the limit
+        wait_for(page, "() => window.simplestats && window.simplestats.maxPoints === 100", what="the limit read")
+        wait_for(page, "() => { const o = document.querySelector('#resolution option[value=\\'5s\\']');"
+                       " return o !== null && o.disabled; }", what="5 s disabled")
+        reason = page.get_attribute("#resolution option[value='5s']", "title")
+        assert "the limit is 100" in reason, reason
+        assert not page.is_disabled("#resolution option[value='1m']")
+    finally:
+        ctx.close()

@@ -243,8 +243,9 @@ function start() {
                     renderResolutionOptions(null);
                 }
             }
-            if (typeof health.max_points === "number") {
+            if (typeof health.max_points === "number" && health.max_points > 0 && health.max_points !== maxPoints) {
                 maxPoints = health.max_points;
+                renderResolutionOptions(null);
             }
             renderPorts(health.ports || health.listen || null);
             const own = Math.min(serverCount, health.series);
@@ -998,6 +999,9 @@ function start() {
         },
         get pollSeconds() {
             return pollEvery();
+        },
+        get maxPoints() {
+            return maxPoints;
         },
         refresh: () => tick(),
     });
