@@ -77,6 +77,9 @@ def test_units_log_scale_and_utc(shared_server, ny_context, artifacts):  # noqa:
     page.select_option("#plot-legend select.legend-unit", "%")
     wait_for(page, "() => window.simplestats.plot.getAxes().yaxis.ticks.every(t => t.label.endsWith(' %'))",
              what="ticks in %")
+    # The legend too, at once, and the menu keeps the focus.
+    assert "max 3346432 %" in legend_text(page, "read.mem_bytes"), legend_text(page, "read.mem_bytes")
+    assert page.evaluate("document.activeElement.classList.contains('legend-unit')")
     page.reload()
     wait_plotted(page, ["read.mem_bytes"])
     assert all(t.endswith(" %") for t in y_ticks(page)), y_ticks(page)

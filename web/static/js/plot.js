@@ -75,6 +75,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
     let shown = [];
     let events = [];
     let display = { utc: false, log: false, units: {} };
+    let refocus = null;  // the key whose unit menu had the focus before a redraw
     const crosshairValues = crosshair.appendChild(el("div", "crosshair-values"));
 
     const $placeholder = $(placeholder);
@@ -196,7 +197,10 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
     legend.addEventListener("change", (event) => {
         const select = event.target.closest("select.legend-unit");
         if (select && onUnit) {
-            onUnit(select.closest("li").getAttribute("data-key"), select.value || null);
+            // Redrawn at once in the new unit (a focused menu is not rebuilt), the focus given back after.
+            refocus = select.closest("li").getAttribute("data-key");
+            select.blur();
+            onUnit(refocus, select.value || null);
         }
     });
     legend.addEventListener("click", (event) => {
@@ -273,6 +277,14 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
             }
             keys.add(s.key);
             legend.appendChild(item);
+        }
+        if (refocus !== null) {
+            const again = Array.from(legend.querySelectorAll("select.legend-unit"))
+                .find((select) => select.closest("li").getAttribute("data-key") === refocus);
+            refocus = null;
+            if (again) {
+                again.focus();
+            }
         }
     }
 
