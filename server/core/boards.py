@@ -13,6 +13,8 @@ MAX_PANELS = 100
 MAX_SERIES = 100
 MAX_UNIT = 20
 MAX_TEXT = 4096
+# A dashboard's poll interval: seconds.
+MAX_REFRESH = 86400
 # Members the server sets; a body's own are ignored.
 SERVER_MEMBERS = ("id", "created", "updated")
 
@@ -80,6 +82,15 @@ def _panel(panel, where):
             _time(span["until"], where + ".range.until")
     if panel.get("unit") is not None:
         _string(panel["unit"], where + ".unit", MAX_UNIT)
+    units = panel.get("units")
+    if units is not None:
+        if not isinstance(units, dict) or len(units) > MAX_SERIES:
+            raise BoardError(where + ".units", "%s.units must be an object of at most %d series"
+                             " keys and their units" % (where, MAX_SERIES))
+        for key, unit in units.items():
+            _string(unit, where + ".units", MAX_UNIT)
+    if panel.get("log") is not None and not isinstance(panel["log"], bool):
+        raise BoardError(where + ".log", "%s.log must be true or false" % (where,))
     kind = panel.get("kind", "lines")
     if kind not in KINDS:
         raise BoardError(where + ".kind", "%s.kind must be one of %s, got %r"
@@ -100,6 +111,11 @@ def check_board(body):
     if "name" not in body:
         raise BoardError("name", "name is required")
     _string(body["name"], "name", MAX_NAME, empty=False)
+    refresh = body.get("refresh")
+    if refresh is not None and (isinstance(refresh, bool) or not isinstance(refresh, (int, float))
+                                or not 0 < refresh <= MAX_REFRESH):
+        raise BoardError("refresh", "refresh must be seconds between polls, more than 0 and at"
+                         " most %d" % (MAX_REFRESH,))
     panels = body.get("panels")
     if not isinstance(panels, list):
         raise BoardError("panels", "panels must be a list of panels")

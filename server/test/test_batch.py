@@ -155,6 +155,14 @@ class HealthPortsTests(APITestCase):
         self.assertEqual(self.get_json("/api/health")["ports"], {"tcp": 1, "udp": 2, "http": 3})
 
 
+class HealthMaxPointsTests(APITestCase):
+    argv = ("--max-points", "500")
+
+    def test_max_points(self):
+        """/api/health gives --max-points, the limit the page checks resolutions against."""
+        self.assertEqual(self.get_json("/api/health")["max_points"], 500)
+
+
 class BatchTokenTests(APITestCase):
     argv = ("--api-token", "s3cret-token-0123456789")
 

@@ -20,7 +20,8 @@ BOARD = {
         {"title": "latency", "series": ["api.latency;host=web1"], "filter": "api.latency host:*",
          "fields": ["p90"], "range": {"from": "-6h", "until": "now"}, "unit": "ms",
          "kind": "lines", "width": 6},
-        {"series": ["web.requests"], "range": "follow", "kind": "bars"},
+        {"series": ["web.requests"], "range": "follow", "kind": "bars", "units": {"web.requests": "/s"},
+         "log": True},
         {"filter": "cpu", "kind": "number", "range": {"from": 1795390000}},
     ],
 }
@@ -54,6 +55,13 @@ class CheckBoardTests(SynchronousTestCase):
                 (with_panel(range={"from": "-1h", "until": []}), "panels[1].range.until"),
                 (with_panel(unit="x" * 21), "panels[1].unit"),
                 (with_panel(kind="pie"), "panels[1].kind"),
+                (with_panel(units=["ms"]), "panels[1].units"),
+                (with_panel(units={"a": 5}), "panels[1].units"),
+                (with_panel(log="yes"), "panels[1].log"),
+                ({"name": "x", "panels": [], "refresh": 0}, "refresh"),
+                ({"name": "x", "panels": [], "refresh": "5"}, "refresh"),
+                ({"name": "x", "panels": [], "refresh": True}, "refresh"),
+                ({"name": "x", "panels": [], "refresh": 86401}, "refresh"),
                 (with_panel(title=5), "panels[1].title")):
             with self.assertRaises(BoardError, msg=repr(body)) as caught:
                 check_board(body)

@@ -11,7 +11,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from server.core.model import COUNTER, GAUGE, SAMPLE, SET, TIMER, Sample
 from server.test.support import T0, make_core
-from server.web.graphite.api import GraphiteAPI
+from server.core.events import check_event
+from server.web.graphite.api import GraphiteAPI, is_graphite_path
 
 BASE = "http://127.0.0.1:8080"
 FORM = {b"Content-Type": [b"application/x-www-form-urlencoded"]}
@@ -417,3 +418,69 @@ class ServingTests(GraphiteTestCase):
         body = json.loads(self.successResultOf(self.stub.content(response)))
         self.assertEqual(body[0]["target"], "sumSeries(many.*)")
         self.assertEqual(body[0]["datapoints"][-1][0], 3000.0)
+
+
+class EventsDataTests(GraphiteTestCase):
+    """/events/get_data: the held events in graphite-web's shape, for Grafana's annotations."""
+
+    def setUp(self):
+        GraphiteTestCase.setUp(self)
+        self.clock.advance(T0 - self.clock.seconds())
+        for offset, what, tags in ((-7200, "deploy api 1", ["deploy", "api"]),
+                                   (-3000, "restart db", ["db"]),
+                                   (-600, "deploy web 2", ["deploy", "web"]),
+                                   (-60, "note", [])):
+            self.core.add_event(check_event({"what": what, "tags": tags, "data": "d " + what},
+                                            T0 + offset, "http"))
+
+    def test_grafana_annotation_query(self):
+        """Grafana's query (from=-1h, until=now, tags): the tagged events in range, graphite-web's members only."""
+        body = self.get_json("/events/get_data?" + urlencode({"from": "-1h", "until": "now",
+                                                              "tags": "deploy"}))
+        self.assertEqual(body, [{"when": T0 - 600, "what": "deploy web 2", "data": "d deploy web 2",
+                                 "tags": ["deploy", "web"], "id": 3}])
+
+    def test_defaults_and_tag_sets(self):
+        """No from: every event until now, in time order; several tags: all of them, or any with set=union."""
+        every = self.get_json("/events/get_data")
+        self.assertEqual([e["what"] for e in every],
+                         ["deploy api 1", "restart db", "deploy web 2", "note"])
+        both = self.get_json("/events/get_data?" + urlencode({"tags": "deploy api"}))
+        self.assertEqual([e["id"] for e in both], [1])
+        both = self.get_json("/events/get_data?" + urlencode({"tags": "deploy api",
+                                                              "set": "intersection"}))
+        self.assertEqual([e["id"] for e in both], [1])
+        either = self.get_json("/events/get_data?" + urlencode({"tags": "db web", "set": "union"}))
+        self.assertEqual([e["id"] for e in either], [2, 3])
+        absolute = self.get_json("/events/get_data?" + urlencode(
+            {"from": "%d" % (T0 - 3600,), "until": "%d" % (T0 - 500,)}))
+        self.assertEqual([e["id"] for e in absolute], [2, 3])
+        posted = self.get_json("/events/get_data", method="POST", data={"tags": "db"})
+        self.assertEqual([e["id"] for e in posted], [2])
+
+    def test_jsonp(self):
+        """jsonp wraps the list in a call of that name; a name that is not one is a counted 400."""
+        response, body = self.request("GET", "/events/get_data?" + urlencode(
+            {"from": "-20min", "jsonp": "cb.done_1"}))
+        self.assertEqual(response.headers.getRawHeaders(b"Content-Type"), [b"text/javascript"])
+        self.assertTrue(body.startswith(b"cb.done_1(") and body.endswith(b")"), body)
+        self.assertEqual([e["id"] for e in json.loads(body[len(b"cb.done_1("):-1])], [3, 4])
+        for bad in ("alert(1)//", "a b", "x" * 101, "1abc"):
+            response, body = self.request("GET", "/events/get_data?" + urlencode({"jsonp": bad}))
+            self.assertEqual(response.code, 400, bad)
+            self.assertIn(b"jsonp=", body)
+        self.assertEqual(self.core.counters["simplestats.graphite.bad_requests"], 4)
+
+    def test_bad_times_and_set(self):
+        """A time graphite-web cannot read, or an unknown set operation, is a 400 naming it."""
+        for query, word in (({"from": "yesterday-ish"}, b"from="), ({"until": "soon"}, b"until="),
+                            ({"set": "xor"}, b"set=")):
+            response, body = self.request("GET", "/events/get_data?" + urlencode(query))
+            self.assertEqual(response.code, 400, query)
+            self.assertTrue(body.startswith(b"Invalid parameters (") and word in body, body)
+
+    def test_mounted_with_the_other_graphite_paths(self):
+        """The site sends /events/get_data to this API, and nothing under it."""
+        self.assertTrue(is_graphite_path(b"/events/get_data"))
+        self.assertFalse(is_graphite_path(b"/events/get_data/x"))
+        self.assertFalse(is_graphite_path(b"/events"))

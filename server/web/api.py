@@ -294,6 +294,9 @@ class WebAPI:
             "series": len(self.store.series),
             "now": now,
             "tiers": [{"step": t.step, "retention": t.retention} for t in self.store.tiers],
+            # The most points per field a series answer gives (--max-points): the page
+            # disables the resolutions that would give more.
+            "max_points": self.settings.max_points,
             "snapshot": snapshot,
             "journal_pending_bytes": self.core.journal.unwritten_bytes,
             # Since the start, never reset: what a load test counts back.

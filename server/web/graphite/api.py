@@ -1,7 +1,9 @@
 """
 Graphite's HTTP API (what Grafana's Graphite data source calls): C{/render},
 C{/metrics/find}, C{/metrics/expand}, C{/metrics/index.json}, C{/tags...},
-C{/functions} and C{/version}, answered as graphite-web 1.1.10 answers them.
+C{/functions}, C{/version} and C{/events/get_data} (the events of
+L{server.core.events}, read by Grafana's Graphite annotations), answered as
+graphite-web 1.1.10 answers them.
 
 Parameters come from the query string and, for a POST, from a form body
 (Grafana POSTs C{/render}).  Work over every series (globs, tag queries)
@@ -30,7 +32,10 @@ from server.web.graphite.render import (Context, Renderer, Resolver, csv_answer,
 VERSION = "1.1.10"
 # The paths this API answers (the rest of the site is the JSON API's).
 PATHS = (b"/render", b"/metrics/find", b"/metrics/expand", b"/metrics/index.json", b"/tags",
-         b"/functions", b"/version")
+         b"/functions", b"/version", b"/events/get_data")
+# A jsonp callback is written into a script: a name, nothing else.
+JSONP_NAME = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")
+MAX_JSONP = 100
 AUTOCOMPLETE_LIMIT = 100
 
 
@@ -552,6 +557,69 @@ class GraphiteAPI:
             request.setResponseCode(404)
             return self._json(request, {"error": "Function not found: %s" % (name,)})
         return self._json(request, function_info(name))
+
+    # -- /events/get_data ----------------------------------------------------
+
+    @app.route("/events/get_data", methods=["GET", "POST"])
+    def events_data(self, request):
+        """
+        graphite-web's events as its C{get_data} answers them: a JSON list
+        of C{{"when", "what", "data", "tags", "id"}} in time order, from
+        C{from} (default: all) to C{until} (default: now), those with every
+        tag of C{tags} (space-separated; C{set=union}: any of them); with
+        C{jsonp}, wrapped in a call of that name.
+        """
+        refused = self._check(request)
+        if refused is not None:
+            return refused
+        params = self._params(request)
+        try:
+            start, until, tags, union, jsonp = self._events_query(params)
+        except BadRequest as e:
+            return self._bad(request, str(e))
+        events = self.core.events
+        if union:
+            found = [e for e in events.between(start, until) if set(tags) & set(e["tags"])]
+        else:
+            found = events.between(start, until, tags)
+        body = orjson.dumps([{"when": e["when"], "what": e["what"], "data": e["data"],
+                              "tags": list(e["tags"]), "id": e["id"]} for e in found])
+        request.setHeader(b"Cache-Control", b"no-cache")
+        if jsonp is None:
+            request.setHeader(b"Content-Type", b"application/json")
+            return body
+        request.setHeader(b"Content-Type", b"text/javascript")
+        return jsonp.encode() + b"(" + body + b")"
+
+    def _events_query(self, params):
+        """
+        C{(start, until, tags, union, jsonp)} of an events request.
+        """
+        try:
+            tz = zone(_one(params, "tz"))
+        except TimeError:
+            tz = zone("")
+        now = self.clock.seconds()
+
+        def at(name, default):
+            text = _one(params, name)
+            if text is None or text == "":
+                return default
+            try:
+                return parse_at_time(text, now, tz)
+            except TimeError as e:
+                raise BadRequest("%s=%r: %s" % (name, text, e))
+
+        start, until = at("from", 0.0), at("until", now)
+        tags = (_one(params, "tags") or "").split()
+        operation = _one(params, "set") or None
+        if operation not in (None, "union", "intersection"):
+            raise BadRequest("set=%r: union or intersection" % (operation,))
+        jsonp = _one(params, "jsonp")
+        if jsonp is not None and (len(jsonp) > MAX_JSONP or not JSONP_NAME.match(jsonp)):
+            raise BadRequest("jsonp=%r: a callback name (letters, digits, _ and $, dotted),"
+                             " at most %d characters" % (jsonp[:MAX_JSONP], MAX_JSONP))
+        return start, until, tags, operation == "union" and bool(tags), jsonp
 
     @app.route("/version", methods=["GET"])
     def version(self, request):

@@ -4,9 +4,10 @@
 import { createPlot } from "./plot.js";
 import { plotSeries } from "./series.js";
 import { formatValue, formatTime } from "./format.js";
-import { fieldsFor } from "./state.js";
+import { fieldsFor, UNITS, REFRESH_CHOICES } from "./state.js";
 import {
-    KINDS, panelRequest, movePanel, duplicatePanel, removePanel, addPanel, storable, lastValue, panelFromState,
+    panelToForm, panelFromForm, replacePanel,
+    KINDS, panelRequest, panelUnit, movePanel, duplicatePanel, removePanel, addPanel, storable, lastValue, panelFromState,
 } from "./dashmodel.js";
 import { isAborted, isConnectionError } from "./api.js";
 
@@ -33,8 +34,9 @@ function button(className, text, label) {
 
 // createDashboards({api, reader, elements, context(), getState(), types, tooltip, onZoom, onZoomOut, open(id, wall)})
 export function createDashboards({ api, reader, elements, context, getState, types, tooltip, onZoom, onZoomOut, open }) {
-    const { view, name, panelsNode, error, status, wall, exportLink, importInput, remove, menu, addForm } = elements;
+    const { view, name, panelsNode, error, status, wall, exportLink, importInput, remove, menu, addForm, refreshSelect } = elements;
     let dashboard = null;
+    let lastEvents = []; // the events of the last refresh, for a redraw after an edit
     let panels = [];     // [{panel, plot, number, card}]
     let lastSeries = []; // per panel: the series drawn (for tests)
 
@@ -47,7 +49,8 @@ export function createDashboards({ api, reader, elements, context, getState, typ
         const saved = await request("PUT", "/api/dashboards/" + encodeURIComponent(next.id), storable(next));
         dashboard = saved;
         render();
-        status.textContent = "Saved " + formatTime(Date.now() / 1000);
+        status.textContent = "Saved " + formatTime(Date.now() / 1000, getState().utc);
+        refreshAll(lastEvents).catch(() => {});
         return saved;
     }
 
@@ -78,6 +81,7 @@ export function createDashboards({ api, reader, elements, context, getState, typ
         lastSeries = [];
         panelsNode.textContent = "";
         name.value = dashboard.name;
+        refreshSelect.value = REFRESH_CHOICES.indexOf(dashboard.refresh) !== -1 ? String(dashboard.refresh) : "";
         document.title = dashboard.name + " \u00b7 SimpleStats";
         const blob = new Blob([JSON.stringify(storable(dashboard), null, 2)], { type: "application/json" });
         if (exportLink.href.startsWith("blob:")) {
@@ -102,6 +106,8 @@ export function createDashboards({ api, reader, elements, context, getState, typ
         const controls = header.appendChild(el("span", "panel-controls btn-group btn-group-sm"));
         const up = controls.appendChild(button("btn btn-outline-dark", "\u2191", "Move panel up"));
         const down = controls.appendChild(button("btn btn-outline-dark", "\u2193", "Move panel down"));
+        const edit = controls.appendChild(button("btn btn-outline-dark panel-edit", "edit", "edit: change the panel's series, fields, range, unit and kind"));
+        edit.setAttribute("aria-expanded", "false");
         const copy = controls.appendChild(button("btn btn-outline-dark", "copy", "copy: duplicate the panel"));
         const drop = controls.appendChild(button("btn btn-outline-danger", "\u00d7", "Remove panel"));
         up.disabled = index === 0;
@@ -113,6 +119,7 @@ export function createDashboards({ api, reader, elements, context, getState, typ
         drop.addEventListener("click", act((d) => removePanel(d, index)));
 
         const body = card.appendChild(el("div", "card-body py-2"));
+        body.appendChild(panelEditor(panel, index, edit));
         const number = panel.kind === "number" ? body.appendChild(el("div", "big-number num", "\u2014")) : null;
         const wrap = body.appendChild(el("div", "plot-wrap"));
         const placeholder = wrap.appendChild(el("div", "plot panel-plot" + (number ? " sparkline" : "")));
@@ -121,11 +128,119 @@ export function createDashboards({ api, reader, elements, context, getState, typ
         const hint = wrap.appendChild(el("div", "plot-hint", "Loading\u2026"));
         const legend = body.appendChild(el("ul", "plot-legend list-unstyled mb-0 mt-1"));
         panelsNode.appendChild(col);
-        const plot = createPlot({
+        const entry = { panel, plot: null, number, card: col };
+        entry.plot = createPlot({
             placeholder, legend, tooltip, crosshair, hint, markers, onZoom, onZoomOut,
+            // One crosshair for the whole dashboard: the pointer's time on every other panel.
+            onHover: (x) => panels.forEach((other) => {
+                if (other !== entry) {
+                    other.plot.crosshairAt(x);
+                }
+            }),
             kind: panel.kind === "number" ? "lines" : panel.kind || "lines",
         });
-        return { panel, plot, number, card: col };
+        return entry;
+    }
+
+    // The form that edits a panel in place: saved with PUT, the dashboard drawn again.
+    function panelEditor(panel, index, toggle) {
+        const form = el("form", "panel-editor row g-2 mb-2 d-none");
+        const id = (member) => "panel-" + index + "-" + member;
+        form.id = id("editor");
+        toggle.setAttribute("aria-controls", form.id);
+        const values = panelToForm(panel);
+        function field(member, label, control, wide) {
+            const col = form.appendChild(el("div", wide ? "col-12" : "col-sm-6"));
+            const caption = col.appendChild(el("label", "form-label small mb-0", label));
+            caption.htmlFor = id(member);
+            control.id = id(member);
+            control.name = member;
+            col.appendChild(control);
+            return control;
+        }
+        const input = (value, placeholder) => {
+            const node = el("input", "form-control form-control-sm");
+            node.value = value;
+            node.autocomplete = "off";
+            node.spellcheck = false;
+            if (placeholder) {
+                node.placeholder = placeholder;
+            }
+            return node;
+        };
+        const select = (choices, value) => {
+            const node = el("select", "form-select form-select-sm");
+            for (const [choice, text] of choices) {
+                node.appendChild(el("option", "", text)).value = choice;
+            }
+            node.value = value;
+            return node;
+        };
+        field("title", "Title", input(values.title, "the series"), false);
+        const seriesBox = el("textarea", "form-control form-control-sm font-monospace");
+        seriesBox.rows = 3;
+        seriesBox.spellcheck = false;
+        seriesBox.value = values.series;
+        field("series", "Series (one key a line)", seriesBox, true);
+        field("filter", "Filter (every matching series)", input(values.filter, "e.g. api.latency host:*"), false);
+        field("fields", "Fields", input(values.fields, "each series' own, e.g. mean, p99"), false);
+        field("range", "Range", input(values.range, "follow, -6h, or FROM..UNTIL"), false);
+        field("unit", "Unit", select([["", "guessed"]].concat(UNITS.map((u) => [u, u === "none" ? "no unit" : u])), values.unit), false);
+        field("kind", "Kind", select(KINDS.map((k) => [k, k]), values.kind), false);
+        const logCol = form.appendChild(el("div", "col-sm-6 d-flex align-items-end"));
+        const logWrap = logCol.appendChild(el("div", "form-check"));
+        const log = logWrap.appendChild(el("input", "form-check-input"));
+        log.type = "checkbox";
+        log.id = id("log");
+        log.name = "log";
+        log.checked = values.log;
+        const logLabel = logWrap.appendChild(el("label", "form-check-label small", "Log scale"));
+        logLabel.htmlFor = log.id;
+        const problem = form.appendChild(el("div", "col-12 small text-danger panel-edit-error"));
+        problem.setAttribute("role", "alert");
+        const actions = form.appendChild(el("div", "col-12 d-flex gap-2"));
+        const saveButton = actions.appendChild(el("button", "btn btn-sm btn-primary", "Save panel"));
+        saveButton.type = "submit";
+        const cancel = actions.appendChild(button("btn btn-sm btn-outline-secondary", "Cancel"));
+        const close = () => {
+            form.classList.add("d-none");
+            toggle.setAttribute("aria-expanded", "false");
+        };
+        toggle.addEventListener("click", () => {
+            const shown = form.classList.toggle("d-none") === false;
+            toggle.setAttribute("aria-expanded", shown ? "true" : "false");
+        });
+        cancel.addEventListener("click", close);
+        form.addEventListener("submit", async (event) => {
+            event.preventDefault();
+            const get = (member) => form.elements[member];
+            let edited;
+            try {
+                edited = panelFromForm({
+                    title: get("title").value, series: get("series").value, filter: get("filter").value,
+                    fields: get("fields").value, range: get("range").value, unit: get("unit").value,
+                    kind: get("kind").value, log: get("log").checked,
+                }, dashboard.panels[index]);
+            } catch (e) {
+                problem.textContent = e.message;
+                return;
+            }
+            problem.textContent = "";
+            try {
+                await save(replacePanel(dashboard, index, edited));
+            } catch (e) {
+                problem.textContent = "Could not save: " + e.message;
+            }
+        });
+        return form;
+    }
+
+    async function refreshAll(events) {
+        const results = await Promise.allSettled(panels.map((entry, i) => refreshPanel(entry, i, events)));
+        const down = results.find((r) => r.status === "rejected" && isConnectionError(r.reason));
+        if (down) {
+            throw down.reason;
+        }
     }
 
     async function refreshPanel(entry, index, events) {
@@ -150,18 +265,28 @@ export function createDashboards({ api, reader, elements, context, getState, typ
             return;
         }
         batch.series.forEach((s) => types.set(s.key, s.type));
-        const series = plotSeries(batch, (type) => fieldsFor(state, type));
+        const series = plotSeries(batch, (type) => fieldsFor(state, type), (key) => panelUnit(entry.panel, key, state));
         lastSeries[index] = series;
         entry.plot.draw(series, { from: batch.from, until: batch.until, step: batch.resolution },
             batch.series.length ? "No points in this time range." : "None of its series exist.",
-            request.follows ? events : []);
+            request.follows ? events : [], { utc: state.utc, log: state.log || Boolean(entry.panel.log), units: {} });
         if (entry.number) {
             const last = lastValue(series);
             entry.number.textContent = last ? formatValue(last.value, last.unit) : "\u2014";
-            entry.number.title = last ? formatTime(last.at) : "";
+            entry.number.title = last ? formatTime(last.at, state.utc) : "";
         }
     }
 
+    refreshSelect.appendChild(el("option", "", "the page's")).value = "";
+    for (const seconds of REFRESH_CHOICES) {
+        refreshSelect.appendChild(el("option", "", seconds < 60 ? seconds + " s" : seconds / 60 + " min")).value = String(seconds);
+    }
+    refreshSelect.addEventListener("change", () => {
+        const seconds = Number(refreshSelect.value);
+        if (dashboard && seconds) {
+            save({ ...dashboard, refresh: seconds }).catch((e) => showError("Could not save: " + e.message));
+        }
+    });
     name.addEventListener("change", () => {
         if (dashboard && name.value.trim() && name.value.trim() !== dashboard.name) {
             save({ ...dashboard, name: name.value.trim() }).catch((e) => showError("Could not rename: " + e.message));
@@ -300,11 +425,8 @@ export function createDashboards({ api, reader, elements, context, getState, typ
             if (!dashboard) {
                 return;
             }
-            const results = await Promise.allSettled(panels.map((entry, i) => refreshPanel(entry, i, events)));
-            const down = results.find((r) => r.status === "rejected" && isConnectionError(r.reason));
-            if (down) {
-                throw down.reason;
-            }
+            lastEvents = events;
+            await refreshAll(events);
         },
         close() {
             for (const p of panels) {

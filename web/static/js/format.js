@@ -159,20 +159,29 @@ export function stepName(seconds) {
     return seconds + "s";
 }
 
-export function formatTime(epochSeconds) {
-    return new Date(epochSeconds * 1000).toLocaleString();
+// A moment in the browser's zone, or in UTC ("2026-12-02 23:09:05 UTC": the same in every locale).
+export function formatTime(epochSeconds, utc = false) {
+    const d = new Date(epochSeconds * 1000);
+    if (!utc) {
+        return d.toLocaleString();
+    }
+    return d.toISOString().slice(0, 19).replace("T", " ") + " UTC";
 }
 
-// "YYYY-MM-DDTHH:MM:SS" in the browser's time zone, as a datetime-local input wants it.
-export function toLocalInput(epochSeconds) {
+// "YYYY-MM-DDTHH:MM:SS" in the browser's time zone (or UTC), as a datetime-local input wants it.
+export function toLocalInput(epochSeconds, utc = false) {
     const d = new Date(epochSeconds * 1000);
+    if (utc) {
+        return d.toISOString().slice(0, 19);
+    }
     const two = (n) => String(n).padStart(2, "0");
     return d.getFullYear() + "-" + two(d.getMonth() + 1) + "-" + two(d.getDate()) + "T" +
         two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds());
 }
 
-export function fromLocalInput(text) {
-    const ms = new Date(text).getTime(); // a datetime-local value parses as local time
+export function fromLocalInput(text, utc = false) {
+    // A datetime-local value parses as local time; with a Z after it, as UTC.
+    const ms = /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(text) ? new Date(text + (utc ? "Z" : "")).getTime() : NaN;
     return Number.isNaN(ms) ? null : Math.round(ms / 1000);
 }
 

@@ -5,7 +5,7 @@
 import { createApi, createSeriesReader, isConnectionError, isAborted, storedToken } from "./api.js";
 import {
     parseState, stateToSearch, fieldsFor, toggleField, FIELDS, rangeParams, rangeBounds, isLive, zoomedOut,
-    addTerm, showsServerSeries, isServerKey, SERVER_PREFIX, RANGES, exportQuery,
+    addTerm, showsServerSeries, isServerKey, SERVER_PREFIX, RANGES, exportQuery, setUnit,
 } from "./state.js";
 import {
     formatSI, formatDuration, formatAgo, formatCount, formatStep, formatTime, toLocalInput, fromLocalInput,
@@ -18,6 +18,7 @@ import { createDayweek } from "./dayweek.js";
 import { createImporter } from "./importer.js";
 import { createTokenPrompt } from "./token.js";
 import { createDashboards } from "./dashboards.js";
+import { pollSeconds } from "./dashmodel.js";
 import { applyTheme, bindThemeSwitch, storedTheme } from "./theme.js";
 
 const LIST_LIMIT = 20000;
@@ -60,6 +61,7 @@ function start() {
     let serverCount = 0;
     let lastMetrics = null;
     let held = null;                   // {signature, batch}: the plot's last answer, merged with `since`
+    let lastEvents = [];               // the events of the plot's range, as last read
     let lastSeriesData = [];
     let failures = 0;
     let eventsRoute = true;            // false once the server answered that it has no /api/events
@@ -106,6 +108,11 @@ function start() {
                 toggleSeries(key);
             }
         },
+        onUnit: (key, unit) => {
+            state = setUnit(state, key, unit);
+            writeUrl(false);
+            redrawPlot();
+        },
     });
 
     const dayweek = createDayweek({
@@ -151,7 +158,7 @@ function start() {
         elements: {
             view: byId("dashboard-view"), name: byId("dash-name"), panelsNode: byId("dash-panels"),
             error: byId("dash-error"), status: byId("dash-status"), wall: byId("dash-wall"),
-            exportLink: byId("dash-export"), importInput: byId("dash-import"), remove: byId("dash-delete"),
+            exportLink: byId("dash-export"), refreshSelect: byId("dash-refresh"), importInput: byId("dash-import"), remove: byId("dash-delete"),
             menu: { button: byId("dash-menu-btn"), list: byId("dash-menu") },
             addForm: {
                 toggle: byId("add-panel-btn"), form: byId("add-panel-form"), target: byId("add-panel-target"),
@@ -236,8 +243,9 @@ function start() {
                     renderResolutionOptions(null);
                 }
             }
-            if (typeof health.max_points === "number") {
+            if (typeof health.max_points === "number" && health.max_points > 0 && health.max_points !== maxPoints) {
                 maxPoints = health.max_points;
+                renderResolutionOptions(null);
             }
             renderPorts(health.ports || health.listen || null);
             const own = Math.min(serverCount, health.series);
@@ -440,11 +448,16 @@ function start() {
         });
         byId("custom-range").classList.toggle("d-none", state.range !== "custom");
         if (state.range === "custom") {
-            byId("range-from").value = toLocalInput(state.customFrom);
-            byId("range-until").value = toLocalInput(state.customUntil);
+            byId("range-from").value = toLocalInput(state.customFrom, state.utc);
+            byId("range-until").value = toLocalInput(state.customUntil, state.utc);
         }
         renderResolutionOptions(null);
         byId("refresh-every").value = String(state.refresh);
+        byId("timezone").value = state.utc ? "utc" : "local";
+        byId("log-scale").checked = state.log;
+        document.querySelectorAll(".zone-name").forEach((node) => {
+            node.textContent = state.utc ? "UTC" : "local time";
+        });
     }
 
     // The options from the server's tiers; those that cannot answer the range disabled, with why.
@@ -611,15 +624,38 @@ function start() {
             renderResolutionOptions(batch.resolutions);
         }
         lastSeriesData = batch.series.map((s) => ({ ...s, resolution: batch.resolution, from: batch.from, until: batch.until }));
-        const series = plotSeries(batch, (type) => fieldsFor(state, type));
-        plot.draw(series, { from: batch.from, until: batch.until, step: batch.resolution },
-            batch.series.length ? "No points in this time range." : "Nothing could be loaded; see the error above.",
-            events);
+        lastEvents = events;
+        drawHeld();
         renderEventList(events);
         byId("plot-status").textContent = "resolution " + formatStep(batch.resolution) + " \u00b7 " +
             (isLive(state) ? "live, every " + state.refresh + " s" : "fixed range");
         renderFieldPicker();
         renderDayweekControls();
+    }
+
+    // The plot from the answer held, in the state's units, scale and zone (no read).
+    function drawHeld() {
+        if (!held) {
+            return;
+        }
+        const batch = held.batch;
+        const series = plotSeries(batch, (type) => fieldsFor(state, type), (key) => state.units[key] || null);
+        plot.draw(series, { from: batch.from, until: batch.until, step: batch.resolution },
+            batch.series.length ? "No points in this time range." : "Nothing could be loaded; see the error above.",
+            lastEvents, viewOptions());
+    }
+
+    function viewOptions() {
+        return { utc: state.utc, log: state.log, units: state.units };
+    }
+
+    function redrawPlot() {
+        if (state.dashboard) {
+            refreshDashboard().catch(quiet);
+        } else {
+            drawHeld();
+            renderEventList(lastEvents);
+        }
     }
 
     // -- events (deploys and such), drawn on the plot and listed under it
@@ -651,7 +687,7 @@ function start() {
             item.setAttribute("data-event-id", String(e.id));
             const when = document.createElement("span");
             when.className = "text-body-secondary me-2";
-            when.textContent = formatTime(e.when);
+            when.textContent = formatTime(e.when, state.utc);
             const what = document.createElement("span");
             what.className = "fw-semibold";
             what.textContent = e.what;
@@ -769,11 +805,18 @@ function start() {
                     byId("conn-status").classList.add("d-none");
                     document.body.classList.remove("reconnecting");
                 }
-                schedule(state.refresh * 1000);
+                schedule(pollEvery() * 1000);
             }
         } finally {
             ticking = false;
         }
+    }
+
+    // Seconds between polls: a dashboard's stored refresh unless the URL names one.
+    function pollEvery() {
+        return state.dashboard
+            ? pollSeconds(dashboards.current, state.refresh, new URLSearchParams(window.location.search).has("refresh"))
+            : state.refresh;
     }
 
     function showReconnecting(delay, reason) {
@@ -848,8 +891,8 @@ function start() {
     });
     byId("custom-range").addEventListener("submit", (event) => {
         event.preventDefault();
-        const from = fromLocalInput(byId("range-from").value);
-        const until = fromLocalInput(byId("range-until").value);
+        const from = fromLocalInput(byId("range-from").value, state.utc);
+        const until = fromLocalInput(byId("range-until").value, state.utc);
         if (from === null || until === null || from >= until) {
             showAlert(byId("plot-error"), "The custom range needs a start before its end.");
             return;
@@ -857,6 +900,17 @@ function start() {
         setState({ ...state, range: "custom", customFrom: from, customUntil: until }, true);
     });
     byId("zoom-out").addEventListener("click", zoomOut);
+    byId("timezone").addEventListener("change", (event) => {
+        state = { ...state, utc: event.target.value === "utc" };
+        writeUrl(false);
+        renderRangeControls();
+        redrawPlot();
+    });
+    byId("log-scale").addEventListener("change", (event) => {
+        state = { ...state, log: event.target.checked };
+        writeUrl(false);
+        redrawPlot();
+    });
     byId("resolution").addEventListener("change", (event) => {
         setState({ ...state, resolution: event.target.value }, false);
     });
@@ -942,6 +996,12 @@ function start() {
         },
         get panels() {
             return dashboards.drawn;
+        },
+        get pollSeconds() {
+            return pollEvery();
+        },
+        get maxPoints() {
+            return maxPoints;
         },
         refresh: () => tick(),
     });

@@ -1,8 +1,11 @@
 // The Flot plot: axes that re-fit on every change, one y-axis per unit (two at most), gaps where there
-// is no data, a crosshair with every series' value at that time, drag to zoom in, double-click to zoom out.
+// is no data, a crosshair with every series' value at that time (shared with the other plots of a
+// dashboard through onHover / crosshairAt), a log scale, times local or UTC, drag to zoom in, double-click
+// to zoom out.
 
 import { formatValue, formatTime, tickDigits } from "./format.js";
 import { countPoints, valueAt, legendStats } from "./series.js";
+import { UNITS } from "./state.js";
 import { gridColours } from "./theme.js";
 
 const $ = window.jQuery;
@@ -55,15 +58,25 @@ function eventMarkings(events) {
     return events.map((e) => ({ xaxis: { from: e.when, to: e.when }, color: EVENT_COLOUR, lineWidth: 2 }));
 }
 
+// The label of a unit choice in the legend's menus.
+function unitLabel(unit) {
+    return unit === "none" ? "no unit" : unit === "/s" ? "per second" : unit;
+}
+
 // createPlot({placeholder, legend, tooltip, crosshair, hint, markers, onZoom(from, until), onZoomOut(),
-//             onRemove(key) (none: no remove buttons), kind: "lines" | "area" (stacked) | "bars"})
+//             onRemove(key) (none: no remove buttons), onUnit(key, unit or null) (none: no unit menus),
+//             onHover(x or null): the pointer's time, for the other plots' crosshairs,
+//             kind: "lines" | "area" (stacked) | "bars"})
 export function createPlot({ placeholder, legend, tooltip, crosshair, hint, markers, onZoom, onZoomOut, onRemove = null,
-    kind = "lines" }) {
+    onUnit = null, onHover = null, kind = "lines" }) {
     let plot = null;
-    let layout = "";     // the axes' units: a new layout rebuilds the plot
+    let layout = "";     // the axes' units, log or linear, the zone: a new layout rebuilds the plot
     let step = 60;
     let shown = [];
     let events = [];
+    let display = { utc: false, log: false, units: {} };
+    let refocus = null;  // the key whose unit menu had the focus before a redraw
+    const crosshairValues = crosshair.appendChild(el("div", "crosshair-values"));
 
     const $placeholder = $(placeholder);
 
@@ -72,9 +85,10 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
         const two = units.filter((u) => u.axis === 2).map((u) => u.unit);
         const formatter = (list) => (value, axis) =>
             formatValue(value, list.length === 1 ? list[0] : "", tickDigits(value, axis.tickSize));
-        const axes = [{ position: "left", autoScale: "loose", tickFormatter: formatter(one) }];
+        const mode = display.log ? "log" : null;
+        const axes = [{ position: "left", autoScale: "loose", tickFormatter: formatter(one), mode }];
         if (two.length) {
-            axes.push({ position: "right", autoScale: "loose", tickFormatter: formatter(two), gridLines: false });
+            axes.push({ position: "right", autoScale: "loose", tickFormatter: formatter(two), gridLines: false, mode });
         }
         return axes;
     }
@@ -94,6 +108,34 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
         crosshair.classList.add("d-none");
     }
 
+    // The crosshair's line at time `x` (null: none); with `values`, every series' value there beside it.
+    function placeCrosshair(x, values) {
+        crosshairValues.textContent = "";
+        if (!plot || x === null) {
+            crosshair.classList.add("d-none");
+            return;
+        }
+        const xaxis = plot.getAxes().xaxis;
+        if (x < xaxis.min || x > xaxis.max) {
+            crosshair.classList.add("d-none");
+            return;
+        }
+        const offset = plot.getPlotOffset();
+        crosshair.style.left = offset.left + xaxis.p2c(x) + "px";
+        crosshair.style.top = offset.top + "px";
+        crosshair.style.height = plot.height() + "px";
+        if (values) {
+            for (const s of shown) {
+                const line = crosshairValues.appendChild(el("div", "tip-line"));
+                const swatch = el("span", "swatch");
+                swatch.style.backgroundColor = s.color;
+                line.append(swatch, el("span", "num", formatValue(valueAt(s.data, x, step), s.unit)));
+            }
+            crosshairValues.classList.toggle("flip", xaxis.p2c(x) > plot.width() / 2);
+        }
+        crosshair.classList.remove("d-none");
+    }
+
     function showHover(pos) {
         if (!plot || !shown.length) {
             return;
@@ -105,7 +147,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
         }
         const bucket = Math.floor(pos.x / step) * step;
         tooltip.textContent = "";
-        tooltip.appendChild(el("div", "fw-semibold", formatTime(bucket)));
+        tooltip.appendChild(el("div", "fw-semibold", formatTime(bucket, display.utc)));
         for (const s of shown) {
             const line = el("div", "tip-line");
             const swatch = el("span", "swatch");
@@ -126,15 +168,22 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
         }
         tooltip.style.left = Math.max(window.scrollX, left) + "px";
         tooltip.style.top = pos.pageY + 14 + "px";
-        const offset = plot.getPlotOffset();
-        crosshair.style.left = offset.left + xaxis.p2c(pos.x) + "px";
-        crosshair.style.top = offset.top + "px";
-        crosshair.style.height = plot.height() + "px";
-        crosshair.classList.remove("d-none");
+        placeCrosshair(pos.x, false);
     }
 
-    $placeholder.on("plothover", (event, pos) => showHover(pos));
-    $placeholder.on("mouseleave", hideHover);
+    $placeholder.on("plothover", (event, pos) => {
+        showHover(pos);
+        if (onHover && plot) {
+            const xaxis = plot.getAxes().xaxis;
+            onHover(pos.x >= xaxis.min && pos.x <= xaxis.max ? pos.x : null);
+        }
+    });
+    $placeholder.on("mouseleave", () => {
+        hideHover();
+        if (onHover) {
+            onHover(null);
+        }
+    });
     $placeholder.on("plotselected", (event, ranges) => {
         if (ranges && ranges.xaxis && plot) {
             plot.clearSelection(true);
@@ -144,6 +193,15 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
     placeholder.addEventListener("dblclick", (event) => {
         event.preventDefault();
         onZoomOut();
+    });
+    legend.addEventListener("change", (event) => {
+        const select = event.target.closest("select.legend-unit");
+        if (select && onUnit) {
+            // Redrawn at once in the new unit (a focused menu is not rebuilt), the focus given back after.
+            refocus = select.closest("li").getAttribute("data-key");
+            select.blur();
+            onUnit(refocus, select.value || null);
+        }
     });
     legend.addEventListener("click", (event) => {
         const button = event.target.closest(".legend-remove");
@@ -165,7 +223,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
                 continue;
             }
             const marker = el("span", "event-marker");
-            const text = e.what + " \u00b7 " + formatTime(e.when) + (e.tags && e.tags.length ? " \u00b7 " + e.tags.join(", ") : "") +
+            const text = e.what + " \u00b7 " + formatTime(e.when, display.utc) + (e.tags && e.tags.length ? " \u00b7 " + e.tags.join(", ") : "") +
                 (e.data ? "\n" + e.data : "");
             marker.title = text;
             marker.setAttribute("role", "img");
@@ -177,7 +235,11 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
         }
     }
 
-    function renderLegend(series) {
+    // Each series' name, then min, max, mean and last of the visible range [from, until].
+    function renderLegend(series, from, until) {
+        if (legend.contains(document.activeElement) && document.activeElement.tagName === "SELECT") {
+            return;  // a unit menu in use: rebuilding it would close it
+        }
         legend.textContent = "";
         const keys = new Set();
         for (const s of series) {
@@ -187,7 +249,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
             const swatch = el("span", "swatch");
             swatch.style.backgroundColor = s.color;
             item.append(swatch, el("span", "legend-label", s.key + " \u00b7 " + s.field));
-            const stats = legendStats(s.data);
+            const stats = legendStats(s.data, from, until);
             if (stats) {
                 const figures = ["min", "max", "mean", "last"].map((name) => name + " " + formatValue(stats[name], s.unit));
                 item.appendChild(el("span", "legend-stats text-body-secondary", figures.join(" \u00b7 ")));
@@ -195,25 +257,46 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
             if (s.yaxis === 2) {
                 item.appendChild(el("span", "legend-axis text-body-secondary", "(right axis)"));
             }
+            if (onUnit && !keys.has(s.key)) {
+                const select = el("select", "form-select form-select-sm legend-unit");
+                select.setAttribute("aria-label", "Unit of " + s.key);
+                select.title = "Unit of " + s.key;
+                select.appendChild(el("option", "", "unit: " + (s.guessed ? unitLabel(s.guessed) : "auto"))).value = "";
+                for (const unit of UNITS) {
+                    select.appendChild(el("option", "", unitLabel(unit))).value = unit;
+                }
+                select.value = display.units[s.key] || "";
+                item.appendChild(select);
+            }
             if (onRemove && !keys.has(s.key)) {
-                keys.add(s.key);
                 const remove = el("button", "btn-close legend-remove");
                 remove.type = "button";
                 remove.setAttribute("aria-label", "Stop plotting " + s.key);
                 remove.title = "Stop plotting " + s.key;
                 item.appendChild(remove);
             }
+            keys.add(s.key);
             legend.appendChild(item);
+        }
+        if (refocus !== null) {
+            const again = Array.from(legend.querySelectorAll("select.legend-unit"))
+                .find((select) => select.closest("li").getAttribute("data-key") === refocus);
+            refocus = null;
+            if (again) {
+                again.focus();
+            }
         }
     }
 
     return {
-        // series: from series.plotSeries; range: {from, until, step}.
-        draw(series, range, emptyText, newEvents = []) {
+        // series: from series.plotSeries; range: {from, until, step};
+        // view: {utc, log, units: key -> the unit the user set} (the page's state holds all three).
+        draw(series, range, emptyText, newEvents = [], view = {}) {
             step = range.step || step;
             shown = series;
             events = newEvents;
-            renderLegend(series);
+            display = { utc: Boolean(view.utc), log: Boolean(view.log), units: view.units || {} };
+            renderLegend(series, range.from, range.until);
             if (!series.length) {
                 destroy();
                 markers.textContent = "";
@@ -234,7 +317,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
                     units.push({ unit: s.unit, axis: s.yaxis });
                 }
             }
-            const newLayout = JSON.stringify(units);
+            const newLayout = JSON.stringify([units, display.log, display.utc]);
             if (plot && newLayout === layout) {
                 // In place, so a live refresh does not break off a drag or a hover under way; setupGrid(true)
                 // re-fits every axis to the new data (Flot keeps the old scale without it).
@@ -249,7 +332,8 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
                 destroy();
                 layout = newLayout;
                 plot = $.plot($placeholder, flotSeries, {
-                    xaxis: { mode: "time", timeBase: "seconds", timezone: "browser", min: range.from, max: range.until },
+                    xaxis: { mode: "time", timeBase: "seconds", timezone: display.utc ? "utc" : "browser",
+                             min: range.from, max: range.until },
                     yaxes: axisOptions(units),
                     series: { lines: { show: true, lineWidth: 1.5 }, shadowSize: 0 },
                     grid: { hoverable: true, autoHighlight: false, borderWidth: 1, ...gridColours(),
@@ -266,6 +350,10 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
         },
         get flot() {
             return plot;
+        },
+        // Another plot's pointer at time x (null: it left): the line here too, with the values here.
+        crosshairAt(x) {
+            placeCrosshair(x, true);
         },
         // The theme changed: the next draw builds the plot anew in its colours.
         retheme() {

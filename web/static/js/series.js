@@ -74,6 +74,14 @@ export function unitFor(type, field, name) {
     return unitFromName(name || "");
 }
 
+// The unit drawn: the one the user set (UNITS: "none" is plain) over the guess; counts stay plain.
+export function chosenUnit(type, field, name, setUnit) {
+    if (setUnit && field !== "count" && field !== "updates") {
+        return setUnit === "none" ? "" : setUnit;
+    }
+    return unitFor(type, field, name);
+}
+
 // Axis 1 takes the first series' unit, axis 2 every other unit: {unit: axis number}.
 export function assignAxes(units) {
     const axes = {};
@@ -87,8 +95,9 @@ export function assignAxes(units) {
     return axes;
 }
 
-// The plot's series from a batch answer: one per (series, field), closed buckets only, nulls kept as gaps.
-export function plotSeries(batch, fieldsOf) {
+// The plot's series from a batch answer: one per (series, field), closed buckets only, nulls kept as gaps;
+// unitOf(key): the unit the user set for a series, or null for the guessed one.
+export function plotSeries(batch, fieldsOf, unitOf = () => null) {
     const out = [];
     for (const body of batch.series) {
         const wanted = fieldsOf(body.type) || [];
@@ -100,7 +109,8 @@ export function plotSeries(batch, fieldsOf) {
                 name: body.name,
                 type: body.type,
                 field,
-                unit: unitFor(body.type, field, body.name),
+                unit: chosenUnit(body.type, field, body.name, unitOf(body.key)),
+                guessed: unitFor(body.type, field, body.name),
                 data: closedPoints(body.fields[field], batch.partial_from),
             });
         }
@@ -200,15 +210,16 @@ export function backoffDelay(failures, base, cap) {
     return Math.min(cap, base * 2 ** Math.max(0, failures - 1));
 }
 
-// min, max, mean and last of the points drawn (gaps left out); null when there are none.
-export function legendStats(points) {
+// min, max, mean and last of the points drawn between `from` and `until` (the visible range; gaps left
+// out); null when there are none.
+export function legendStats(points, from = -Infinity, until = Infinity) {
     let min = Infinity;
     let max = -Infinity;
     let sum = 0;
     let n = 0;
     let last = null;
-    for (const [, value] of points) {
-        if (value === null) {
+    for (const [t, value] of points) {
+        if (value === null || t < from || t > until) {
             continue;
         }
         min = Math.min(min, value);

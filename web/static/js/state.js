@@ -8,6 +8,8 @@ export const DEFAULT_REFRESH = 5;
 export const SORTS = Object.freeze(["name", "value", "seen"]);
 export const VIEWS = Object.freeze(["list", "tree"]);
 export const SERVER_PREFIX = "simplestats.";
+// The units a series can be set to ("none": plain numbers, whatever its name suggests).
+export const UNITS = Object.freeze(["none", "ms", "s", "bytes", "%", "/s"]);
 
 const TIMER_FIELDS = Object.freeze(["count", "sum", "min", "max", "mean", "std", "median", "p90", "p95", "p99", "last"]);
 // The fields /api/series offers per type.
@@ -47,6 +49,9 @@ export function defaultState() {
         refresh: DEFAULT_REFRESH,
         dashboard: null,       // the id of the saved dashboard on screen, or null for the explorer
         wall: false,           // wall-screen mode: the dashboard alone, no controls
+        units: {},             // series key -> one of UNITS, set by the user over the guessed one
+        log: false,            // a logarithmic y-axis
+        utc: false,            // times in UTC rather than the browser's zone
     };
 }
 
@@ -76,6 +81,17 @@ export function toggleField(state, type, field) {
         fields[type] = next;
     }
     return { ...state, fields };
+}
+
+// The state with `key`'s unit set to `unit` (one of UNITS), or back to the guessed one (null, or not a unit).
+export function setUnit(state, key, unit) {
+    const units = { ...state.units };
+    if (UNITS.indexOf(unit) === -1) {
+        delete units[key];
+    } else {
+        units[key] = unit;
+    }
+    return { ...state, units };
 }
 
 function sameList(a, b) {
@@ -131,6 +147,17 @@ export function parseState(search) {
         state.dashboard = dashboard;
         state.wall = query.get("wall") === "1";
     }
+    // unit=ms:web.latency;host=web1 (the unit first: units hold no colon, keys may).
+    for (const value of query.getAll("unit")) {
+        const at = value.indexOf(":");
+        const unit = value.slice(0, at);
+        const key = value.slice(at + 1);
+        if (at > 0 && key && UNITS.indexOf(unit) !== -1) {
+            state.units[key] = unit;
+        }
+    }
+    state.log = query.get("log") === "1";
+    state.utc = query.get("tz") === "utc";
     const refresh = Number(query.get("refresh"));
     if (REFRESH_CHOICES.indexOf(refresh) !== -1) {
         state.refresh = refresh;
@@ -195,6 +222,15 @@ export function stateToSearch(state) {
     }
     if (state.refresh !== DEFAULT_REFRESH) {
         query.set("refresh", String(state.refresh));
+    }
+    for (const key of Object.keys(state.units || {}).sort()) {
+        query.append("unit", state.units[key] + ":" + key);
+    }
+    if (state.log) {
+        query.set("log", "1");
+    }
+    if (state.utc) {
+        query.set("tz", "utc");
     }
     if (state.dashboard) {
         query.set("dashboard", state.dashboard);
