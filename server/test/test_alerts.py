@@ -1,0 +1,491 @@
+"""
+Alerts: the rule check, each condition with for, hysteresis and repeat,
+silences, series joining a rule, and a restart that does not notify again;
+all on a task.Clock.
+"""
+
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase
+
+from server.alerts.engine import FIRING, OK, PENDING, RESOLVED, AlertEngine
+from server.alerts.rules import RuleError, check_rule, required_literal
+from server.core.model import COUNTER, GAUGE, TIMER, Sample
+from server.core.store import Store
+from server.test.support import T0, make_core
+
+HOOK = [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}]
+
+
+class Recorder:
+    """
+    A delivery that records what it is given; C{fail} of them fail first.
+    """
+
+    def __init__(self, fail=0):
+        self.sent = []
+        self.fail = fail
+        self.attempts = 0
+
+    def __call__(self, channel, note):
+        self.attempts += 1
+        if self.fail:
+            self.fail -= 1
+            return defer.fail(RuntimeError("endpoint answered 500"))
+        self.sent.append((channel["type"], note["state"], note["series"], note))
+        return defer.succeed(None)
+
+
+class Harness:
+    """
+    A core, its store and an engine on one clock.
+    """
+
+    def __init__(self, testcase, recorder=None, core=None):
+        self.core = core or make_core(testcase)
+        self.clock = self.core.clock
+        self.store = self.core.store
+        self.recorder = recorder or Recorder()
+        self.engine = AlertEngine(self.core, self.clock, self.recorder,
+                                  base_url="http://dash:8080", new_id=self._ids())
+        self.core.extend("alerts", self.engine)
+        self.engine.start()
+
+    @staticmethod
+    def _ids():
+        n = iter(range(1, 10 ** 6))
+        return lambda: "r%d" % next(n)
+
+    def rule(self, **body):
+        spec = check_rule(dict({"name": "r", "notify": HOOK}, **body), self.store.tiers)
+        spec["id"] = self.engine.fresh_id(self.engine.rules)
+        self.engine.put_rule(spec)
+        return spec["id"]
+
+    def send(self, name, value, mtype=GAUGE, tags=()):
+        errors = self.core.submit([Sample(name, tags, mtype, value)], "tcp")
+        assert not errors, errors
+
+    def step(self, seconds=5.0):
+        """Advance the clock and close what is due (as the rollup timer does)."""
+        self.clock.advance(seconds)
+        self.store.tick(self.clock.seconds())
+        # Deliveries start in the next reactor turn.
+        self.clock.advance(0)
+
+    def feed(self, name, values, **kw):
+        """One value per 5 s bucket, each bucket then closed."""
+        for value in values:
+            self.send(name, value, **kw)
+            self.step()
+        # The late grace: the last bucket closes 5 s after its end.
+        self.step()
+
+    def state(self, rule_id, key):
+        return self.engine.instances[(rule_id, key)].state
+
+    def sent(self):
+        return [(state, series) for _, state, series, _ in self.recorder.sent]
+
+
+class CheckRuleTests(SynchronousTestCase):
+
+    def tiers(self):
+        return Store(make_core(self).settings.tiers).tiers
+
+    def test_good_rule_gets_defaults(self):
+        """A minimal above rule gets field last, the finest resolution, for 0 and no repeat."""
+        rule = check_rule({"name": "hot", "filter": "room.temp", "above": 50, "notify": HOOK},
+                          self.tiers())
+        self.assertEqual((rule["field"], rule["resolution"], rule["for"], rule["repeat"],
+                          rule["condition"]), ("last", 5, 0.0, 0.0, "above"))
+        self.assertEqual(rule["notify"][0]["url"], "http://127.0.0.1:9/hook")
+
+    def test_bad_rules_name_the_member(self):
+        """Each wrong member is a RuleError naming it."""
+        base = {"name": "x", "filter": "a", "above": 1}
+        for body, parameter in (
+                ([], "body"), ({"filter": "a", "above": 1}, "name"),
+                (dict(base, name=""), "name"),
+                ({"name": "x", "above": 1}, "filter"),
+                (dict(base, filter="/(a/"), "filter"),
+                (dict(base, field="p42"), "field"),
+                (dict(base, resolution="7s"), "resolution"),
+                (dict(base, above="hot"), "above"),
+                (dict(base, below=3), "condition"),
+                ({"name": "x", "filter": "a"}, "condition"),
+                (dict(base, recover=5), "recover"),
+                (dict(base, **{"for": "soon"}), "for"),
+                (dict(base, notify={}), "notify"),
+                (dict(base, notify=[{"type": "pigeon"}]), "notify[0].type"),
+                (dict(base, notify=[{"type": "webhook", "url": "ftp://x"}]), "notify[0].url"),
+                (dict(base, notify=[{"type": "email"}]), "notify[0].to"),
+                (dict(base, notify=[{"type": "email", "to": "a@b", "port": 0}]),
+                 "notify[0].port"),
+                (dict(base, notify=[{"type": "email", "to": "a@b", "username": "u"}]),
+                 "notify[0].password"),
+                (dict(base, notify=[{"type": "apprise", "url": "nothing"}]), "notify[0].url"),
+                ({"name": "x", "filter": "a", "stopped": {}}, "stopped.after"),
+                ({"name": "x", "filter": "a", "anomaly": {"method": "x"}}, "anomaly.method"),
+                ({"name": "x", "filter": "a", "anomaly": {"method": "dayweek"}}, "resolution"),
+                ({"name": "x y", "probe": {"tcp": "h:1"}}, "probe.name"),
+                ({"name": "x", "probe": {"tcp": "h"}}, "probe.tcp"),
+                ({"name": "x", "probe": {}}, "probe"),
+                ({"name": "x", "probe": {"http": "http://h/", "failures": 0}}, "probe.failures")):
+            with self.assertRaises(RuleError, msg=repr(body)) as caught:
+                check_rule(body, self.tiers())
+            self.assertEqual(caught.exception.parameter, parameter, body)
+
+    def test_required_literal(self):
+        """The index's literal is the longest plain piece; none for regexes, tags, negations."""
+        self.assertEqual(required_literal("web*.CPU.user host:a"), ".cpu.user")
+        self.assertEqual(required_literal("/^web/ -db host:x"), "")
+        self.assertEqual(required_literal("--api"), "api")
+
+
+class ThresholdTests(SynchronousTestCase):
+
+    def test_above_fires_and_resolves_with_notifications(self):
+        """above 50 with for 0: firing on the first bucket over, resolved (with how long) below."""
+        h = Harness(self)
+        rid = h.rule(filter="room.temp", above=50)
+        h.feed("room.temp", [40, 60])
+        self.assertEqual(h.state(rid, "room.temp"), FIRING)
+        h.feed("room.temp", [45])
+        self.assertEqual(h.state(rid, "room.temp"), RESOLVED)
+        self.assertEqual(h.sent(), [("firing", "room.temp"), ("resolved", "room.temp")])
+        resolved = h.recorder.sent[1][3]
+        self.assertEqual(resolved["value"], 45.0)
+        self.assertEqual(resolved["threshold"], 50.0)
+        self.assertGreater(resolved["fired_for"], 0)
+        self.assertIn("series=room.temp", resolved["url"])
+        self.assertTrue(resolved["url"].startswith("http://dash:8080/?"))
+
+    def test_below(self):
+        """below fires under the threshold and not at it."""
+        h = Harness(self)
+        rid = h.rule(filter="disk.free", below=10)
+        h.feed("disk.free", [10])
+        self.assertEqual(h.state(rid, "disk.free"), OK)
+        h.feed("disk.free", [9.5])
+        self.assertEqual(h.state(rid, "disk.free"), FIRING)
+
+    def test_for_needs_the_condition_to_hold(self):
+        """With for 10 the instance is pending, back to ok on a good bucket, firing after 10 s."""
+        h = Harness(self)
+        rid = h.rule(filter="cpu", above=90, **{"for": 10})
+        h.feed("cpu", [95])
+        self.assertEqual(h.state(rid, "cpu"), PENDING)
+        h.feed("cpu", [50])
+        self.assertEqual(h.state(rid, "cpu"), OK)
+        h.feed("cpu", [95, 96])
+        self.assertEqual(h.state(rid, "cpu"), PENDING)
+        h.feed("cpu", [97])
+        self.assertEqual(h.state(rid, "cpu"), FIRING)
+        self.assertEqual(h.sent(), [("firing", "cpu")])
+
+    def test_hysteresis(self):
+        """Fires above 90, stays firing at 85, resolves only below recover 80."""
+        h = Harness(self)
+        rid = h.rule(filter="cpu", above=90, recover=80)
+        h.feed("cpu", [95, 85, 81])
+        self.assertEqual(h.state(rid, "cpu"), FIRING)
+        h.feed("cpu", [79])
+        self.assertEqual(h.state(rid, "cpu"), RESOLVED)
+        self.assertEqual(h.sent(), [("firing", "cpu"), ("resolved", "cpu")])
+
+    def test_no_second_notification_while_firing(self):
+        """Without repeat, a rule firing for many buckets notifies once."""
+        h = Harness(self)
+        h.rule(filter="cpu", above=90)
+        h.feed("cpu", [95] * 10)
+        self.assertEqual(h.sent(), [("firing", "cpu")])
+
+    def test_repeat(self):
+        """repeat 20: notified again every 20 s while firing, and not more often."""
+        h = Harness(self)
+        h.rule(filter="cpu", above=90, repeat=20)
+        h.feed("cpu", [95] * 9)
+        notes = [n for _, _, _, n in h.recorder.sent]
+        self.assertEqual([n["repeat"] for n in notes], [False, True, True])
+        self.assertEqual(len({n["id"] for n in notes}), 3)
+
+    def test_fields_of_timers_and_counters(self):
+        """p99 of a timer and rate of a counter are what the rule reads."""
+        h = Harness(self)
+        slow = h.rule(filter="api.latency", field="p99", above=100)
+        busy = h.rule(filter="api.hits", field="rate", above=1)
+        for v in [10] * 97 + [500] * 3:
+            h.send("api.latency", v, mtype=TIMER)
+        for _ in range(4):
+            h.send("api.hits", 1, mtype=COUNTER)
+        h.step()
+        h.step()
+        self.assertEqual(h.state(slow, "api.latency"), FIRING)
+        self.assertEqual(h.state(busy, "api.hits"), OK)  # 4 in 5 s: 0.8/s
+        self.assertNotIn((slow, "api.hits"), h.engine.instances)
+
+    def test_one_instance_per_series_and_later_series_join(self):
+        """A rule matches each series apart, tags in the filter, and a series created later."""
+        h = Harness(self)
+        rid = h.rule(filter="temp host:web*", above=50)
+        h.send("temp", 60, tags=(("host", "web1"),))
+        h.send("temp", 10, tags=(("host", "web2"),))
+        h.send("temp", 99, tags=(("host", "db1"),))
+        h.step()
+        h.step()
+        self.assertEqual(h.state(rid, "temp;host=web1"), FIRING)
+        self.assertEqual(h.state(rid, "temp;host=web2"), OK)
+        self.assertNotIn((rid, "temp;host=db1"), h.engine.instances)
+        h.feed("temp", [70], tags=(("host", "web3"),))
+        self.assertEqual(h.state(rid, "temp;host=web3"), FIRING)
+
+    def test_rule_added_later_reads_existing_series(self):
+        """A rule saved after a series exists evaluates it on its next bucket."""
+        h = Harness(self)
+        h.feed("cpu", [95])
+        rid = h.rule(filter="cpu", above=90)
+        h.feed("cpu", [96])
+        self.assertEqual(h.state(rid, "cpu"), FIRING)
+
+
+class StoppedTests(SynchronousTestCase):
+
+    def test_stopped_fires_after_silence_and_resolves_on_report(self):
+        """stopped after 15: fires once the series is silent 15 s, resolves when it reports."""
+        h = Harness(self)
+        rid = h.rule(filter="job.*", stopped={"after": 15})
+        h.feed("job.backup", [1])
+        for _ in range(5):
+            h.clock.advance(1)
+            h.engine.check_stopped()
+        self.assertEqual(h.state(rid, "job.backup"), OK)
+        for _ in range(10):
+            h.clock.advance(1)
+            h.engine.check_stopped()
+        self.assertEqual(h.state(rid, "job.backup"), FIRING)
+        h.send("job.backup", 1)
+        h.engine.check_stopped()
+        self.assertEqual(h.state(rid, "job.backup"), RESOLVED)
+        h.clock.advance(0)
+        self.assertEqual(h.sent(), [("firing", "job.backup"), ("resolved", "job.backup")])
+
+    def test_stopped_forgets_deleted_series(self):
+        """A deleted series does not fire as stopped."""
+        h = Harness(self)
+        rid = h.rule(filter="job.*", stopped={"after": 15})
+        h.feed("job.x", [1])
+        h.core.delete(["job.x"])
+        h.clock.advance(60)
+        h.engine.check_stopped()
+        self.assertNotIn((rid, "job.x"), h.engine.instances)
+        self.assertEqual(h.sent(), [])
+
+
+class AnomalyTests(SynchronousTestCase):
+
+    def test_ewma_band(self):
+        """After its warm-up, a value far outside mean +- k sd fires; back inside resolves."""
+        h = Harness(self)
+        rid = h.rule(filter="lat", anomaly={"k": 3, "alpha": 0.2, "warmup": 5})
+        h.feed("lat", [100, 102, 98, 101, 99, 100, 101])
+        self.assertEqual(h.state(rid, "lat"), OK)
+        h.feed("lat", [200])
+        self.assertEqual(h.state(rid, "lat"), FIRING)
+        low, high = h.engine.instances[(rid, "lat")].threshold
+        self.assertLess(low, 100)
+        self.assertLess(high, 200)
+        h.feed("lat", [100, 100, 100, 100])
+        self.assertEqual(h.state(rid, "lat"), RESOLVED)
+
+    def test_day_week_band(self):
+        """dayweek: today's value against the same minute of the previous days."""
+        h = Harness(self)
+        rid = h.rule(filter="req", resolution="1m", anomaly={"method": "dayweek", "k": 2})
+        # Seven past days at this time of day: 100 +- 5.
+        for day, v in zip(range(7, 0, -1), (95, 105, 100, 98, 102, 97, 103)):
+            ts = T0 + 3600 - day * 86400
+            self.assertEqual(h.core.submit([Sample("req", (), GAUGE, v, ts)], "tcp"), [])
+        h.clock.advance(3600)
+        h.store.tick(h.clock.seconds())
+        h.send("req", 100)
+        h.clock.advance(125)
+        h.store.tick(h.clock.seconds())
+        self.assertEqual(h.state(rid, "req"), OK)
+        # The next day at the same time of day, far above the band.
+        h.clock.advance(86400 - 125)
+        h.store.tick(h.clock.seconds())
+        h.send("req", 300)
+        h.clock.advance(125)
+        h.store.tick(h.clock.seconds())
+        self.assertEqual(h.state(rid, "req"), FIRING)
+
+
+class ProbeTests(SynchronousTestCase):
+
+    def test_fires_after_failures_in_a_row_and_resolves(self):
+        """A probe fires after `failures` failures in a row (a success between resets it)."""
+        h = Harness(self)
+        rid = h.rule(name="web", probe={"tcp": "127.0.0.1:1", "failures": 3})
+        key = "probe.web.up"
+        for up in (False, False, True, False, False):
+            h.engine.probe_result(rid, up, None)
+        self.assertEqual(h.state(rid, key), OK)
+        h.engine.probe_result(rid, False, None)
+        self.assertEqual(h.state(rid, key), FIRING)
+        h.engine.probe_result(rid, True, 3.0)
+        self.assertEqual(h.state(rid, key), RESOLVED)
+        h.clock.advance(0)
+        self.assertEqual(h.sent(), [("firing", key), ("resolved", key)])
+
+
+class SilenceTests(SynchronousTestCase):
+
+    def silence(self, h, rule_id, until, series=None):
+        h.engine.put_silence({"id": h.engine.fresh_id(h.engine.silences), "rule_id": rule_id,
+                              "series": series, "until": until, "comment": ""})
+
+    def test_silenced_rule_changes_state_but_sends_nothing(self):
+        """A silence mutes notifications until its time; the state still moves and shows muted."""
+        h = Harness(self)
+        rid = h.rule(filter="cpu", above=90, repeat=10)
+        until = h.clock.seconds() + 30
+        self.silence(h, rid, until)
+        h.feed("cpu", [95])
+        self.assertEqual(h.state(rid, "cpu"), FIRING)
+        self.assertEqual(h.sent(), [])
+        self.assertTrue(h.engine.alerts()[0]["muted"])
+        h.feed("cpu", [95] * 6)
+        # Past the silence: the repeats go out, none before its end.
+        self.assertTrue(h.sent())
+        self.assertTrue(all(n["time"] >= until for _, _, _, n in h.recorder.sent))
+        self.assertFalse(h.engine.alerts()[0]["muted"])
+
+    def test_silence_of_one_instance(self):
+        """A silence of one series leaves the rule's other series notifying."""
+        h = Harness(self)
+        rid = h.rule(filter="temp", above=50)
+        self.silence(h, rid, h.clock.seconds() + 300, series="temp;host=a")
+        h.send("temp", 60, tags=(("host", "a"),))
+        h.send("temp", 60, tags=(("host", "b"),))
+        h.step()
+        h.step()
+        self.assertEqual(h.sent(), [("firing", "temp;host=b")])
+
+
+class DeliveryTests(SynchronousTestCase):
+
+    def test_retried_with_backoff_and_counted(self):
+        """A failed delivery is retried after 1, 2, 4 s; failures show on the rule and counters."""
+        h = Harness(self, Recorder(fail=2))
+        rid = h.rule(filter="cpu", above=90)
+        h.send("cpu", 95)
+        h.clock.advance(5)
+        h.store.tick(h.clock.seconds())
+        h.clock.advance(5)
+        h.store.tick(h.clock.seconds())
+        h.clock.advance(0)
+        self.assertEqual((h.recorder.attempts, h.sent()), (1, []))
+        h.clock.advance(1)
+        self.assertEqual(h.recorder.attempts, 2)
+        h.clock.advance(2)
+        self.assertEqual(h.sent(), [("firing", "cpu")])
+        status = h.engine.rule_status(rid)
+        self.assertEqual(status["failures"], 2)
+        self.assertIn("500", status["last_error"])
+        self.assertEqual(status["deliveries"], 1)
+        self.assertEqual(h.core.counters["simplestats.alerts.retries"], 2)
+        self.assertEqual(h.engine.outbox, {})
+
+    def test_delivery_that_raises_is_a_failure(self):
+        """A channel raising (not failing its Deferred) is retried like a failure."""
+        calls = []
+
+        def broken(channel, note):
+            calls.append(note)
+            raise ValueError("bad config")
+
+        h = Harness(self, broken)
+        h.rule(filter="cpu", above=90)
+        h.feed("cpu", [95])
+        for _ in range(200):
+            h.clock.advance(1)
+        self.assertEqual(len(calls), 6)
+        self.assertEqual(h.core.counters["simplestats.alerts.failed"], 1)
+
+
+class RestartTests(SynchronousTestCase):
+
+    def restart(self, h):
+        """A fresh core and engine from h's snapshot state plus its journal."""
+        from server.durability.journal import read_journal
+        import os
+        header = h.core.durable_state()
+        h.core.durable()
+        records, torn = read_journal(os.path.join(h.core.settings.data_dir, "journal.000001.log"))
+        fresh = Harness.__new__(Harness)
+        fresh.core = make_core(self)
+        fresh.core.clock = h.clock
+        fresh.clock, fresh.store = h.clock, fresh.core.store
+        fresh.recorder = Recorder()
+        fresh.engine = AlertEngine(fresh.core, fresh.clock, fresh.recorder)
+        fresh.core.extend("alerts", fresh.engine)
+        return fresh, header, records
+
+    def entries(self, records):
+        import json
+        out = []
+        for kind, now, data in records:
+            if kind == "json":
+                out.extend(json.loads(data) if isinstance(data, (bytes, str)) else data)
+        return out
+
+    def test_restart_from_journal_does_not_notify_again(self):
+        """Replaying the journal restores rule, firing state and sent marks: nothing resent."""
+        h = Harness(self)
+        rid = h.rule(filter="cpu", above=90)
+        h.feed("cpu", [95])
+        self.assertEqual(h.sent(), [("firing", "cpu")])
+        fresh, _, records = self.restart(h)
+        from server.durability.recovery import replay
+        replay(fresh.core, records)
+        fresh.engine.start()
+        fresh.clock.advance(1)
+        self.assertEqual(fresh.engine.instances[(rid, "cpu")].state, FIRING)
+        self.assertEqual(fresh.recorder.sent, [])
+        fresh.feed("cpu", [96, 97])
+        self.assertEqual(fresh.recorder.sent, [])
+        fresh.feed("cpu", [10])
+        self.assertEqual([(s, k) for _, s, k, _ in fresh.recorder.sent], [("resolved", "cpu")])
+
+    def test_restart_from_snapshot_state(self):
+        """The snapshot header's state alone restores rules, instances, silences and history."""
+        h = Harness(self)
+        rid = h.rule(filter="cpu", above=90)
+        h.feed("cpu", [95])
+        h.engine.put_silence({"id": "s1", "rule_id": rid, "series": None,
+                              "until": h.clock.seconds() + 99, "comment": "deploy"})
+        fresh, header, _ = self.restart(h)
+        fresh.core.load_state(header)
+        fresh.engine.start()
+        fresh.clock.advance(1)
+        self.assertEqual(fresh.engine.instances[(rid, "cpu")].state, FIRING)
+        self.assertEqual(list(fresh.engine.silences), ["s1"])
+        self.assertEqual([r["state"] for r in fresh.engine.history], ["firing"])
+        self.assertEqual(fresh.recorder.sent, [])
+
+    def test_undelivered_notification_is_sent_after_restart(self):
+        """A notification the restart interrupted (no sent mark) is delivered once after it."""
+        h = Harness(self, Recorder(fail=10))
+        h.rule(filter="cpu", above=90)
+        h.feed("cpu", [95])
+        fresh, header, _ = self.restart(h)
+        fresh.core.load_state(header)
+        fresh.engine.start()
+        fresh.clock.advance(0)
+        self.assertEqual([(s, k) for _, s, k, _ in fresh.recorder.sent], [("firing", "cpu")])
+
+    def test_old_snapshot_without_alerts_loads(self):
+        """A snapshot header written before alerts holds none and loads."""
+        h = Harness(self)
+        h.core.load_state({"events": [], "dashboards": []})
+        self.assertEqual((h.engine.rules, h.engine.instances), ({}, {}))
