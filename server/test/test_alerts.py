@@ -489,3 +489,149 @@ class RestartTests(SynchronousTestCase):
         h = Harness(self)
         h.core.load_state({"events": [], "dashboards": []})
         self.assertEqual((h.engine.rules, h.engine.instances), ({}, {}))
+
+
+class AlertsAPITests(SynchronousTestCase):
+
+    def setUp(self):
+        from treq.testing import StubTreq
+        from server.web.alerts import AlertsAPI
+        self.h = Harness(self)
+        self.api = AlertsAPI(self.h.core, self.h.engine, self.h.core.settings, self.h.clock)
+        self.stub = StubTreq(self.api.app.resource())
+
+    def call(self, method, path, body=None, status=200, headers=None):
+        import json
+        kwargs = {"headers": headers or {}}
+        if body is not None:
+            kwargs["data"] = json.dumps(body).encode()
+        d = self.stub.request(method, "http://127.0.0.1:8080" + path, **kwargs)
+        for _ in range(20):
+            self.stub.flush()
+            self.h.clock.advance(0)
+        response = self.successResultOf(d)
+        content = self.successResultOf(self.stub.content(response))
+        self.assertEqual(response.code, status, content)
+        return json.loads(content)
+
+    def test_rule_crud(self):
+        """POST gives 201 with an id; GET lists it; PUT changes it; DELETE removes it."""
+        made = self.call("POST", "/api/alerts/rules", {
+            "name": "hot", "filter": "room.temp", "field": "last", "above": 50, "for": 0,
+            "notify": [{"type": "webhook", "url": "http://127.0.0.1:9999/hook"}]}, 201)
+        rid = made["id"]
+        self.assertEqual((made["name"], made["above"], made["source"]), ("hot", 50.0, "api"))
+        listed = self.call("GET", "/api/alerts/rules")
+        self.assertEqual([r["id"] for r in listed["rules"]], [rid])
+        changed = self.call("PUT", "/api/alerts/rules/" + rid,
+                            {"name": "hot", "filter": "room.temp", "above": 60})
+        self.assertEqual((changed["id"], changed["above"]), (rid, 60.0))
+        self.assertEqual(self.call("DELETE", "/api/alerts/rules/" + rid), {"deleted": rid})
+        self.call("GET", "/api/alerts/rules/" + rid, status=404)
+        self.assertEqual(self.call("GET", "/api/alerts/rules")["rules"], [])
+
+    def test_bad_rule_is_400_naming_the_field(self):
+        """A bad rule is a 400 whose parameter names the member, and is counted."""
+        body = self.call("POST", "/api/alerts/rules",
+                         {"name": "x", "filter": "a", "above": "hot"}, 400)
+        self.assertEqual(body["parameter"], "above")
+        self.assertIn("above", body["error"])
+        body = self.call("POST", "/api/alerts/rules", {"name": "x", "filter": "a",
+                                                       "above": 1, "field": "nope"}, 400)
+        self.assertEqual(body["parameter"], "field")
+        self.assertEqual(self.h.core.counters["simplestats.alerts.bad_rules"], 2)
+
+    def test_alerts_silences_and_history(self):
+        """GET /api/alerts lists the instances firing first; a silence mutes; history by time."""
+        rid = self.call("POST", "/api/alerts/rules", {"name": "hot", "filter": "temp",
+                                                      "above": 50}, 201)["id"]
+        self.h.send("temp.a", 60)
+        self.h.send("temp.b", 10)
+        self.h.step()
+        self.h.step()
+        alerts = self.call("GET", "/api/alerts")["alerts"]
+        self.assertEqual([(a["series"], a["state"]) for a in alerts],
+                         [("temp.a", "firing"), ("temp.b", "ok")])
+        first = alerts[0]
+        for member in ("rule", "rule_id", "series", "state", "value", "since"):
+            self.assertIn(member, first)
+        self.assertEqual((first["rule"], first["rule_id"], first["value"]), ("hot", rid, 60.0))
+        silence = self.call("POST", "/api/alerts/silences",
+                            {"rule_id": rid, "series": "temp.a", "for": "1h"}, 201)
+        self.assertEqual(silence["until"], self.h.clock.seconds() + 3600)
+        self.assertTrue(self.call("GET", "/api/alerts?state=firing")["alerts"][0]["muted"])
+        self.call("POST", "/api/alerts/silences", {"rule_id": "nope", "for": 60}, 400)
+        self.call("POST", "/api/alerts/silences", {"rule_id": rid}, 400)
+        history = self.call("GET", "/api/alerts/history?from=-1h&until=now")["history"]
+        self.assertEqual([(r["series"], r["state"]) for r in history], [("temp.a", "firing")])
+        self.assertEqual(self.call("GET", "/api/alerts/history?from=-1h&until=-30m")["history"],
+                         [])
+
+    def test_writes_need_the_token(self):
+        """With a token set, a write without it is refused and a write with it is taken."""
+        from server.settings import load
+        self.api.settings = load(["--api-token", "s3cret-token-value-123"])
+        self.call("POST", "/api/alerts/rules", {"name": "x", "filter": "a", "above": 1}, 401)
+        self.call("POST", "/api/alerts/rules", {"name": "x", "filter": "a", "above": 1}, 201,
+                  headers={"X-SimpleStats-Token": "s3cret-token-value-123"})
+
+    def test_secrets_are_hidden_and_kept(self):
+        """An email password is shown hidden, and a PUT of the listing keeps the old one."""
+        rid = self.call("POST", "/api/alerts/rules", {
+            "name": "m", "filter": "a", "above": 1, "notify": [
+                {"type": "email", "to": ["a@b.c"], "username": "u", "password": "pw"}]},
+            201)["id"]
+        shown = self.call("GET", "/api/alerts/rules/" + rid)
+        self.assertEqual(shown["notify"][0]["password"], "********")
+        body = {k: v for k, v in shown.items() if k != "status"}
+        self.call("PUT", "/api/alerts/rules/" + rid, body)
+        self.assertEqual(self.h.engine.rules[rid].spec["notify"][0]["password"], "pw")
+
+
+class RulesFileTests(SynchronousTestCase):
+
+    def write(self, text):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_file_rules_with_email_defaults(self):
+        """[[rules]] are read with ids file-<name>; [email] fills in the email channels."""
+        from server.alerts.rulesfile import read_rules_file
+        path = self.write('[email]\nhost = "smtp.example.com"\nport = 587\nstarttls = true\n'
+                          '[[rules]]\nname = "hot room"\nfilter = "room.temp"\nabove = 50\n'
+                          'for = "30s"\nnotify = [{type = "email", to = ["ops@example.com"]}]\n'
+                          '[[rules]]\nname = "gone"\nfilter = "job.*"\nstopped = {after = 15}\n')
+        rules = read_rules_file(path, Store(make_core(self).settings.tiers).tiers)
+        self.assertEqual([r["id"] for r in rules], ["file-hot-room", "file-gone"])
+        self.assertEqual(rules[0]["for"], 30.0)
+        self.assertEqual((rules[0]["notify"][0]["host"], rules[0]["notify"][0]["port"],
+                          rules[0]["notify"][0]["starttls"]), ("smtp.example.com", 587, True))
+
+    def test_bad_file_names_rule_and_member(self):
+        """A bad rule in the file is an error naming the file, the rule and the member."""
+        from server.alerts.rulesfile import RulesFileError, read_rules_file
+        tiers = Store(make_core(self).settings.tiers).tiers
+        path = self.write('[[rules]]\nname = "hot"\nfilter = "x"\nabove = "warm"\n')
+        with self.assertRaises(RulesFileError) as caught:
+            read_rules_file(path, tiers)
+        self.assertIn("'hot'", str(caught.exception))
+        self.assertIn("above", str(caught.exception))
+        with self.assertRaises(RulesFileError):
+            read_rules_file(self.write("[[rules]\n"), tiers)
+
+    def test_apply_replaces_only_what_changed(self):
+        """Applying the file again keeps unchanged rules' instances, drops removed rules."""
+        from server.alerts.rulesfile import apply_file_rules, read_rules_file
+        h = Harness(self)
+        tiers = h.store.tiers
+        one = read_rules_file(self.write('[[rules]]\nname = "a"\nfilter = "x"\nabove = 1\n'
+                                         '[[rules]]\nname = "b"\nfilter = "y"\nabove = 1\n'),
+                              tiers)
+        self.assertEqual(apply_file_rules(h.engine, one, 0), (2, 0))
+        h.feed("x", [5])
+        self.assertEqual(h.state("file-a", "x"), FIRING)
+        self.assertEqual(apply_file_rules(h.engine, one[:1], 0), (0, 1))
+        self.assertEqual(h.state("file-a", "x"), FIRING)
+        self.assertEqual(sorted(h.engine.rules), ["file-a"])
