@@ -192,17 +192,18 @@ class AlertEngine:
     def bucket_closed(self, tier, series, start, agg, row):
         if not self.reads_tier[tier]:
             return
-        rules = self._rules_of(series)
-        if not rules:
-            return
-        for rule in rules:
-            if rule.tier == tier:
-                try:
+        # Called inside the store's tick: whatever goes wrong here is the
+        # alert's, logged and counted, never the rollup's.
+        try:
+            rules = self._rules_of(series)
+            if not rules:
+                return
+            for rule in rules:
+                if rule.tier == tier:
                     self._evaluate(rule, series, start, row)
-                except Exception:
-                    self.core.counters["simplestats.alerts.errors"] += 1
-                    self.log.failure("alert rule {rule} failed on {series}", rule=rule.name,
-                                     series=series.key)
+        except Exception:
+            self.core.counters["simplestats.alerts.errors"] += 1
+            self.log.failure("alert evaluation failed on {series}", series=series.key)
 
     def _instance(self, rule, key, now):
         inst = self.instances.get((rule.id, key))

@@ -38,6 +38,7 @@ class RuleIndex:
         found = list(self.always)
         if self.set is not None:
             groups = self.groups
-            for n in self.set.Match(name.lower()):
+            # RE2's set answers None when nothing matched.
+            for n in self.set.Match(name.lower()) or ():
                 found.extend(groups[n])
         return found

@@ -425,6 +425,7 @@ class Rule:
     def matches(self, series):
         """
         Whether C{series} is one of this rule's (its name and tags, and it
-        has the field).
+        has the field; a stopped rule reads none).
         """
-        return self.predicate(series.name, series.tags) and has_field(series.family, self.field)
+        return self.predicate(series.name, series.tags) and (
+            self.kind == "stopped" or has_field(series.family, self.field))

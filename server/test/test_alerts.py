@@ -254,7 +254,8 @@ class StoppedTests(SynchronousTestCase):
         """stopped after 15: fires once the series is silent 15 s, resolves when it reports."""
         h = Harness(self)
         rid = h.rule(filter="job.*", stopped={"after": 15})
-        h.feed("job.backup", [1])
+        # A counter: it has no field last, which a stopped rule does not read.
+        h.feed("job.backup", [1], mtype=COUNTER)
         for _ in range(5):
             h.clock.advance(1)
             h.engine.check_stopped()
@@ -263,7 +264,7 @@ class StoppedTests(SynchronousTestCase):
             h.clock.advance(1)
             h.engine.check_stopped()
         self.assertEqual(h.state(rid, "job.backup"), FIRING)
-        h.send("job.backup", 1)
+        h.send("job.backup", 1, mtype=COUNTER)
         h.engine.check_stopped()
         self.assertEqual(h.state(rid, "job.backup"), RESOLVED)
         h.clock.advance(0)
@@ -635,3 +636,23 @@ class RulesFileTests(SynchronousTestCase):
         self.assertEqual(apply_file_rules(h.engine, one[:1], 0), (0, 1))
         self.assertEqual(h.state("file-a", "x"), FIRING)
         self.assertEqual(sorted(h.engine.rules), ["file-a"])
+
+
+class GuardTests(SynchronousTestCase):
+
+    def test_series_matching_no_literal_and_a_failing_rule_do_not_break_the_tick(self):
+        """A series no literal matches is fine; an evaluation that raises is counted, the tick goes on."""
+        h = Harness(self)
+        rid = h.rule(filter="cpu", above=90)
+        h.feed("mem", [1])
+        self.assertNotIn((rid, "mem"), h.engine.instances)
+
+        def broken(*args):
+            raise RuntimeError("boom")
+        h.engine._evaluate = broken
+        h.send("cpu", 95)
+        h.step()
+        h.step()
+        self.assertEqual(h.core.counters["simplestats.alerts.errors"], 1)
+        self.assertEqual(len(h.store.series["cpu"].stored[0]), 1)
+        self.flushLoggedErrors(RuntimeError)
