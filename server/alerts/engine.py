@@ -118,7 +118,7 @@ class AlertEngine:
         # series key -> (generation, rules that read it)
         self.by_series = {}
         self.generation = 0
-        self.index = RuleIndex()
+        self.index = None
         self.reads_tier = [False] * len(self.steps)
         self.stopped_rules = []
         self.silences = {}
@@ -175,7 +175,8 @@ class AlertEngine:
         # Every series is matched again on its next bucket.
         self.generation += 1
         evaluated = [r for r in self.rules.values() if r.kind != "probe"]
-        self.index.rebuild(evaluated)
+        # Built when first needed: saving a thousand rules compiles it once.
+        self.index = None
         self.reads_tier = [any(r.tier == i for r in evaluated) for i in range(len(self.steps))]
         self.stopped_rules = [r for r in evaluated if r.kind == "stopped"]
 
@@ -183,6 +184,8 @@ class AlertEngine:
         entry = self.by_series.get(series.key)
         if entry is not None and entry[0] == self.generation:
             return entry[1]
+        if self.index is None:
+            self.index = RuleIndex(r for r in self.rules.values() if r.kind != "probe")
         rules = tuple(r for r in self.index.candidates(series.name) if r.matches(series))
         self.by_series[series.key] = (self.generation, rules)
         return rules
