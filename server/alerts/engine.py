@@ -43,6 +43,8 @@ SLICE_SECONDS = 0.01
 TRIES = 6
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 60.0
+# Deliveries under way at once (the rest wait their turn).
+MAX_IN_FLIGHT = 16
 # Notifications older than this are not retried after a restart.
 OUTBOX_TTL = 24 * 3600.0
 
@@ -130,6 +132,9 @@ class AlertEngine:
         self.started = False
         self.calls = []
         self._stopped_cursor = None
+        # Delivery tries waiting for one of the MAX_IN_FLIGHT places.
+        self.waiting = deque()
+        self.in_flight = 0
 
     def _later(self, delay, f, *args):
         if len(self.calls) > 256:
@@ -468,7 +473,7 @@ class AlertEngine:
             self._later(0, self._send, note["id"])
         return note
 
-    def _send(self, note_id, tries=None):
+    def _send(self, note_id):
         entry = self.outbox.get(note_id)
         if entry is None:
             return
@@ -476,6 +481,18 @@ class AlertEngine:
             self._deliver(note_id, index, 1)
 
     def _deliver(self, note_id, index, attempt):
+        """
+        Queue one try of one channel; at most L{MAX_IN_FLIGHT} run at once,
+        so a burst of alerts never opens thousands of connections.
+        """
+        self.waiting.append((note_id, index, attempt))
+        self._pump()
+
+    def _pump(self):
+        while self.waiting and self.in_flight < MAX_IN_FLIGHT and self.started:
+            self._attempt(*self.waiting.popleft())
+
+    def _attempt(self, note_id, index, attempt):
         entry = self.outbox.get(note_id)
         if entry is None or index not in entry["channels"]:
             return
@@ -486,10 +503,17 @@ class AlertEngine:
         channel = rule.spec["notify"][index]
         counters = self.core.counters
         counters["simplestats.alerts.attempts"] += 1
+        self.in_flight += 1
         try:
             d = self.deliver_to(channel, entry["note"])
         except Exception:
             d = defer.fail()
+
+        def over(result):
+            self.in_flight -= 1
+            self._later(0, self._pump)
+            return result
+        d.addBoth(over)
 
         def sent(_):
             counters["simplestats.alerts.sent"] += 1
@@ -552,18 +576,26 @@ class AlertEngine:
 
     # -- reads ---------------------------------------------------------------------
 
-    def alerts(self, states=None, limit=None):
+    def alerts(self, states=None, limit=None, rule_id=None):
         """
-        The instances, firing first, then pending, resolved, ok.
+        C{(rows, counts)}: the instances (in C{states}, of C{rule_id}),
+        firing first, then pending, resolved, ok, newest first in each, the
+        first C{limit} of them as rows; how many there are in each state.
         """
         now = self.clock.seconds()
-        rows = []
+        chosen = []
+        counts = {}
         for inst in self.instances.values():
-            if states and inst.state not in states:
+            if (states and inst.state not in states) or inst.rule_id not in self.rules:
                 continue
-            rule = self.rules.get(inst.rule_id)
-            if rule is None:
+            if rule_id is not None and inst.rule_id != rule_id:
                 continue
+            counts[inst.state] = counts.get(inst.state, 0) + 1
+            chosen.append(inst)
+        chosen.sort(key=lambda i: (STATE_ORDER[i.state], -i.since, i.rule_id, i.series))
+        rows = []
+        for inst in chosen[:limit] if limit else chosen:
+            rule = self.rules[inst.rule_id]
             silence = self.muted(rule.id, inst.series, now)
             rows.append({"rule": rule.name, "rule_id": rule.id, "series": inst.series,
                          "state": inst.state, "value": _round(inst.value),
@@ -572,21 +604,31 @@ class AlertEngine:
                          "field": rule.field, "muted": silence is not None,
                          "muted_until": silence["until"] if silence else None,
                          "url": self.link(inst.series, inst.fired_at or inst.since, now)})
-        rows.sort(key=lambda r: (STATE_ORDER[r["state"]], -r["since"], r["rule"], r["series"]))
-        return rows[:limit] if limit else rows
+        return rows, counts
 
     def between(self, start, until):
         return [r for r in self.history if start <= r["time"] <= until]
 
-    def rule_status(self, rule_id):
-        status = dict(self.status.get(rule_id, {}))
-        counts = {}
+    def rule_statuses(self, rule_ids=None):
+        """
+        C{{rule id: status}}: deliveries, the last error, how many instances
+        are in each state (one pass over the instances), whether muted.
+        """
+        wanted = set(self.rules if rule_ids is None else rule_ids)
+        out = {}
+        for rid in wanted:
+            status = dict(self.status.get(rid, {}))
+            status["instances"] = {}
+            status["muted"] = self.muted(rid, None) is not None
+            out[rid] = status
         for (rid, _), inst in self.instances.items():
-            if rid == rule_id:
+            if rid in out:
+                counts = out[rid]["instances"]
                 counts[inst.state] = counts.get(inst.state, 0) + 1
-        status["instances"] = counts
-        status["muted"] = self.muted(rule_id, None) is not None
-        return status
+        return out
+
+    def rule_status(self, rule_id):
+        return self.rule_statuses([rule_id])[rule_id]
 
     # -- durability --------------------------------------------------------------
 
@@ -686,3 +728,5 @@ class AlertEngine:
                 call.cancel()
         self.calls = []
         self._stopped_cursor = None
+        # Undelivered: still in the outbox, sent after the restart.
+        self.waiting.clear()

@@ -354,12 +354,12 @@ class SilenceTests(SynchronousTestCase):
         h.feed("cpu", [95])
         self.assertEqual(h.state(rid, "cpu"), FIRING)
         self.assertEqual(h.sent(), [])
-        self.assertTrue(h.engine.alerts()[0]["muted"])
+        self.assertTrue(h.engine.alerts()[0][0]["muted"])
         h.feed("cpu", [95] * 6)
         # Past the silence: the repeats go out, none before its end.
         self.assertTrue(h.sent())
         self.assertTrue(all(n["time"] >= until for _, _, _, n in h.recorder.sent))
-        self.assertFalse(h.engine.alerts()[0]["muted"])
+        self.assertFalse(h.engine.alerts()[0][0]["muted"])
 
     def test_silence_of_one_instance(self):
         """A silence of one series leaves the rule's other series notifying."""
@@ -656,3 +656,37 @@ class GuardTests(SynchronousTestCase):
         self.assertEqual(h.core.counters["simplestats.alerts.errors"], 1)
         self.assertEqual(len(h.store.series["cpu"].stored[0]), 1)
         self.flushLoggedErrors(RuntimeError)
+
+
+class BurstTests(SynchronousTestCase):
+
+    def test_at_most_sixteen_deliveries_at_once(self):
+        """40 instances firing together: 16 deliveries run, the rest wait and go as those end."""
+        pending = []
+
+        def slow(channel, note):
+            d = defer.Deferred()
+            pending.append(d)
+            return d
+
+        h = Harness(self, slow)
+        h.rule(filter="temp", above=50)
+        for n in range(40):
+            h.send("temp", 60, tags=(("room", "r%02d" % n),))
+        h.step()
+        h.step()
+        self.assertEqual(len(pending), 16)
+        for d in list(pending):
+            d.callback(None)
+        h.clock.advance(0)
+        h.clock.advance(0)
+        self.assertEqual(len(pending), 32)
+        for d in pending[16:]:
+            d.callback(None)
+        h.clock.advance(0)
+        h.clock.advance(0)
+        for d in pending[32:]:
+            d.callback(None)
+        self.assertEqual(len(pending), 40)
+        self.assertEqual(h.engine.outbox, {})
+        self.assertEqual(h.core.counters["simplestats.alerts.sent"], 40)

@@ -141,9 +141,9 @@ class AlertsAPI:
             self.core.counters["simplestats.alerts.bad_rules"] += 1
             raise AlertsError(400, str(e), e.parameter)
 
-    def _shown(self, rule):
+    def _shown(self, rule, status=None):
         out = shown(rule.spec)
-        out["status"] = self.engine.rule_status(rule.id)
+        out["status"] = self.engine.rule_status(rule.id) if status is None else status
         return out
 
     def _not_from_file(self, rule):
@@ -186,7 +186,8 @@ class AlertsAPI:
     def list_rules(self, request):
         self._check_token(request)
         rules = sorted(self.engine.rules.values(), key=lambda r: (r.name.lower(), r.id))
-        return self._json(request, {"rules": [self._shown(r) for r in rules],
+        statuses = self.engine.rule_statuses()
+        return self._json(request, {"rules": [self._shown(r, statuses[r.id]) for r in rules],
                                     "count": len(rules)})
 
     @app.route("/api/alerts/rules/<rule_id>", methods=["GET"])
@@ -223,14 +224,8 @@ class AlertsAPI:
         if not limit.isdigit() or int(limit) < 1:
             raise AlertsError(400, "limit must be a whole number >= 1, got %r" % (limit,),
                               "limit")
-        rule_id = self._arg(request, "rule")
-        rows = self.engine.alerts(states)
-        if rule_id:
-            rows = [r for r in rows if r["rule_id"] == rule_id]
-        counts = {}
-        for row in rows:
-            counts[row["state"]] = counts.get(row["state"], 0) + 1
-        return self._json(request, {"alerts": rows[:int(limit)], "count": len(rows),
+        rows, counts = self.engine.alerts(states, int(limit), self._arg(request, "rule"))
+        return self._json(request, {"alerts": rows, "count": sum(counts.values()),
                                     "firing": counts.get("firing", 0),
                                     "pending": counts.get("pending", 0)})
 
