@@ -113,6 +113,13 @@ TARGETS = [
     'consolidateBy(oracle.web1.cpu, "max")',
     "consolidateBy(oracle.gappy, 'sum')",
     'consolidateBy(oracle.*.cpu, "last")',
+    'aggregate(oracle.*.cpu, "median")',
+    'aggregate(oracle.*.cpu, "stddev", 0.5)',
+    'groupByNodes(oracle.*.cpu, "sum", 0)',
+    'movingWindow(oracle.gappy, 5, "max")',
+    'highest(oracle.*.cpu, 2, "max")',
+    'lowest(oracle.*.cpu, 1, "min")',
+    "lowestCurrent(oracle.*.cpu, 2)",
 ]
 RANGES = {"5s": ("-2h", "-30min"), "1m": ("-2d", "-8h")}
 MAX_POINTS = ("", "100", "7")

@@ -2,13 +2,13 @@
 // Copies the few browser files the dashboard loads from node_modules into
 // static/vendor/, so the page works offline with no build step and no CDN.
 // Runs as the npm postinstall script: `npm ci` in web/ makes the page complete.
-"use strict";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 
-const fs = require("fs");
-const path = require("path");
-
-const modules = path.join(__dirname, "node_modules");
-const vendor = path.join(__dirname, "static", "vendor");
+const here = path.dirname(fileURLToPath(import.meta.url));
+const modules = path.join(here, "node_modules");
+const vendor = path.join(here, "static", "vendor");
 
 // [source under node_modules, name in static/vendor]
 const FILES = [

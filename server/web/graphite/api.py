@@ -22,7 +22,7 @@ from twisted.web.resource import Resource
 from server.core.filters import SLICE_SECONDS, run_in_slices
 from server.web.auth import refusal
 from server.web.graphite.attime import TimeError, parse_at_time, zone
-from server.web.graphite.functions import FUNCTIONS, RenderError
+from server.web.graphite.params import FUNCTIONS, RenderError
 from server.core.graphite_names import Pattern, PatternError, TagQuery, templates
 from server.web.graphite.render import (Context, Renderer, Resolver, csv_answer, json_rows,
                                         parse_target, sources)

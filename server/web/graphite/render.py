@@ -11,8 +11,8 @@ from itertools import islice
 
 from server.core.model import series_key
 from server.core.query import series_points
-from server.web.graphite import functions
-from server.web.graphite.functions import FUNCTIONS, RenderError, check_params
+from server.web.graphite import functions  # registers the functions
+from server.web.graphite.params import FUNCTIONS, RenderError, check_params
 from server.web.graphite.grammar import Call, GrammarError, Path, parse
 from server.core.graphite_names import (DEFAULT_FIELD, STATSD_SCHEMES, Field, Pattern,
                                        PatternError, TagQuery, fields_of, is_glob, tagged_path)
