@@ -18,6 +18,7 @@ import { createDayweek } from "./dayweek.js";
 import { createImporter } from "./importer.js";
 import { createTokenPrompt } from "./token.js";
 import { createDashboards } from "./dashboards.js";
+import { createAlerts } from "./alerts.js";
 import { applyTheme, bindThemeSwitch, storedTheme } from "./theme.js";
 
 const LIST_LIMIT = 20000;
@@ -103,6 +104,22 @@ function start() {
         onZoomOut: zoomOut,
         onRemove: (key) => {
             if (state.selected.indexOf(key) !== -1) {
+                toggleSeries(key);
+            }
+        },
+    });
+
+    const alerts = createAlerts({
+        api,
+        now,
+        elements: {
+            button: byId("alerts-btn"), badge: byId("alerts-badge"), panel: byId("alerts-card"),
+            close: byId("alerts-close"), error: byId("alerts-error"), tbody: document.querySelector("#alerts-table tbody"),
+            none: byId("alerts-none"), rules: byId("alert-rules"), rulesNone: byId("alert-rules-none"),
+            form: byId("alert-rule-form"), preview: byId("rule-preview"), result: byId("rule-result"),
+        },
+        onSeries: (key) => {
+            if (state.selected.indexOf(key) === -1) {
                 toggleSeries(key);
             }
         },
@@ -582,11 +599,13 @@ function start() {
             ? held.batch.partial_from - held.batch.resolution : null;
         let batch;
         let events;
+        let bands;
         try {
-            [batch, events] = await Promise.all([
+            [batch, events, bands] = await Promise.all([
                 reader.read({ keys, fieldsOf, from: range.from, until: range.until, resolution, since },
                     { now, tiers, maxPoints }),
                 readEvents(range),
+                alertBands(keys),
             ]);
         } catch (failure) {
             if (!isAborted(failure) && !isConnectionError(failure)) {
@@ -614,12 +633,18 @@ function start() {
         const series = plotSeries(batch, (type) => fieldsFor(state, type));
         plot.draw(series, { from: batch.from, until: batch.until, step: batch.resolution },
             batch.series.length ? "No points in this time range." : "Nothing could be loaded; see the error above.",
-            events);
+            events, bands);
         renderEventList(events);
         byId("plot-status").textContent = "resolution " + formatStep(batch.resolution) + " \u00b7 " +
             (isLive(state) ? "live, every " + state.refresh + " s" : "fixed range");
         renderFieldPicker();
         renderDayweekControls();
+    }
+
+    // Firing periods of alerts on the plotted series, drawn as bands (none when they cannot be read).
+    function alertBands(keys) {
+        const bounds = rangeBounds(state, now());
+        return alerts.bands(keys, bounds.from, bounds.until).catch(() => []);
     }
 
     // -- events (deploys and such), drawn on the plot and listed under it
@@ -744,7 +769,7 @@ function start() {
             // The server's own series first: the header's and the list's counts leave them out alike.
             const own = refreshServerSeries();
             const after = own.catch(() => null);
-            const jobs = [own, after.then(refreshHealth)];
+            const jobs = [own, after.then(refreshHealth), alerts.refresh()];
             if (state.dashboard) {
                 jobs.push(refreshDashboard());
             } else {
@@ -939,6 +964,9 @@ function start() {
         },
         get dashboard() {
             return dashboards.current;
+        },
+        get alertBands() {
+            return plot.bands;
         },
         get panels() {
             return dashboards.drawn;

@@ -50,9 +50,12 @@ export function fitYAxisLabels(plot) {
 
 const EVENT_COLOUR = "#c2185b";
 
-// Flot markings: one vertical line per event.
-function eventMarkings(events) {
-    return events.map((e) => ({ xaxis: { from: e.when, to: e.when }, color: EVENT_COLOUR, lineWidth: 2 }));
+const BAND_COLOUR = "rgba(220, 53, 69, 0.15)";
+
+// Flot markings: a band per firing period of an alert, under one vertical line per event.
+function eventMarkings(events, bands = []) {
+    return bands.map((b) => ({ xaxis: { from: b.from, to: b.until }, color: BAND_COLOUR }))
+        .concat(events.map((e) => ({ xaxis: { from: e.when, to: e.when }, color: EVENT_COLOUR, lineWidth: 2 })));
 }
 
 // createPlot({placeholder, legend, tooltip, crosshair, hint, markers, onZoom(from, until), onZoomOut(),
@@ -64,6 +67,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
     let step = 60;
     let shown = [];
     let events = [];
+    let bands = [];
 
     const $placeholder = $(placeholder);
 
@@ -209,10 +213,12 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
 
     return {
         // series: from series.plotSeries; range: {from, until, step}.
-        draw(series, range, emptyText, newEvents = []) {
+        // bands: firing periods of alerts on these series, [{from, until}] (alertsmodel.firingBands).
+        draw(series, range, emptyText, newEvents = [], newBands = []) {
             step = range.step || step;
             shown = series;
             events = newEvents;
+            bands = newBands;
             renderLegend(series);
             if (!series.length) {
                 destroy();
@@ -241,7 +247,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
                 const xaxis = plot.getAxes().xaxis.options;
                 xaxis.min = range.from;
                 xaxis.max = range.until;
-                plot.getOptions().grid.markings = eventMarkings(events);
+                plot.getOptions().grid.markings = eventMarkings(events, bands);
                 plot.setData(flotSeries);
                 plot.setupGrid(true);
                 plot.draw();
@@ -253,7 +259,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
                     yaxes: axisOptions(units),
                     series: { lines: { show: true, lineWidth: 1.5 }, shadowSize: 0 },
                     grid: { hoverable: true, autoHighlight: false, borderWidth: 1, ...gridColours(),
-                            markings: eventMarkings(events) },
+                            markings: eventMarkings(events, bands) },
                     legend: { show: false },
                     selection: { mode: "x", color: "#0d6efd" },
                 });
@@ -266,6 +272,9 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
         },
         get flot() {
             return plot;
+        },
+        get bands() {
+            return bands;
         },
         // The theme changed: the next draw builds the plot anew in its colours.
         retheme() {
