@@ -429,7 +429,8 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
     ImportsService(api.imports).setServiceParent(top)
     # Graphite's render API (Grafana's data source) beside the JSON API.
     graphite = GraphiteAPI(core, settings, reactor, recovery)
-    alerts_api = AlertsAPI(core, alerts, settings, reactor)
+    alerts_api = AlertsAPI(core, alerts, settings, reactor,
+                           email_defaults=file_rules.email if file_rules is not None else None)
     top.alerts_api = alerts_api
     site = LimitedSite(compressed(RecoveringGate(
         IngestRouter(ingest.app.resource(), Mount(graphite.app.resource(), AlertsMount(

@@ -27,6 +27,25 @@ import tomllib
 from server.alerts.rules import RuleError, check_rule
 
 
+class FileRules(list):
+    """
+    The checked rules of a file; C{email} its C{[email]} table (the
+    defaults of every email channel, the API's rules' too).
+    """
+
+    email = {}
+
+
+def with_email_defaults(body, email):
+    """
+    C{body} with C{email} under each of its email channels' own members.
+    """
+    if not email or not isinstance(body, dict) or not isinstance(body.get("notify"), list):
+        return body
+    return dict(body, notify=[dict(email, **c) if isinstance(c, dict) and c.get("type") == "email"
+                              else c for c in body["notify"]])
+
+
 class RulesFileError(ValueError):
     """
     The alerts file cannot be used; the message names the file, the rule
@@ -63,16 +82,14 @@ def read_rules_file(path, tiers, max_terms=None, max_length=None):
     if not isinstance(rules, list):
         raise RulesFileError("alerts file %s: rules must be an array of tables ([[rules]])"
                              % (path,))
-    out = []
+    out = FileRules()
+    out.email = dict(email)
     ids = {}
     for n, body in enumerate(rules):
         where = "rules[%d]" % (n,)
         if isinstance(body, dict):
             where += " (%r)" % (body.get("name"),)
-            body = dict(body)
-            if isinstance(body.get("notify"), list):
-                body["notify"] = [dict(email, **c) if isinstance(c, dict) and c.get("type") == "email"
-                                  else c for c in body["notify"]]
+            body = with_email_defaults(body, email)
         try:
             spec = check_rule(body, tiers, max_terms, max_length)
         except RuleError as e:

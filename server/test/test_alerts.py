@@ -576,6 +576,16 @@ class AlertsAPITests(SynchronousTestCase):
         self.call("POST", "/api/alerts/rules", {"name": "x", "filter": "a", "above": 1}, 201,
                   headers={"X-SimpleStats-Token": "s3cret-token-value-123"})
 
+    def test_email_defaults_of_the_file_apply_to_api_rules(self):
+        """An email channel posted through the API takes the alerts file's [email] members it lacks."""
+        self.api.email_defaults = {"host": "smtp.example.com", "port": 587, "from": "a@example.com"}
+        made = self.call("POST", "/api/alerts/rules", {
+            "name": "m", "filter": "a", "above": 1,
+            "notify": [{"type": "email", "to": "ops@example.com", "port": 2525}]}, 201)
+        channel = made["notify"][0]
+        self.assertEqual((channel["host"], channel["port"], channel["from"], channel["to"]),
+                         ("smtp.example.com", 2525, "a@example.com", ["ops@example.com"]))
+
     def test_secrets_are_hidden_and_kept(self):
         """An email password is shown hidden, and a PUT of the listing keeps the old one."""
         rid = self.call("POST", "/api/alerts/rules", {
@@ -609,6 +619,7 @@ class RulesFileTests(SynchronousTestCase):
         self.assertEqual(rules[0]["for"], 30.0)
         self.assertEqual((rules[0]["notify"][0]["host"], rules[0]["notify"][0]["port"],
                           rules[0]["notify"][0]["starttls"]), ("smtp.example.com", 587, True))
+        self.assertEqual(rules.email["host"], "smtp.example.com")
 
     def test_bad_file_names_rule_and_member(self):
         """A bad rule in the file is an error naming the file, the rule and the member."""

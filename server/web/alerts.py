@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from server.alerts.rules import RuleError, check_rule, keep_secrets, shown
+from server.alerts.rulesfile import with_email_defaults
 from server.core.query import QueryError, parse_time
 from server.web.auth import refusal
 
@@ -63,14 +64,15 @@ class AlertsError(Exception):
 class AlertsAPI:
     """
     @param engine: the L{server.alerts.engine.AlertEngine}.
-    @param file_rules: ids of the rules read from C{--alerts-file}, which
-        the API does not change (edit the file).
+    @param email_defaults: the alerts file's C{[email]} table, under every
+        email channel of the rules the API takes too.
     """
 
     app = Klein()
     log = Logger()
 
-    def __init__(self, core, engine, settings, clock):
+    def __init__(self, core, engine, settings, clock, email_defaults=None):
+        self.email_defaults = email_defaults or {}
         self.core = core
         self.engine = engine
         self.settings = settings
@@ -133,7 +135,7 @@ class AlertsAPI:
         return rule
 
     def _checked(self, request):
-        body = self._body(request)
+        body = with_email_defaults(self._body(request), self.email_defaults)
         try:
             return check_rule(body, self.engine.store.tiers, self.settings.max_filter_terms,
                               self.settings.max_filter_length)
