@@ -191,6 +191,7 @@ class AlertsService(Service):
         self.core = core
         self.base_url = base_url
         self.loop = None
+        self.steps = 0
 
     def startService(self):
         Service.startService(self)
@@ -209,6 +210,11 @@ class AlertsService(Service):
     def _step(self):
         self.engine.check_stopped()
         self.prober.sync()
+        # About once a minute: forget the instances of series deleted or expired.
+        self.steps += 1
+        if self.steps * self.interval >= 60:
+            self.steps = 0
+            self.engine.sweep_gone()
 
     def stopService(self):
         Service.stopService(self)

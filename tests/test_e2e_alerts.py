@@ -157,6 +157,15 @@ def test_webhook_fires_resolves_and_survives_kill(make_server, receivers):
     assert resolved["value"] == 20.0 and resolved["fired_for"] > 0
     history = server.get_json("/api/alerts/history", {"from": "-1h"})["history"]
     assert [h["state"] for h in history if h["rule_id"] == rid] == ["firing", "resolved"]
+    # A clean restart (from the final snapshot) keeps the rule, the state and the history.
+    server.stop()
+    server.start()
+    assert [r["id"] for r in server.get_json("/api/alerts/rules")["rules"]] == [rid]
+    assert alert_states(server, rid) == {"room.temp": "resolved"}
+    again = server.get_json("/api/alerts/history", {"from": "-1h"})["history"]
+    assert [h["state"] for h in again if h["rule_id"] == rid] == ["firing", "resolved"]
+    time.sleep(0.5)
+    assert len(hook.posts) == 2
     server.stop()
 
 

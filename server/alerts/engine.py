@@ -132,6 +132,7 @@ class AlertEngine:
         self.started = False
         self.calls = []
         self._stopped_cursor = None
+        self._sweep_cursor = None
         # Delivery tries waiting for one of the MAX_IN_FLIGHT places.
         self.waiting = deque()
         self.in_flight = 0
@@ -322,6 +323,42 @@ class AlertEngine:
             note = self._notification(rule, inst, now, repeat=True)
             self.core.journal.append([["at", inst.to_json(), None, note]])
 
+    # -- series gone: deleted or expired ---------------------------------------
+
+    def sweep_gone(self):
+        """
+        Forget the instances (and matches) of series the store no longer
+        has, deleted or expired: a firing one resolves first.  A slice per
+        reactor turn; called every minute or so.
+        """
+        if self._sweep_cursor is not None:
+            return
+        self._sweep_cursor = iter(list(self.instances.items()) + [(None, key) for key in self.by_series])
+        self._sweep_slice()
+
+    def _sweep_slice(self):
+        deadline = self.timer() + SLICE_SECONDS
+        series = self.store.series
+        now = self.clock.seconds()
+        count = 0
+        for key, item in self._sweep_cursor:
+            count += 1
+            if key is None:
+                if item not in series:
+                    self.by_series.pop(item, None)
+            elif item.series not in series and self.instances.get(key) is item:
+                rule = self.rules.get(item.rule_id)
+                if rule is not None and rule.kind == "probe":
+                    continue  # its series are the probe's, written on its next run
+                if item.state == FIRING and rule is not None:
+                    self._transition(rule, item, RESOLVED, now, reason="series deleted")
+                del self.instances[key]
+                self.core.counters["simplestats.alerts.instances_dropped"] += 1
+            if not count & 255 and self.timer() > deadline:
+                self._later(0, self._sweep_slice)
+                return
+        self._sweep_cursor = None
+
     # -- stopped: a timer over the instances of stopped rules ------------------
 
     def check_stopped(self):
@@ -353,8 +390,7 @@ class AlertEngine:
     def _judge_stopped(self, rule, inst, now):
         series = self.store.series.get(inst.series)
         if series is None:
-            # Deleted (or expired): nothing left to report.
-            self.instances.pop((rule.id, inst.series), None)
+            # Deleted (or expired): nothing left to report (sweep_gone forgets it).
             return
         # Points arrive before their bucket closes: the series' own time
         # (brought up to date by folding its pending points, only when it
@@ -403,7 +439,7 @@ class AlertEngine:
 
     # -- transitions and notifications ----------------------------------------
 
-    def _transition(self, rule, inst, state, now):
+    def _transition(self, rule, inst, state, now, reason=None):
         previous = inst.state
         inst.state = state
         inst.since = now
@@ -418,6 +454,8 @@ class AlertEngine:
                   "threshold": inst.threshold}
         if fired_for is not None:
             record["fired_for"] = _round(fired_for)
+        if reason is not None:
+            record["reason"] = reason
         self.history.append(record)
         self.core.counters["simplestats.alerts.transitions"] += 1
         if state == FIRING:
@@ -728,5 +766,6 @@ class AlertEngine:
                 call.cancel()
         self.calls = []
         self._stopped_cursor = None
+        self._sweep_cursor = None
         # Undelivered: still in the outbox, sent after the restart.
         self.waiting.clear()

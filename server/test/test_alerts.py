@@ -271,15 +271,32 @@ class StoppedTests(SynchronousTestCase):
         self.assertEqual(h.sent(), [("firing", "job.backup"), ("resolved", "job.backup")])
 
     def test_stopped_forgets_deleted_series(self):
-        """A deleted series does not fire as stopped."""
+        """A deleted series does not fire as stopped; the sweep forgets its instance."""
         h = Harness(self)
         rid = h.rule(filter="job.*", stopped={"after": 15})
         h.feed("job.x", [1])
         h.core.delete(["job.x"])
         h.clock.advance(60)
         h.engine.check_stopped()
+        self.assertEqual(h.state(rid, "job.x"), OK)
+        h.engine.sweep_gone()
         self.assertNotIn((rid, "job.x"), h.engine.instances)
+        self.assertNotIn("job.x", h.engine.by_series)
         self.assertEqual(h.sent(), [])
+
+    def test_sweep_resolves_a_firing_instance_of_a_deleted_series(self):
+        """A firing instance whose series is deleted resolves (notified, with the reason) and goes."""
+        h = Harness(self)
+        rid = h.rule(filter="cpu", above=90)
+        h.feed("cpu", [95])
+        h.feed("mem", [1])
+        h.core.delete(["cpu"])
+        h.engine.sweep_gone()
+        h.clock.advance(0)
+        self.assertNotIn((rid, "cpu"), h.engine.instances)
+        self.assertEqual(h.sent(), [("firing", "cpu"), ("resolved", "cpu")])
+        self.assertEqual(h.engine.history[-1]["reason"], "series deleted")
+        self.assertIn("mem", h.engine.by_series)
 
 
 class AnomalyTests(SynchronousTestCase):
@@ -701,3 +718,77 @@ class BurstTests(SynchronousTestCase):
         self.assertEqual(len(pending), 40)
         self.assertEqual(h.engine.outbox, {})
         self.assertEqual(h.core.counters["simplestats.alerts.sent"], 40)
+
+
+class ProberTests(SynchronousTestCase):
+
+    class FakeResponse:
+        def __init__(self, code):
+            self.code = code
+
+        def deliverBody(self, protocol):
+            protocol.dataReceived(b"ok")
+
+    class FakeHTTP:
+        """Answers GETs with the next status of `codes`; None is a connection refused."""
+
+        def __init__(self, codes):
+            self.codes = list(codes)
+            self.urls = []
+
+        def get(self, url, timeout):
+            self.urls.append((url, timeout))
+            code = self.codes.pop(0)
+            if code is None:
+                return defer.fail(ConnectionRefusedError("refused"))
+            return defer.succeed(ProberTests.FakeResponse(code))
+
+    def test_http_probe_writes_series_and_alerts(self):
+        """An HTTP probe every interval: up/latency series written; 2 failures in a row fire; 200 resolves."""
+        from server.alerts.probe import Prober
+        h = Harness(self)
+        http = self.FakeHTTP([200, 500, None, 200])
+        prober = Prober(h.core, h.engine, h.clock, http)
+        rid = h.rule(name="api", probe={"http": "http://127.0.0.1:9/health", "interval": 10,
+                                         "failures": 2, "timeout": 3})
+        prober.sync()
+        h.clock.advance(0)
+        self.assertEqual(http.urls, [("http://127.0.0.1:9/health", 3.0)])
+        self.assertEqual(sorted(h.store.series), ["probe.api.latency_ms", "probe.api.up"])
+        h.clock.advance(10)
+        self.assertEqual(h.state(rid, "probe.api.up"), OK)
+        h.clock.advance(10)
+        self.assertEqual(h.state(rid, "probe.api.up"), FIRING)
+        h.clock.advance(10)
+        self.assertEqual(h.state(rid, "probe.api.up"), RESOLVED)
+        h.clock.advance(0)
+        self.assertEqual(h.sent(), [("firing", "probe.api.up"), ("resolved", "probe.api.up")])
+        h.store.settle()
+        self.assertEqual(h.store.series["probe.api.up"].value, 1.0)
+
+    def test_changed_or_deleted_rule_stops_its_probe(self):
+        """sync() stops the probe of a deleted rule and restarts a changed one."""
+        from server.alerts.probe import Prober
+        h = Harness(self)
+        calls = []
+
+        def connect(host, port, timeout):
+            calls.append((host, port))
+            return defer.succeed(None)
+
+        prober = Prober(h.core, h.engine, h.clock, None, connect=connect)
+        rid = h.rule(name="db", probe={"tcp": "127.0.0.1:5432", "interval": 5})
+        prober.sync()
+        h.clock.advance(0)
+        h.clock.advance(5)
+        self.assertEqual(calls, [("127.0.0.1", 5432)] * 2)
+        spec = dict(h.engine.rules[rid].spec, probe=dict(h.engine.rules[rid].spec["probe"],
+                                                         tcp="127.0.0.1:6543"))
+        h.engine.put_rule(spec)
+        prober.sync()
+        h.clock.advance(0)
+        self.assertEqual(calls[-1], ("127.0.0.1", 6543))
+        h.engine.delete_rule(rid)
+        prober.sync()
+        h.clock.advance(60)
+        self.assertEqual(len(calls), 3)
