@@ -280,9 +280,9 @@ def test_email_over_starttls_with_login(make_server, tmp_path):
         alerts_file = tmp_path / "alerts.toml"
         alerts_file.write_text(
             '[email]\nhost = "localhost"\nport = %d\nstarttls = true\nusername = "alerts"\n'
-            'password = "pa55"\nfrom = "simplestats@example.com"\nca_file = "%s"\n'
+            'password = "pa55"\nfrom = "SimpleStats <simplestats@example.com>"\nca_file = "%s"\n'
             '[[rules]]\nname = "disk"\nfilter = "disk.free"\nbelow = 10\nrecover = 15\n'
-            'notify = [{type = "email", to = ["ops@example.com", "oncall@example.com"]}]\n'
+            'notify = [{type = "email", to = ["ops@example.com", "On Call <oncall@example.com>"]}]\n'
             % (port, ca_file))
         server = make_server(*FAST, "--alerts-file", str(alerts_file)).start()
         rules = server.get_json("/api/alerts/rules")["rules"]
@@ -295,6 +295,7 @@ def test_email_over_starttls_with_login(make_server, tmp_path):
         assert sender == "simplestats@example.com"
         assert recipients == ["ops@example.com", "oncall@example.com"]
         assert message["Subject"] == "[FIRING] disk: disk.free = 5 (below 10)"
+        assert message["From"] == "SimpleStats <simplestats@example.com>"
         text = message.get_content()
         assert "Value:      5" in text and "Dashboard:  http://127.0.0.1:%d/?series=disk.free" % (
             server.http_port,) in text
@@ -311,3 +312,34 @@ def test_email_over_starttls_with_login(make_server, tmp_path):
         server.stop()
     finally:
         controller.stop()
+
+
+def test_dead_endpoint_never_delays_ingest(make_server):
+    """A webhook that accepts and never answers: ingest and reads go on, the reactor is not held."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    try:
+        server = make_server(*FAST).start()
+        status, rule = post_json(server, "/api/alerts/rules", {
+            "name": "many", "filter": "load", "above": 1,
+            "notify": [{"type": "webhook", "url": "http://127.0.0.1:%d/" % (silent.getsockname()[1],),
+                        "timeout": 30}]})
+        assert status == 201, rule
+        # Forty series firing at once: forty notifications to an endpoint that never answers.
+        for n in range(40):
+            server.send_udp(b"load.h%02d:5|g" % (n,))
+        wait_for(lambda: server.get_json("/api/alerts", {"state": "firing"})["firing"] == 40,
+                 what="forty firing")
+        began = time.monotonic()
+        for n in range(50):
+            server.send_udp(b"ingest.after:%d|c" % (n + 1,))
+        body = wait_for(lambda: server.get_json("/api/metrics", {"filter": "ingest.after"})["metrics"],
+                        timeout=5, what="ingest after")
+        assert time.monotonic() - began < 3
+        assert body[0]["key"] == "ingest.after"
+        health = server.get_json("/api/health")
+        assert health["reactor"]["max_lag_ms"] < 1000, health["reactor"]
+        server.stop()
+    finally:
+        silent.close()

@@ -11,7 +11,7 @@ counts, and shows the failure on the rule.
 
 import datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from io import BytesIO
 
 import treq
@@ -182,10 +182,13 @@ class Channels:
         username = channel.get("username")
         password = channel.get("password")
         done = defer.Deferred()
+        # The envelope takes bare addresses; the headers keep the names.
+        sender = parseaddr(channel["from"])[1] or channel["from"]
+        recipients = [parseaddr(a)[1] or a for a in channel["to"]]
         factory = ESMTPSenderFactory(
             username.encode() if username else None,
             password.encode() if password else None,
-            channel["from"], channel["to"], BytesIO(message), done, retries=0,
+            sender, recipients, BytesIO(message), done, retries=0,
             timeout=channel.get("timeout", 30),
             contextFactory=None if channel.get("tls") else context,
             heloFallback=not username and not channel.get("starttls"),
