@@ -673,11 +673,23 @@ class AlertEngine:
     def to_json(self):
         return {"format": FORMAT,
                 "rules": [r.spec for r in self.rules.values()],
-                "instances": [i.to_json() for i in self.instances.values()],
+                "instances": [i.to_json() for i in self.instances.values() if self._kept(i)],
                 "silences": list(self.silences.values()),
                 "history": list(self.history),
-                "outbox": list(self.outbox.values()),
-                "status": self.status}
+                # Copies: the header is encoded later, the journal rotated now.
+                "outbox": [dict(e, channels=list(e["channels"])) for e in self.outbox.values()],
+                "status": {rid: dict(status) for rid, status in self.status.items()}}
+
+    def _kept(self, inst):
+        """
+        Whether a snapshot keeps C{inst}: not a threshold instance that never
+        left ok (it holds nothing its next bucket does not make again; most
+        instances are those, and a snapshot is taken on the reactor).
+        """
+        if inst.seq or inst.state != OK:
+            return True
+        rule = self.rules.get(inst.rule_id)
+        return rule is not None and rule.kind not in ("above", "below")
 
     def load(self, data):
         """

@@ -502,6 +502,16 @@ class RestartTests(SynchronousTestCase):
         fresh.clock.advance(0)
         self.assertEqual([(s, k) for _, s, k, _ in fresh.recorder.sent], [("firing", "cpu")])
 
+    def test_snapshot_leaves_out_threshold_instances_that_never_fired(self):
+        """The snapshot keeps fired, stopped and anomaly instances, not threshold ones still at ok."""
+        h = Harness(self)
+        hot = h.rule(filter="cpu", above=90)
+        gone = h.rule(filter="cpu", stopped={"after": 60})
+        h.feed("cpu.a", [10])
+        h.feed("cpu.b", [95])
+        kept = {(i["rule_id"], i["series"]) for i in h.engine.to_json()["instances"]}
+        self.assertEqual(kept, {(hot, "cpu.b"), (gone, "cpu.a"), (gone, "cpu.b")})
+
     def test_old_snapshot_without_alerts_loads(self):
         """A snapshot header written before alerts holds none and loads."""
         h = Harness(self)
