@@ -3,8 +3,8 @@ The alerts panel in a real browser (Debian's Chromium, Playwright's sync
 API) against a real server process: a rule made in the editor (its filter
 previewing the series it matches) fires as data arrives, the header counts
 it, its firing period is a band on the plot of the series, and it is
-silenced from the panel.  Screenshots go to docs/ (the README shows them)
-and test-artifacts/browser/.
+silenced from the panel.  Screenshots go to test-artifacts/browser/, and to
+docs/ (the README shows them) with SIMPLESTATS_DOCS_SCREENSHOTS=1.
 """
 
 import os
@@ -50,10 +50,16 @@ def page():
 
 
 def shoot(page, name):
+    """
+    A screenshot in test-artifacts/browser/; also in docs/ (the README's)
+    with SIMPLESTATS_DOCS_SCREENSHOTS=1, so an ordinary run leaves the
+    checkout as it was.
+    """
     os.makedirs(ARTIFACTS, exist_ok=True)
     path = os.path.join(ARTIFACTS, name + ".png")
     page.screenshot(path=path, full_page=True)
-    shutil.copy(path, os.path.join(DOCS, name + ".png"))
+    if os.environ.get("SIMPLESTATS_DOCS_SCREENSHOTS") == "1":
+        shutil.copy(path, os.path.join(DOCS, name + ".png"))
 
 
 def send_for(server, line, seconds):
