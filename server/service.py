@@ -23,6 +23,10 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
+from server.alerts.channels import Channels
+from server.alerts.engine import AlertEngine
+from server.alerts.probe import Prober
+from server.alerts.rulesfile import RulesFileError, apply_file_rules, read_rules_file
 from server.durability.datadir import DataDirInUse, DataDirLock
 from server.receivers.fdlimit import fit_connection_caps, raise_soft_limit
 from server.core.ingest import IngestCore
@@ -36,6 +40,7 @@ from server.core.rollup import RollupTimer
 from server.durability.snapshot import Snapshotter
 from server.core.store import Store
 from server.web.tokenfile import TokenError, resolve_token
+from server.web.alerts import AlertsAPI, AlertsMount
 from server.web.api import WebAPI
 from server.web.ingest import HttpIngest, IngestRouter
 from server.web.recovering import RecoveringGate
@@ -167,6 +172,59 @@ class PersistenceService(Service):
         return d.addCallback(done)
 
 
+class AlertsService(Service):
+    """
+    Runs the alerts once recovery is over (it is one of the timers): the
+    rules of the alerts file applied, the engine observing the store, the
+    stopped check and the probes' schedule every C{interval} seconds.
+    """
+
+    def __init__(self, engine, prober, channels, file_rules, interval, clock, core,
+                 base_url=None):
+        self.setName("alerts")
+        self.engine = engine
+        self.prober = prober
+        self.channels = channels
+        self.file_rules = file_rules
+        self.interval = interval
+        self.clock = clock
+        self.core = core
+        self.base_url = base_url
+        self.loop = None
+        self.steps = 0
+
+    def startService(self):
+        Service.startService(self)
+        if self.base_url is not None:
+            self.engine.base_url = self.base_url()
+        if self.file_rules is not None:
+            saved, deleted = apply_file_rules(self.engine, self.file_rules, self.clock.seconds())
+            log.info("alerts file: {count} rules ({saved} new or changed, {deleted} removed)",
+                     count=len(self.file_rules), saved=saved, deleted=deleted)
+        self.engine.start()
+        step = guarded("alerts", self._step, self.core)
+        self.loop = TimerService(self.interval, step)
+        self.loop.clock = self.clock
+        self.loop.startService()
+
+    def _step(self):
+        self.engine.check_stopped()
+        self.prober.sync()
+        # About once a minute: forget the instances of series deleted or expired.
+        self.steps += 1
+        if self.steps * self.interval >= 60:
+            self.steps = 0
+            self.engine.sweep_gone()
+
+    def stopService(self):
+        Service.stopService(self)
+        if self.loop is not None:
+            self.loop.stopService()
+        self.prober.stop()
+        self.engine.stop()
+        self.channels.stop()
+
+
 class RecoveryService(Service):
     """
     Runs recovery once the ports listen (it is started before them, and
@@ -284,6 +342,21 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
     store = Store(settings.tiers, settings.sketch_accuracy, settings.late_grace,
                   now=reactor.seconds(), set_limit=settings.set_exact_limit)
     core = IngestCore(settings, reactor, store, journal)
+    # Alerts: rules, states, silences and history journaled and snapshotted
+    # with the data (IngestCore.extend), evaluated once recovery is over.
+    file_rules = None
+    if settings.alerts_file:
+        try:
+            file_rules = read_rules_file(settings.alerts_file, store.tiers,
+                                         settings.max_filter_terms, settings.max_filter_length)
+        except RulesFileError as e:
+            journal.close()
+            lock.release()
+            raise StartupError(str(e))
+    channels = Channels(reactor, settings.alerts_apprise_threads)
+    alerts = AlertEngine(core, reactor, channels.deliver, history_limit=settings.alerts_history)
+    core.extend("alerts", alerts)
+    prober = Prober(core, alerts, reactor, channels.http)
 
     if run_in_thread is None:
         def run_in_thread(f, *args):
@@ -337,6 +410,21 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
         service.setName(name)
         service.setServiceParent(timer_services)
     top.timers = timer_services
+    top.alerts = alerts
+
+    def base_url():
+        if settings.alerts_base_url:
+            return settings.alerts_base_url
+        host = settings.bind if settings.bind not in ("0.0.0.0", "::") else "127.0.0.1"
+        if ":" in host:
+            host = "[%s]" % (host,)
+        try:
+            port = top.getServiceNamed("http").port.getHost().port
+        except Exception:
+            port = settings.http_port
+        return "http://%s:%d" % (host, port)
+    AlertsService(alerts, prober, channels, file_rules, settings.alerts_check_interval, reactor,
+                  core, base_url).setServiceParent(timer_services)
     RecoveryService(recovery, timer_services, on_failure).setServiceParent(top)
 
     factory = TupleFactory(core, settings, reactor, recovery)
@@ -347,8 +435,12 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
     ImportsService(api.imports).setServiceParent(top)
     # Graphite's render API (Grafana's data source) beside the JSON API.
     graphite = GraphiteAPI(core, settings, reactor, recovery)
+    alerts_api = AlertsAPI(core, alerts, settings, reactor,
+                           email_defaults=file_rules.email if file_rules is not None else None)
+    top.alerts_api = alerts_api
     site = LimitedSite(compressed(RecoveringGate(
-        IngestRouter(ingest.app.resource(), Mount(graphite.app.resource(), api.app.resource())),
+        IngestRouter(ingest.app.resource(), Mount(graphite.app.resource(), AlertsMount(
+            alerts_api.app.resource(), api.app.resource()))),
         recovery)),
                        settings, core, reactor)
     top.api = api

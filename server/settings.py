@@ -338,6 +338,24 @@ class Settings:
         False, _bool, "allow a --retentions change that removes a tier of the snapshot: its rows"
         " are dropped (its open buckets roll up into the next tier)"
     )
+    alerts_file: str = _setting(
+        "", str, "TOML file of alert rules read at start ([[rules]] tables, an [email] table of"
+        " SMTP defaults); its rules replace those it gave before and cannot be changed by the API"
+    )
+    alerts_base_url: str = _setting(
+        "", str, "the dashboard's address as notifications link to it (default:"
+        " http://BIND:HTTP_PORT)"
+    )
+    alerts_max_rules: int = _setting(10000, _positive_int, "most alert rules held")
+    alerts_history: int = _setting(
+        10000, _positive_int, "alert transitions kept for /api/alerts/history (oldest dropped)"
+    )
+    alerts_apprise_threads: int = _setting(
+        2, _positive_int, "threads that send Apprise notifications (off the reactor's thread)"
+    )
+    alerts_check_interval: float = _setting(
+        1.0, _positive_float, "seconds between checks of stopped rules and probe schedules"
+    )
     web_root: str = _setting(
         "", str, "directory of the dashboard's static files (default: the ones installed with"
         " the server)"

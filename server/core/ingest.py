@@ -73,6 +73,20 @@ class IngestCore:
         # snapshotted like data.
         self.events = Events(settings.max_events)
         self.boards = Boards()
+        # Capabilities above the core that journal and snapshot state of
+        # their own (the alert engine): name -> an object with to_json(),
+        # load(value or None), replay(entry) and KINDS, its journal kinds.
+        self.extensions = {}
+        self.entry_kinds = {}
+
+    def extend(self, name, extension):
+        """
+        Keep C{extension}'s state in the snapshot's header under C{name}
+        and hand it the journal entries of its C{KINDS} at replay.
+        """
+        self.extensions[name] = extension
+        for kind in extension.KINDS:
+            self.entry_kinds[kind] = extension.replay
 
     # -- accepting points ------------------------------------------------
 
@@ -388,7 +402,10 @@ class IngestCore:
         """
         What a snapshot keeps beside the series (in its header).
         """
-        return {"events": self.events.to_json(), "dashboards": self.boards.to_json()}
+        state = {"events": self.events.to_json(), "dashboards": self.boards.to_json()}
+        for name, extension in self.extensions.items():
+            state[name] = extension.to_json()
+        return state
 
     def load_state(self, header):
         """
@@ -397,6 +414,8 @@ class IngestCore:
         """
         self.events.load(header.get("events"))
         self.boards.load(header.get("dashboards"))
+        for name, extension in self.extensions.items():
+            extension.load(header.get(name))
 
     def _time_problem(self, ts, now):
         if not math.isfinite(ts) or ts < 0:
@@ -477,6 +496,10 @@ class IngestCore:
                 continue
             if kind == "bd":
                 self.boards.delete(entry[1])
+                continue
+            extension = self.entry_kinds.get(kind)
+            if extension is not None:
+                extension(entry)
                 continue
             key = entry[1]
             name, tags = split_series_key(key)

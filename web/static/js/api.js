@@ -129,6 +129,7 @@ export function createApi({ storage, onAuth, fetchImpl = (...args) => window.fet
     return {
         get: (kind, path, params) => request(kind, "GET", path, params),
         post: (kind, path, body) => request(kind, "POST", path, undefined, body),
+        del: (kind, path) => request(kind, "DELETE", path),
         busy: (kind) => inFlight.has(kind),
         abort(kind) {
             const controller = inFlight.get(kind);

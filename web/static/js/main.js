@@ -19,6 +19,7 @@ import { createImporter } from "./importer.js";
 import { createTokenPrompt } from "./token.js";
 import { createDashboards } from "./dashboards.js";
 import { pollSeconds } from "./dashmodel.js";
+import { createAlerts } from "./alerts.js";
 import { applyTheme, bindThemeSwitch, storedTheme } from "./theme.js";
 
 const LIST_LIMIT = 20000;
@@ -62,6 +63,7 @@ function start() {
     let lastMetrics = null;
     let held = null;                   // {signature, batch}: the plot's last answer, merged with `since`
     let lastEvents = [];               // the events of the plot's range, as last read
+    let lastBands = [];                // the firing periods of alerts on the plotted series, as last read
     let lastSeriesData = [];
     let failures = 0;
     let eventsRoute = true;            // false once the server answered that it has no /api/events
@@ -112,6 +114,22 @@ function start() {
             state = setUnit(state, key, unit);
             writeUrl(false);
             redrawPlot();
+        },
+    });
+
+    const alerts = createAlerts({
+        api,
+        now,
+        elements: {
+            button: byId("alerts-btn"), badge: byId("alerts-badge"), panel: byId("alerts-card"),
+            close: byId("alerts-close"), error: byId("alerts-error"), tbody: document.querySelector("#alerts-table tbody"),
+            none: byId("alerts-none"), rules: byId("alert-rules"), rulesNone: byId("alert-rules-none"),
+            form: byId("alert-rule-form"), preview: byId("rule-preview"), result: byId("rule-result"),
+        },
+        onSeries: (key) => {
+            if (state.selected.indexOf(key) === -1) {
+                toggleSeries(key);
+            }
         },
     });
 
@@ -595,11 +613,13 @@ function start() {
             ? held.batch.partial_from - held.batch.resolution : null;
         let batch;
         let events;
+        let bands;
         try {
-            [batch, events] = await Promise.all([
+            [batch, events, bands] = await Promise.all([
                 reader.read({ keys, fieldsOf, from: range.from, until: range.until, resolution, since },
                     { now, tiers, maxPoints }),
                 readEvents(range),
+                alertBands(keys),
             ]);
         } catch (failure) {
             if (!isAborted(failure) && !isConnectionError(failure)) {
@@ -625,6 +645,7 @@ function start() {
         }
         lastSeriesData = batch.series.map((s) => ({ ...s, resolution: batch.resolution, from: batch.from, until: batch.until }));
         lastEvents = events;
+        lastBands = bands;
         drawHeld();
         renderEventList(events);
         byId("plot-status").textContent = "resolution " + formatStep(batch.resolution) + " \u00b7 " +
@@ -642,7 +663,7 @@ function start() {
         const series = plotSeries(batch, (type) => fieldsFor(state, type), (key) => state.units[key] || null);
         plot.draw(series, { from: batch.from, until: batch.until, step: batch.resolution },
             batch.series.length ? "No points in this time range." : "Nothing could be loaded; see the error above.",
-            lastEvents, viewOptions());
+            lastEvents, viewOptions(), lastBands);
     }
 
     function viewOptions() {
@@ -656,6 +677,12 @@ function start() {
             drawHeld();
             renderEventList(lastEvents);
         }
+    }
+
+    // Firing periods of alerts on the plotted series, drawn as bands (none when they cannot be read).
+    function alertBands(keys) {
+        const bounds = rangeBounds(state, now());
+        return alerts.bands(keys, bounds.from, bounds.until).catch(() => []);
     }
 
     // -- events (deploys and such), drawn on the plot and listed under it
@@ -780,7 +807,7 @@ function start() {
             // The server's own series first: the header's and the list's counts leave them out alike.
             const own = refreshServerSeries();
             const after = own.catch(() => null);
-            const jobs = [own, after.then(refreshHealth)];
+            const jobs = [own, after.then(refreshHealth), alerts.refresh()];
             if (state.dashboard) {
                 jobs.push(refreshDashboard());
             } else {
@@ -993,6 +1020,9 @@ function start() {
         },
         get dashboard() {
             return dashboards.current;
+        },
+        get alertBands() {
+            return plot.bands;
         },
         get panels() {
             return dashboards.drawn;

@@ -53,9 +53,12 @@ export function fitYAxisLabels(plot) {
 
 const EVENT_COLOUR = "#c2185b";
 
-// Flot markings: one vertical line per event.
-function eventMarkings(events) {
-    return events.map((e) => ({ xaxis: { from: e.when, to: e.when }, color: EVENT_COLOUR, lineWidth: 2 }));
+const BAND_COLOUR = "rgba(220, 53, 69, 0.15)";
+
+// Flot markings: a band per firing period of an alert, under one vertical line per event.
+function eventMarkings(events, bands = []) {
+    return bands.map((b) => ({ xaxis: { from: b.from, to: b.until }, color: BAND_COLOUR }))
+        .concat(events.map((e) => ({ xaxis: { from: e.when, to: e.when }, color: EVENT_COLOUR, lineWidth: 2 })));
 }
 
 // The label of a unit choice in the legend's menus.
@@ -77,6 +80,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
     let display = { utc: false, log: false, units: {} };
     let refocus = null;  // the key whose unit menu had the focus before a redraw
     const crosshairValues = crosshair.appendChild(el("div", "crosshair-values"));
+    let bands = [];
 
     const $placeholder = $(placeholder);
 
@@ -290,11 +294,13 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
 
     return {
         // series: from series.plotSeries; range: {from, until, step};
-        // view: {utc, log, units: key -> the unit the user set} (the page's state holds all three).
-        draw(series, range, emptyText, newEvents = [], view = {}) {
+        // view: {utc, log, units: key -> the unit the user set} (the page's state holds all three);
+        // bands: firing periods of alerts on these series, [{from, until}] (alertsmodel.firingBands).
+        draw(series, range, emptyText, newEvents = [], view = {}, newBands = []) {
             step = range.step || step;
             shown = series;
             events = newEvents;
+            bands = newBands;
             display = { utc: Boolean(view.utc), log: Boolean(view.log), units: view.units || {} };
             renderLegend(series, range.from, range.until);
             if (!series.length) {
@@ -324,7 +330,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
                 const xaxis = plot.getAxes().xaxis.options;
                 xaxis.min = range.from;
                 xaxis.max = range.until;
-                plot.getOptions().grid.markings = eventMarkings(events);
+                plot.getOptions().grid.markings = eventMarkings(events, bands);
                 plot.setData(flotSeries);
                 plot.setupGrid(true);
                 plot.draw();
@@ -337,7 +343,7 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
                     yaxes: axisOptions(units),
                     series: { lines: { show: true, lineWidth: 1.5 }, shadowSize: 0 },
                     grid: { hoverable: true, autoHighlight: false, borderWidth: 1, ...gridColours(),
-                            markings: eventMarkings(events) },
+                            markings: eventMarkings(events, bands) },
                     legend: { show: false },
                     selection: { mode: "x", color: "#0d6efd" },
                 });
@@ -354,6 +360,9 @@ export function createPlot({ placeholder, legend, tooltip, crosshair, hint, mark
         // Another plot's pointer at time x (null: it left): the line here too, with the values here.
         crosshairAt(x) {
             placeCrosshair(x, true);
+        },
+        get bands() {
+            return bands;
         },
         // The theme changed: the next draw builds the plot anew in its colours.
         retheme() {
