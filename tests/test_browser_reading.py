@@ -266,7 +266,9 @@ def test_panel_edited_in_place(shared_server, ny_context, artifacts):  # noqa: F
     drawn = page.evaluate("""() => { const p = window.simplestats.panels[1].flot, x = p.getAxes().xaxis;
         return {span: x.max - x.min, fields: p.getData().map(s => s.field), units: p.getData().map(s => s.unit),
                 ticks: p.getAxes().yaxis.ticks.map(t => t.label)}; }""")
-    assert drawn["span"] == pytest.approx(600, abs=12), drawn      # its own range, not the page's 5 minutes
+    # Its own range, not the page's 5 minutes: 10 minutes, give or take a few buckets (a batch read
+    # without `until` reaches the series' latest point, and the bars' axis is the answer's range).
+    assert 590 <= drawn["span"] <= 660, drawn
     assert drawn["fields"] == ["max"] and drawn["units"] == ["s"], drawn
     assert all(t.endswith(" s") or t.endswith("ms") for t in drawn["ticks"]), drawn
     assert page.evaluate("window.simplestats.pollSeconds") == 10
