@@ -175,6 +175,20 @@ class RenderTests(GraphiteTestCase):
         self.assertEqual(value("stats.gauges.g"), 7.0)
         self.assertEqual(value("stats.sets.u.count"), 1.0)
 
+    def test_empty_buckets_are_null(self):
+        """A counter's and a gauge's empty buckets read null under every name, neither 0 nor the last value."""
+        self.submit(Sample("hits", (), COUNTER, 3.0, T0 - 29), Sample("hits", (), COUNTER, 2.0, T0 - 9),
+                    Sample("g", (), GAUGE, 7.0, T0 - 29), Sample("g", (), GAUGE, 8.0, T0 - 9))
+        self.clock.advance(60)
+        window = {"from": str(int(T0 - 35)), "until": str(int(T0 + 5))}
+        for target, (first, second) in (("hits", (3.0, 2.0)), ("hits.rate", (0.6, 0.4)),
+                                        ("stats.counters.hits.count", (3.0, 2.0)),
+                                        ("stats.hits", (0.6, 0.4)), ("stats_counts.hits", (3.0, 2.0)),
+                                        ("g", (7.0, 8.0)), ("stats.gauges.g", (7.0, 8.0))):
+            values = [v for v, _ in self.render(target=target, **window)[0]["datapoints"]]
+            self.assertEqual(values, [first, None, None, None, second, None, None, None],
+                             target)
+
     def test_globs(self):
         """Globs *, ?, [...] and {a,b} match within one node each."""
         for name in ("srv.web1.cpu", "srv.web2.cpu", "srv.db1.cpu", "srv.web10.cpu"):
