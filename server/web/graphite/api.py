@@ -23,6 +23,7 @@ from twisted.web.resource import Resource
 
 from server.core.filters import SLICE_SECONDS, run_in_slices
 from server.web.auth import refusal
+from server.web.errors import answer_errors_as_json
 from server.web.graphite.attime import TimeError, parse_at_time, zone
 from server.web.graphite.params import FUNCTIONS, RenderError
 from server.core.graphite_names import Pattern, PatternError, TagQuery, templates
@@ -627,6 +628,8 @@ class GraphiteAPI:
     def version(self, request):
         request.setHeader(b"Content-Type", b"text/plain")
         return VERSION.encode()
+
+    answer_errors_as_json(app)
 
 
 def function_info(name):
