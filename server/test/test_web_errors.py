@@ -10,6 +10,8 @@ import os
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
+from server.core.graphite_names import Pattern
+from server.core.model import GAUGE, Sample
 from server.test.support import make_core
 from server.web.api import WebAPI
 from server.web.graphite.api import GraphiteAPI, Mount
@@ -82,6 +84,18 @@ class MethodAndPathTests(ErrorsCase):
         self.assertEqual(error, "internal error answering GET /api/health: RuntimeError:"
                                 " the status broke")
         self.assertEqual(self.core.counters["simplestats.http.internal_errors"], 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_failing_render_is_a_json_500(self):
+        """A Graphite call that fails inside is a JSON 500 naming the target and the exception."""
+        def broken(pattern, series):
+            raise RuntimeError("the pattern broke")
+
+        self.assertEqual(self.core.submit([Sample("a.b", (), GAUGE, 1.0)], "test"), [])
+        self.patch(Pattern, "ranked_paths", broken)
+        _, error = self.error("GET", "/render?target=a.*", 500)
+        self.assertEqual(error, "internal error rendering a.*: RuntimeError: the pattern broke")
+        self.assertEqual(self.core.counters["simplestats.graphite.errors"], 1)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 

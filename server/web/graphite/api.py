@@ -23,7 +23,7 @@ from twisted.web.resource import Resource
 
 from server.core.filters import SLICE_SECONDS, run_in_slices
 from server.web.auth import refusal
-from server.web.errors import answer_errors_as_json
+from server.web.errors import answer_errors_as_json, json_error
 from server.web.graphite.attime import TimeError, parse_at_time, zone
 from server.web.graphite.params import FUNCTIONS, RenderError
 from server.core.graphite_names import Pattern, PatternError, TagQuery, templates
@@ -229,10 +229,10 @@ class GraphiteAPI:
             return None  # the client went away
         self.core.counters["simplestats.graphite.errors"] += 1
         self.log.failure("graphite request failed: {targets}", failure, targets=targets)
-        request.setResponseCode(500)
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        return ("internal error rendering %s: %s" % (", ".join(targets) or request.path.decode(
-            "utf-8", "replace"), failure.getErrorMessage())).encode("utf-8")
+        self.core.counters["simplestats.http.internal_errors"] += 1
+        return json_error(request, 500, "internal error rendering %s: %s: %s" % (
+            ", ".join(targets) or request.path.decode("utf-8", "replace"), failure.type.__name__,
+            failure.getErrorMessage()))
 
     # -- finder --------------------------------------------------------------
 
