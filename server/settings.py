@@ -121,7 +121,7 @@ def _address(text):
 
 
 def _positive_float(text):
-    expected = "must be a number greater than 0 (seconds)"
+    expected = "must be a number greater than 0"
     value = _number(text, expected)
     if value <= 0:
         raise ValueError(expected)
@@ -129,7 +129,7 @@ def _positive_float(text):
 
 
 def _non_negative_float(text):
-    expected = "must be a number of 0 or more (seconds)"
+    expected = "must be a number of 0 or more"
     value = _number(text, expected)
     if value < 0:
         raise ValueError(expected)

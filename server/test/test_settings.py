@@ -52,12 +52,10 @@ class SettingsTests(SynchronousTestCase):
                                        " 500, got 'x'"),
             ("--snapshot-journal-bytes", "1MB", "--snapshot-journal-bytes: must be a whole number"
                                                 " of 0 or more, got '1MB'"),
-            ("--rollup-interval", "soon", "--rollup-interval: must be a number greater than 0"
-                                          " (seconds), got 'soon'"),
-            ("--late-grace", "-", "--late-grace: must be a number of 0 or more (seconds),"
-                                  " got '-'"),
-            ("--late-grace", "nan", "--late-grace: must be a number of 0 or more (seconds),"
-                                    " got 'nan'"),
+            ("--rollup-interval", "soon", "--rollup-interval: must be a number greater than 0,"
+                                          " got 'soon'"),
+            ("--late-grace", "-", "--late-grace: must be a number of 0 or more, got '-'"),
+            ("--late-grace", "nan", "--late-grace: must be a number of 0 or more, got 'nan'"),
             ("--sketch-accuracy", "1%", "--sketch-accuracy: must be a fraction between 0 and 0.5,"
                                         " e.g. 0.01, got '1%'"),
             ("--bind", "localhost:1", "--bind: must be an IP address such as 127.0.0.1, 0.0.0.0"
