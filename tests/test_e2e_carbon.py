@@ -135,6 +135,34 @@ def test_plaintext_over_udp_with_tags(carbon):
     server.wait_for_log(r"bad Graphite line 3 from 127\.0\.0\.1:\d+: tag role has an empty value")
 
 
+def test_a_path_reads_the_series_sent_by_it(carbon):
+    """A series sent as srv.latency.max reads back as itself by exact path, brace and glob, and find calls it a leaf, beside srv.latency."""
+    server, port = carbon
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"e2e.shared.latency 10 -1\ne2e.shared.latency.max 99 -1\n"
+                     b"e2e.shared.latency.count 55 -1\n")
+        wait_for("the three series", lambda: all(
+            series(server, name) for name in ("e2e.shared.latency", "e2e.shared.latency.max",
+                                              "e2e.shared.latency.count")))
+
+    def read(target):
+        body = server.get_json("/render", {"target": target, "from": "-5min"})
+        names = [s["target"] for s in body]
+        assert len(names) == len(set(names)), names
+        return {s["target"]: max(v for v, _ in s["datapoints"] if v is not None) for s in body}
+
+    assert read("e2e.shared.latency.max") == {"e2e.shared.latency.max": 99.0}
+    assert read("e2e.shared.latency.{max,count}") == {"e2e.shared.latency.max": 99.0,
+                                                      "e2e.shared.latency.count": 55.0}
+    glob = read("e2e.shared.latency.*")
+    assert (glob["e2e.shared.latency.max"], glob["e2e.shared.latency.count"]) == (99.0, 55.0)
+    assert glob["e2e.shared.latency.mean"] == 10.0
+    nodes = {n["id"]: n for n in server.get_json("/metrics/find",
+                                                 {"query": "e2e.shared.latency.*"})}
+    assert (nodes["e2e.shared.latency.max"]["leaf"],
+            nodes["e2e.shared.latency.max"]["expandable"]) == (1, 1)
+
+
 def test_graphyte_over_tcp_and_udp_with_tags(carbon):
     """The graphyte client's messages, TCP and UDP, default and per-call tags, land in their series."""
     server, port = carbon

@@ -110,3 +110,23 @@ def test_dattss_commit(server):
     status, _, answer = server.http("PUT", "/agg?auth=KEY", body=json.dumps(commit).encode())
     assert (status, json.loads(answer)) == (200, {"ok": True})
     assert sum(read_back(server, "e2e.dts.query", fields="count")["count"]) == 4
+
+
+def test_wrong_method_or_path_is_json(server):
+    """A method an ingest, API or Graphite path does not take, and a path nothing answers, are JSON errors naming them."""
+    for method, path, status, allowed in (("GET", "/put?topic=t1", 405, "POST, PUT"),
+                                          ("DELETE", "/ping", 405, "GET, HEAD"),
+                                          ("GET", "/agg", 405, "POST, PUT"),
+                                          ("PATCH", "/api/health", 405, "GET, HEAD"),
+                                          ("DELETE", "/render", 405, "GET, HEAD, POST"),
+                                          ("GET", "/api/nope", 404, None)):
+        answer_status, headers, body = server.http(method, path)
+        assert answer_status == status, (method, path, body)
+        assert headers["Content-Type"] == "application/json; charset=utf-8", (method, path)
+        error = json.loads(body)["error"]
+        if allowed:
+            assert error == "method %s is not allowed on %s; it takes %s" % (
+                method, path.split("?")[0], allowed)
+            assert headers["Allow"] == allowed
+        else:
+            assert error.startswith("no such path /api/nope")

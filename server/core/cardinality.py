@@ -71,7 +71,8 @@ def merged(*sketches):
 
 def encode(sketch):
     """
-    The sketch as base64 text of its compact image (about 2.1 KB).
+    The sketch as base64 text (about 2.8 KB) of its compact image (about
+    2.1 KB); in memory, with a byte per register, it takes about 4.1 KB.
     """
     union = hll_union(LG_K)
     union.update(sketch)

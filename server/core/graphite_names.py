@@ -20,6 +20,14 @@ A tagged series is a Graphite 1.1 tagged series: C{name.<field>;k=v} (and
 C{name;k=v} for the default field), found with C{seriesByTag} or by its
 exact path; globs never reach it (graphite-web keeps tagged series out of
 the tree).
+
+One path can name two series: a series sent as C{srv.latency.max} and the
+C{max} field of C{srv.latency}; C{stats.gauges.g} sent as a path and the
+gauge C{g}.  A series' own name wins (data sent by a path is read back by
+that path), then a field of a series' own name, then statsd's names in the
+order of L{STATSD_SCHEMES}: every way of asking (exact, brace, glob, tag
+query) picks by L{rank}, so one answer never holds two series under one
+name.
 """
 
 import re
@@ -72,12 +80,63 @@ def templates(series):
     C{[(nodes, bare field or None, {last node: field})]}: the shapes of the
     paths an untagged series offers.
     """
+    return [(nodes, bare, suffixes) for nodes, bare, suffixes, _ in _ranked_templates(series)]
+
+
+def _ranked_templates(series):
+    """
+    L{templates} with each shape's scheme number: 0 for the series' own
+    name, 1 + its index in L{STATSD_SCHEMES} for statsd's.
+    """
     nodes = tuple(series.name.split("."))
-    out = [(nodes, Field(DEFAULT_FIELD[series.family]), _NATIVE[series.family])]
-    for prefix, types, bare, suffixes in STATSD_SCHEMES:
+    out = [(nodes, Field(DEFAULT_FIELD[series.family]), _NATIVE[series.family], 0)]
+    for scheme, (prefix, types, bare, suffixes) in enumerate(STATSD_SCHEMES, 1):
         if series.type in types:
-            out.append((prefix + nodes, bare, suffixes))
+            out.append((prefix + nodes, bare, suffixes, scheme))
     return out
+
+
+def rank(scheme, is_field):
+    """
+    Which of several series offering one path that path reads: the lowest
+    rank.  C{(0, False)} is a series' own name, C{(0, True)} a field of its
+    name, then statsd's names scheme by scheme (a bare one before a field).
+    Within one scheme and kind a path belongs to one series only.
+    """
+    return (scheme, is_field)
+
+
+OWN_NAME = rank(0, False)
+OWN_FIELD = rank(0, True)
+
+
+class Choice:
+    """
+    C{{path: (rank, value)}} keeping, for each path, the value of the lowest
+    rank: where several series offer one path, the one it reads.
+    """
+
+    def __init__(self):
+        self.chosen = {}
+
+    def offer(self, path, path_rank, value):
+        """
+        Keep C{value} for C{path} unless a value of a lower rank holds it;
+        whether this is the path's first value.
+        """
+        held = self.chosen.get(path)
+        if held is None:
+            self.chosen[path] = (path_rank, value)
+            return True
+        if path_rank < held[0]:
+            self.chosen[path] = (path_rank, value)
+        return False
+
+    def values(self):
+        """
+        The chosen values, sorted by path.
+        """
+        return [self.chosen[path][1] for path in sorted(self.chosen)]
 
 
 def fields_of(series):
@@ -170,22 +229,29 @@ class Pattern:
         """
         C{[(path, Field)]}: the paths of C{series} the pattern matches whole.
         """
+        return [(path, field) for path, field, _ in self.ranked_paths(series)]
+
+    def ranked_paths(self, series):
+        """
+        C{[(path, Field, rank)]}: L{paths} with each path's L{rank}.
+        """
         if series.tags:
             return []
         k = len(self.matchers)
         out = []
-        for nodes, bare, suffixes in templates(series):
+        for nodes, bare, suffixes, scheme in _ranked_templates(series):
             if self.first is not None and nodes[0] != self.first:
                 continue
             t = len(nodes)
             if t == k and bare is not None and self._prefix(nodes, k):
-                out.append((".".join(nodes), bare))
+                out.append((".".join(nodes), bare, rank(scheme, False)))
             elif t + 1 == k and suffixes and self._prefix(nodes, t):
                 last = self.matchers[t]
                 name = ".".join(nodes)
+                field_rank = rank(scheme, True)
                 for node, field in suffixes.items():
                     if last(node):
-                        out.append((name + "." + node, field))
+                        out.append((name + "." + node, field, field_rank))
         return out
 
     def nodes_of(self, series):
@@ -289,30 +355,37 @@ class TagQuery:
         name = series.name
         exact = self.exact
         if exact is None:
-            out = [(name, Field(DEFAULT_FIELD[series.family]))]
-            out += [(name + "." + f, field) for f, field in fields_of(series).items()]
+            out = [(name, Field(DEFAULT_FIELD[series.family]), OWN_NAME)]
+            out += [(name + "." + f, field, OWN_FIELD) for f, field in fields_of(series).items()]
             return out
         if exact == name:
-            return [(name, Field(DEFAULT_FIELD[series.family]))]
+            return [(name, Field(DEFAULT_FIELD[series.family]), OWN_NAME)]
         if exact.startswith(name) and exact[len(name):len(name) + 1] == ".":
             field = fields_of(series).get(exact[len(name) + 1:])
             if field is not None:
-                return [(exact, field)]
+                return [(exact, field, OWN_FIELD)]
         return []
 
     def paths(self, series):
         """
         C{[(canonical path, Field)]} of C{series} that match.
         """
+        return [(path, field) for path, field, _ in self.ranked_paths(series)]
+
+    def ranked_paths(self, series):
+        """
+        C{[(canonical path, Field, rank)]}: L{paths} with each path's
+        L{rank}.
+        """
         # The cheaper test first: an exact name, else the other tags.
         if self.exact is None and not self._tags_match(series):
             return []
-        candidates = [(name, field) for name, field in self._candidates(series)
-                      if all(e.matches(name) for e in self.names)]
+        candidates = [c for c in self._candidates(series)
+                      if all(e.matches(c[0]) for e in self.names)]
         if not candidates or self.exact is not None and not self._tags_match(series):
             return []
         suffix = "".join(";%s=%s" % kv for kv in series.tags)
-        return [(name + suffix, field) for name, field in candidates]
+        return [(name + suffix, field, path_rank) for name, field, path_rank in candidates]
 
     def _tags_match(self, series):
         if not self.others:

@@ -105,13 +105,13 @@ class GrafanaRequestTests(GraphiteTestCase):
                                                   [100.0, now]]}])
 
     def test_find_browsing(self):
-        """The query editor browses with /metrics/find: branches then leaves, 0/1 integers."""
+        """The query editor browses with /metrics/find: branches then leaves, 0/1 integers; a series' own name is a leaf with children."""
         self.submit(Sample("api.latency", (), TIMER, 3.0), Sample("api.requests", (), COUNTER, 1.0),
                     Sample("room", (), GAUGE, 20.0))
         top = self.get_json("/metrics/find?" + urlencode({"query": "*"}))
         self.assertEqual(top, [
             {"text": "api", "id": "api", "allowChildren": 1, "expandable": 1, "leaf": 0},
-            {"text": "room", "id": "room", "allowChildren": 1, "expandable": 1, "leaf": 0},
+            {"text": "room", "id": "room", "allowChildren": 1, "expandable": 1, "leaf": 1},
             {"text": "stats", "id": "stats", "allowChildren": 1, "expandable": 1, "leaf": 0},
             {"text": "stats_counts", "id": "stats_counts", "allowChildren": 1, "expandable": 1,
              "leaf": 0},
@@ -174,6 +174,20 @@ class RenderTests(GraphiteTestCase):
         self.assertEqual(value("g"), 7.0)
         self.assertEqual(value("stats.gauges.g"), 7.0)
         self.assertEqual(value("stats.sets.u.count"), 1.0)
+
+    def test_empty_buckets_are_null(self):
+        """A counter's and a gauge's empty buckets read null under every name, neither 0 nor the last value."""
+        self.submit(Sample("hits", (), COUNTER, 3.0, T0 - 29), Sample("hits", (), COUNTER, 2.0, T0 - 9),
+                    Sample("g", (), GAUGE, 7.0, T0 - 29), Sample("g", (), GAUGE, 8.0, T0 - 9))
+        self.clock.advance(60)
+        window = {"from": str(int(T0 - 35)), "until": str(int(T0 + 5))}
+        for target, (first, second) in (("hits", (3.0, 2.0)), ("hits.rate", (0.6, 0.4)),
+                                        ("stats.counters.hits.count", (3.0, 2.0)),
+                                        ("stats.hits", (0.6, 0.4)), ("stats_counts.hits", (3.0, 2.0)),
+                                        ("g", (7.0, 8.0)), ("stats.gauges.g", (7.0, 8.0))):
+            values = [v for v, _ in self.render(target=target, **window)[0]["datapoints"]]
+            self.assertEqual(values, [first, None, None, None, second, None, None, None],
+                             target)
 
     def test_globs(self):
         """Globs *, ?, [...] and {a,b} match within one node each."""
@@ -484,3 +498,87 @@ class EventsDataTests(GraphiteTestCase):
         self.assertTrue(is_graphite_path(b"/events/get_data"))
         self.assertFalse(is_graphite_path(b"/events/get_data/x"))
         self.assertFalse(is_graphite_path(b"/events"))
+
+
+class SharedPathTests(GraphiteTestCase):
+    """
+    A series named like a field path of another series (C{srv.latency.max}
+    beside C{srv.latency}): the series' own name wins, however it is asked.
+    """
+
+    window = {"from": str(int(T0 - 15)), "until": str(int(T0 - 6))}
+
+    def send_both(self, own_first):
+        own = [Sample("srv.latency.max", (), SAMPLE, 99.0, T0 - 9),
+               Sample("srv.latency.count", (), SAMPLE, 55.0, T0 - 9)]
+        other = [Sample("srv.latency", (), SAMPLE, 10.0, T0 - 9)]
+        self.submit(*(own + other if own_first else other + own))
+
+    def values(self, target):
+        return {s["target"]: s["datapoints"][0][0] for s in self.render(target=target,
+                                                                        **self.window)}
+
+    def test_every_way_of_asking_reads_the_series_sent(self):
+        """Exact, brace and glob read srv.latency.max as the series sent by that path, whichever series came first."""
+        for own_first in (False, True):
+            self.core = make_core(self)
+            self.clock = self.core.clock
+            self.api = GraphiteAPI(self.core, self.core.settings, self.clock)
+            self.stub = StubTreq(self.api.app.resource())
+            self.send_both(own_first)
+            self.assertEqual(self.values("srv.latency.max"), {"srv.latency.max": 99.0})
+            self.assertEqual(self.values("srv.latency.{max,count}"),
+                             {"srv.latency.max": 99.0, "srv.latency.count": 55.0})
+            glob = self.render(target="srv.latency.*", **self.window)
+            names = [s["target"] for s in glob]
+            self.assertEqual(len(names), len(set(names)), names)
+            found = {s["target"]: s["datapoints"][0][0] for s in glob}
+            self.assertEqual((found["srv.latency.max"], found["srv.latency.count"]), (99.0, 55.0))
+            # The fields nobody sent as series still read srv.latency's.
+            self.assertEqual(found["srv.latency.mean"], 10.0)
+            self.assertEqual(self.values("srv.*.max"), {"srv.latency.max": 99.0})
+
+    def test_tagged_series_own_name_wins(self):
+        """seriesByTag reads a tagged series by its own name before another's field of that name."""
+        for name, value in (("lat", 10.0), ("lat.max", 99.0)):
+            self.submit(Sample(name, (("host", "a"),), SAMPLE, value, T0 - 9))
+        answer = self.render(target="seriesByTag('name=~^lat', 'host=a')", **self.window)
+        names = [s["target"] for s in answer]
+        self.assertEqual(len(names), len(set(names)), names)
+        found = {s["target"]: s["datapoints"][0][0] for s in answer}
+        self.assertEqual(found["lat.max;host=a"], 99.0)
+        self.assertEqual(self.values("seriesByTag('name=lat.max', 'host=a')"),
+                         {"lat.max;host=a": 99.0})
+        self.assertEqual(self.get_json("/tags/findSeries?expr=name%3D~%5Elat%5C.max%24&expr=host%3Da"),
+                         ["lat.max;host=a"])
+
+    def test_find_marks_a_series_as_a_leaf(self):
+        """find marks a series' own name a leaf, expandable too when it has fields; json and completer list both nodes, as graphite-web does."""
+        self.send_both(False)
+        self.submit(Sample("a.b.c", (), SAMPLE, 1.0, T0 - 9))
+        nodes = self.get_json("/metrics/find?query=srv.latency.*")
+        by_id = {n["id"]: n for n in nodes}
+        self.assertEqual(len(nodes), len(by_id))
+        self.assertEqual(by_id["srv.latency.max"], {"text": "max", "id": "srv.latency.max",
+                                                    "allowChildren": 1, "expandable": 1,
+                                                    "leaf": 1})
+        self.assertEqual(by_id["srv.latency.mean"], {"text": "mean", "id": "srv.latency.mean",
+                                                     "allowChildren": 0, "expandable": 0,
+                                                     "leaf": 1})
+        # As graphite-web: the nodes with children first, then the leaves.
+        self.assertEqual([n["id"] for n in nodes[:2]], ["srv.latency.count", "srv.latency.max"])
+        self.assertEqual(self.get_json("/metrics/find?query=a.b.*"), [
+            {"text": "c", "id": "a.b.c", "allowChildren": 1, "expandable": 1, "leaf": 1}])
+        self.assertEqual(self.get_json("/metrics/find?query=a.b.*&leavesOnly=1"), [
+            {"text": "c", "id": "a.b.c", "allowChildren": 0, "expandable": 0, "leaf": 1}])
+        star = self.get_json("/metrics/find?query=a.b.c.m*&wildcards=1")[0]
+        self.assertEqual(star, {"text": "*", "id": "a.b.c.*", "allowChildren": 0,
+                                "expandable": 0, "leaf": 1})
+        self.assertEqual(self.get_json("/metrics/find?query=a.b.*&format=json"),
+                         [{"path": "a.b.c", "is_leaf": False}, {"path": "a.b.c", "is_leaf": True}])
+        self.assertEqual(self.get_json("/metrics/find?query=a.b.*&format=completer"),
+                         {"metrics": [{"path": "a.b.c.", "name": "c", "is_leaf": "0"},
+                                      {"path": "a.b.c", "name": "c", "is_leaf": "1"}]})
+        self.assertEqual(self.get_json("/metrics/expand?query=a.b.*"), {"results": ["a.b.c"]})
+        index = self.get_json("/metrics/index.json")
+        self.assertEqual(index.count("srv.latency.max"), 1)

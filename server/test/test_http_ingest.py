@@ -287,7 +287,11 @@ class TokenTests(IngestCase):
         self.assertEqual(self.post_json("/agg?auth=" + TOKEN, body, 200, "PUT"), {"ok": True})
         self.assertEqual(self.post_json("/agg?auth=nope-0123456789", body, 403, "PUT"),
                          {"error": "wrong API token"})
-        self.assertIn("needs the API token", self.post_json("/agg", body, 401, "PUT")["error"])
+        self.assertEqual(self.post_json("/agg", body, 401, "PUT")["error"],
+                         "this call needs the API token in its auth parameter (/agg?auth=<token>,"
+                         " where a DaTtSs client puts its key) or in the X-SimpleStats-Token"
+                         " header (or Authorization: Bearer)")
+        self.assertNotIn("auth parameter", self.post_json("/put?topic=t", body, 401)["error"])
         self.assertEqual(self.post_json("/agg", body, 200, "PUT",
                                         headers={"X-SimpleStats-Token": TOKEN}), {"ok": True})
 

@@ -72,6 +72,14 @@ class ExactThenSketchedTests(SynchronousTestCase):
         self.assertEqual(agg.row().count, expected_count(members("u", LIMIT + 1)))
         self.assertLess(abs(agg.row().count - (LIMIT + 1)), 3 * cardinality.RELATIVE_ERROR * LIMIT)
 
+    def test_sketch_sizes_are_those_documented(self):
+        """A sketch is about 4 KB in memory and 3 KB of text in a snapshot, as --set-exact-limit's help and the README say."""
+        sketch = cardinality.sketch_of(members("u", 100000))
+        self.assertTrue(3500 <= len(sketch.serialize_updatable()) <= 4500)
+        self.assertTrue(2500 <= len(cardinality.encode(sketch)) <= 3500)
+        text = load([], {}).__dataclass_fields__["set_exact_limit"].metadata["help"]
+        self.assertIn("about 4 KB in memory, 3 KB of text in a snapshot", text)
+
     def test_million_members_through_the_store(self):
         """A million distinct members through store.add count within three standard errors, and the series encodes to a few KB that decode to the same count."""
         store = Store(TIERS, now=T0)

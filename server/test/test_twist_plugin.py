@@ -29,6 +29,19 @@ class TwistPluginTests(SynchronousTestCase):
             plugin().options().parseOptions(["--tcp-port", "abc"])
         self.assertEqual(str(error.exception), "bad setting: %s" % (own.exception,))
 
+    def test_help_prints_percent_once(self):
+        """twist simplestats --help prints a help text's percent sign once, as python -m server.main --help does."""
+        text = " ".join(str(plugin().options()).split())
+        self.assertIn("within 1.6 % standard error", text)
+        self.assertNotIn("%%", text)
+
+    def test_bad_number_says_what_is_expected(self):
+        """--tcp-port abc under twist says what the flag takes in plain words, the value once."""
+        with self.assertRaises(UsageError) as error:
+            plugin().options().parseOptions(["--tcp-port", "abc"])
+        self.assertEqual(str(error.exception), "bad setting: --tcp-port: must be a whole number"
+                                               " from 0 to 65535, got 'abc'")
+
     def test_settings_from_flags(self):
         """Values and switches alone (--move-corrupt-aside) become the settings, the rest default."""
         data = self.mktemp()

@@ -16,8 +16,6 @@ import orjson
 from klein import Klein
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.web.pages import notFound
-from twisted.web.static import File
 
 from server.web import batch as batches
 from server.web import transfer
@@ -29,8 +27,9 @@ from server.core.query import (QueryError, choose_tier, day_week, fields_for, pa
 from server.core.boards import BoardError, check_board
 from server.core.events import EventError, check_event
 from server.web.auth import refusal
+from server.web.errors import JsonErrorPage, answer_errors_as_json
 from server.web.imports import ImportBusy, Importer
-from server.web.webroot import CANDIDATES, find_web_root
+from server.web.webroot import CANDIDATES, StaticFiles, find_web_root
 from server.web.prometheus import Exposition
 
 _KEY = attrgetter("key")
@@ -727,13 +726,16 @@ class WebAPI:
             raise ApiError(404, "no dashboard %r" % (board_id,), "id")
         return self._when_journaled(request, {"deleted": board_id})
 
-    @app.route("/", branch=True)
+    # GET and HEAD only: another method on a path no route takes is a 405
+    # naming the methods, not a static file's answer.
+    @app.route("/", branch=True, methods=["GET", "HEAD"])
     def static(self, request):
         if self.web_root is None:
-            return notFound("No dashboard",
-                            "The dashboard's files are not installed (looked in %s);"
-                            " give --web-root." % (", ".join(CANDIDATES),))
-        return File(self.web_root)
+            return JsonErrorPage(404, "the dashboard's files are not installed (looked in %s);"
+                                      " give --web-root" % (", ".join(CANDIDATES),))
+        return StaticFiles(self.web_root)
+
+    answer_errors_as_json(app)
 
 
 def _finite(value):

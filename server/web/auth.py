@@ -105,16 +105,19 @@ def query_token(path, query):
     return values[0] if values else None
 
 
-def _token_refusal(token, given):
+def _token_refusal(token, given, path=b""):
     if not given:
-        return 401, ("this call needs the API token in the X-SimpleStats-Token header"
-                     " (or Authorization: Bearer)")
+        where = "the X-SimpleStats-Token header (or Authorization: Bearer)"
+        if path in QUERY_TOKEN_PATHS:
+            where = "its auth parameter (%s?auth=<token>, where a DaTtSs client puts its key)" \
+                    " or in %s" % (path.decode("ascii"), where)
+        return 401, "this call needs the API token in %s" % (where,)
     if not hmac.compare_digest(given, token.encode()):
         return 403, "wrong API token"
     return None
 
 
-def write_refusal(token, given, host):
+def write_refusal(token, given, host, path=b""):
     """
     Why a write is refused, or L{None} when it may go on.
 
@@ -124,10 +127,12 @@ def write_refusal(token, given, host):
     @param token: the server's API token (C{""}: none set).
     @param given: the token the request carries (L{given_token}), or L{None}.
     @param host: the client's address (text).
+    @param path: the target before C{?} (bytes): a 401 names the C{auth}
+        parameter of L{QUERY_TOKEN_PATHS}.
     @return: C{(status, message)} or L{None}.
     """
     if token:
-        return _token_refusal(token, given)
+        return _token_refusal(token, given, path)
     if not is_loopback(host):
         return 403, "writes from %s need an API token (set --api-token)" % (host,)
     return None
@@ -148,7 +153,7 @@ def refusal(settings, method, path, get_header, host, query=b""):
     if given is None:
         given = query_token(path, query)
     if method not in READ_METHODS and not (method == b"POST" and path in READ_POSTS):
-        return write_refusal(settings.api_token, given, host)
+        return write_refusal(settings.api_token, given, host, path)
     # /api/health and /ping stay open for load balancers and probes.
     if is_static(path) or path in OPEN_READS or not reads_need_token(settings):
         return None

@@ -35,6 +35,7 @@ from server.core.model import ParseError
 from server.receivers.parse_dattss import KINDS, parse_agg
 from server.receivers.parse_nsq import BadMessage, check_topic, parse_body
 from server.web.auth import refusal
+from server.web.errors import answer_errors_as_json
 
 NSQ_SINGLE = (b"/put", b"/pub")
 NSQ_MULTIPLE = (b"/mput", b"/mpub")
@@ -232,6 +233,8 @@ class HttpIngest:
         request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
         return json.dumps(body).encode()
+
+    answer_errors_as_json(app)
 
 
 class IngestRouter(Resource):

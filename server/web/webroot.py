@@ -8,6 +8,10 @@ editable install) in C{web/static} beside the C{server} package.
 
 import os
 
+from twisted.web.static import File
+
+from server.web.errors import JsonErrorPage, no_such_path
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 CANDIDATES = (
     os.path.join(_HERE, "static"),
@@ -27,3 +31,14 @@ def find_web_root(configured="", candidates=CANDIDATES):
         if os.path.isfile(os.path.join(candidate, "index.html")):
             return candidate
     return None
+
+
+class StaticFiles(File):
+    """
+    The dashboard's files, whose 404 and 403 answers are JSON naming the
+    path, as every error of the web port.
+    """
+
+    childNotFound = JsonErrorPage(404, no_such_path)
+    forbidden = JsonErrorPage(403, lambda request: "%s may not be read"
+                              % (request.path.decode("utf-8", "replace"),))

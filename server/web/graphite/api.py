@@ -23,6 +23,7 @@ from twisted.web.resource import Resource
 
 from server.core.filters import SLICE_SECONDS, run_in_slices
 from server.web.auth import refusal
+from server.web.errors import answer_errors_as_json, json_error
 from server.web.graphite.attime import TimeError, parse_at_time, zone
 from server.web.graphite.params import FUNCTIONS, RenderError
 from server.core.graphite_names import Pattern, PatternError, TagQuery, templates
@@ -228,10 +229,10 @@ class GraphiteAPI:
             return None  # the client went away
         self.core.counters["simplestats.graphite.errors"] += 1
         self.log.failure("graphite request failed: {targets}", failure, targets=targets)
-        request.setResponseCode(500)
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        return ("internal error rendering %s: %s" % (", ".join(targets) or request.path.decode(
-            "utf-8", "replace"), failure.getErrorMessage())).encode("utf-8")
+        self.core.counters["simplestats.http.internal_errors"] += 1
+        return json_error(request, 500, "internal error rendering %s: %s: %s" % (
+            ", ".join(targets) or request.path.decode("utf-8", "replace"), failure.type.__name__,
+            failure.getErrorMessage()))
 
     # -- finder --------------------------------------------------------------
 
@@ -297,8 +298,12 @@ class GraphiteAPI:
 
     def _find(self, pattern, leaves_only=False, span=(None, None), every=256):
         """
-        A generator for L{run_in_slices}: C{[(path, is_leaf)]} of the tree
-        nodes C{pattern} matches, of series with points within C{span}.
+        A generator for L{run_in_slices}: C{[(path, is_leaf, has_children)]}
+        of the tree nodes C{pattern} matches, of series with points within
+        C{span}, sorted by path.  A path is a leaf when it reads a series
+        (its own name, a field, a bare statsd name) and has children when
+        longer paths run under it; it can be both (C{a.b.c} reads the series
+        C{a.b.c}, C{a.b.c.mean} its mean).
         """
         nodes = {}
         candidates = list(self.store.series.values())
@@ -316,17 +321,13 @@ class GraphiteAPI:
                 for path, leaf in pattern.nodes_of(series):
                     if leaves_only and not leaf:
                         continue
-                    if leaf:
-                        nodes.setdefault(path, "leaf")
-                    else:
-                        nodes[path] = "branch"
+                    kinds = nodes.setdefault(path, [False, False])
+                    kinds[0 if leaf else 1] = True
             if len(nodes) > limit:
                 raise RenderError("the query matches more than %d nodes (--graphite-max-series);"
                                   " narrow it" % (limit,))
             yield
-        # A path that is both a leaf (bare name) and a branch (its fields)
-        # is answered as the branch, so that the editor can open it.
-        return sorted((path, kind == "leaf") for path, kind in nodes.items())
+        return [(path, leaf, children) for path, (leaf, children) in sorted(nodes.items())]
 
     @app.route("/metrics/expand", methods=["GET", "POST"])
     def expand(self, request):
@@ -348,7 +349,7 @@ class GraphiteAPI:
             results = {}
             for q, pattern in patterns:
                 nodes = yield from self._find(pattern, leaves_only)
-                results[q] = [path for path, _ in nodes]
+                results[q] = [path for path, _, _ in nodes]
             if group:
                 return {"results": results}
             return {"results": sorted(set(p for paths in results.values() for p in paths))}
@@ -472,7 +473,9 @@ class GraphiteAPI:
                 for series in candidates[start:start + every]:
                     paths.extend(p for p, _ in query.paths(series))
                 yield
-            return sorted(paths)
+            # Two series can offer one path (C{a;k=v}'s field C{max} and
+            # C{a.max;k=v}): listed once.
+            return sorted(set(paths))
 
         return self._slices(request, work(), lambda paths: self._json(request, paths))
 
@@ -626,6 +629,8 @@ class GraphiteAPI:
         request.setHeader(b"Content-Type", b"text/plain")
         return VERSION.encode()
 
+    answer_errors_as_json(app)
+
 
 def function_info(name):
     """
@@ -656,35 +661,51 @@ def _leaves(series):
 
 
 def _find_answer(nodes, fmt, base, wildcards, position):
+    """
+    The answer of C{/metrics/find} in C{fmt}, from C{[(path, is_leaf,
+    has_children)]}.  graphite-web's finders give a path that is both a
+    leaf and a branch as two nodes: C{completer} and C{json} list both (the
+    branch first), as there.  C{treejson} gives one node per name, and where
+    graphite-web keeps only the branch, ours says both: C{leaf} 1 (the path
+    reads a series) and C{expandable}, C{allowChildren} 1 (it has children).
+    """
+    split = []
+    for path, leaf, children in nodes:
+        if children:
+            split.append((path, False))
+        if leaf:
+            split.append((path, True))
     if fmt == "completer":
         metrics = [{"path": p + ("" if leaf else "."), "name": p.rsplit(".", 1)[-1],
-                    "is_leaf": str(int(leaf))} for p, leaf in nodes]
+                    "is_leaf": str(int(leaf))} for p, leaf in split]
         if len(metrics) > 1 and wildcards:
             metrics.append({"name": "*"})
         return {"metrics": metrics}
     if fmt == "nodelist":
-        return {"nodes": sorted({p.split(".")[position] for p, _ in nodes
+        return {"nodes": sorted({p.split(".")[position] for p, _, _ in nodes
                                  if -len(p.split(".")) <= position < len(p.split("."))})}
     if fmt == "json":
-        return [{"path": p, "is_leaf": leaf} for p, leaf in nodes]
-    branch = {"allowChildren": 1, "expandable": 1, "leaf": 0}
-    leaf_node = {"allowChildren": 0, "expandable": 0, "leaf": 1}
+        return [{"path": p, "is_leaf": leaf} for p, leaf in split]
     results = []
-    if len(nodes) > 1 and wildcards:
+    if len(split) > 1 and wildcards:
         star = {"text": "*", "id": base + "*"}
-        star.update(branch if any(not leaf for _, leaf in nodes) else leaf_node)
+        branching = any(children for _, _, children in nodes)
+        star.update(_tree_flags(branching, not branching))
         results.append(star)
     branches, leaves = [], []
-    for path, leaf in nodes:
+    for path, leaf, children in nodes:
         name = path.rsplit(".", 1)[-1]
         node = {"text": name, "id": base + name}
-        if leaf:
-            node.update(leaf_node)
-            leaves.append(node)
-        else:
-            node.update(branch)
-            branches.append(node)
+        node.update(_tree_flags(children, leaf))
+        (branches if children else leaves).append(node)
     return results + branches + leaves
+
+
+def _tree_flags(children, leaf):
+    """
+    A C{treejson} node's C{allowChildren}, C{expandable} and C{leaf}.
+    """
+    return {"allowChildren": int(children), "expandable": int(children), "leaf": int(leaf)}
 
 
 def _one(params, name):

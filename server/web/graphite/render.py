@@ -14,8 +14,9 @@ from server.core.query import series_points
 from server.web.graphite import functions  # registers the functions
 from server.web.graphite.params import FUNCTIONS, RenderError, check_params
 from server.web.graphite.grammar import Call, GrammarError, Path, parse
-from server.core.graphite_names import (DEFAULT_FIELD, STATSD_SCHEMES, Field, Pattern,
-                                       PatternError, TagQuery, fields_of, is_glob, tagged_path)
+from server.core.graphite_names import (DEFAULT_FIELD, OWN_FIELD, OWN_NAME, STATSD_SCHEMES,
+                                       Choice, Field, Pattern, PatternError, TagQuery, fields_of,
+                                       is_glob, rank, tagged_path)
 from server.web.graphite.series import TimeSeries
 
 
@@ -54,7 +55,8 @@ def sources(node, found):
 def exact_paths(store, path):
     """
     C{[(path, series, Field)]} for a path without globs: looked up, not
-    searched.
+    searched.  Of several series offering the path, the one of the lowest
+    L{rank} (a series' own name first).
     """
     if ";" in path:
         name, tags = tagged_path(path)
@@ -67,31 +69,27 @@ def exact_paths(store, path):
         if series is not None and last in fields_of(series):
             return [(canonical, series, fields_of(series)[last])]
         return []
-    out = []
+    choice = Choice()
     found = store.series.get(path)
     if found is not None:
-        out.append((path, found, Field(DEFAULT_FIELD[found.family])))
+        choice.offer(path, OWN_NAME, (path, found, Field(DEFAULT_FIELD[found.family])))
     base, _, last = path.rpartition(".")
     found = store.series.get(base) if base else None
     if found is not None and last in fields_of(found):
-        out.append((path, found, fields_of(found)[last]))
-    for prefix, types, bare, suffixes in STATSD_SCHEMES:
+        choice.offer(path, OWN_FIELD, (path, found, fields_of(found)[last]))
+    for scheme, (prefix, types, bare, suffixes) in enumerate(STATSD_SCHEMES, 1):
         head = ".".join(prefix) + "."
         if not path.startswith(head):
             continue
         rest = path[len(head):]
         found = store.series.get(rest)
         if bare is not None and found is not None and found.type in types:
-            out.append((path, found, bare))
+            choice.offer(path, rank(scheme, False), (path, found, bare))
         base, _, last = rest.rpartition(".")
         found = store.series.get(base) if base and last in suffixes else None
         if found is not None and found.type in types:
-            out.append((path, found, suffixes[last]))
-    # A series named like another's field path: the series itself wins.
-    seen = {}
-    for path_, series, field in out:
-        seen.setdefault(path_, (path_, series, field))
-    return list(seen.values())
+            choice.offer(path, rank(scheme, True), (path, found, suffixes[last]))
+    return choice.values()
 
 
 class Resolver:
@@ -116,12 +114,12 @@ class Resolver:
                 if len(args) != len(node.args) or node.kwargs:
                     raise RenderError("seriesByTag takes tag expressions as strings: %s" % (key,))
                 try:
-                    scans.append((key, TagQuery(args).paths))
+                    scans.append((key, TagQuery(args).ranked_paths))
                 except PatternError as e:
                     raise RenderError("seriesByTag: %s" % (e,))
             elif is_glob(node.text) and ";" not in node.text:
                 try:
-                    scans.append((key, Pattern(node.text).paths))
+                    scans.append((key, Pattern(node.text).ranked_paths))
                 except PatternError as e:
                     raise RenderError(str(e))
             else:
@@ -130,7 +128,8 @@ class Resolver:
                 except PatternError as e:
                     raise RenderError(str(e))
         if scans:
-            found = {key: {} for key, _ in scans}
+            # Where two series offer one path, the lower rank reads it.
+            found = {key: Choice() for key, _ in scans}
             candidates = list(self.store.series.values())
             iterator = iter(candidates)
             total = 0
@@ -141,9 +140,8 @@ class Resolver:
                 for key, match in scans:
                     into = found[key]
                     for series in chunk:
-                        for path, field in match(series):
-                            if path not in into:
-                                into[path] = (path, series, field)
+                        for path, field, path_rank in match(series):
+                            if into.offer(path, path_rank, (path, series, field)):
                                 total += 1
                 if total > self.max_series:
                     raise TooManySeries(
@@ -151,7 +149,7 @@ class Resolver:
                         " the pattern" % (self.max_series,))
                 yield
             for key, into in found.items():
-                resolved[key] = [into[p] for p in sorted(into)]
+                resolved[key] = into.values()
         count = sum(len(v) for v in resolved.values())
         if count > self.max_series:
             raise TooManySeries("the targets match %d series, more than %d"
