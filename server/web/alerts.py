@@ -27,6 +27,7 @@ from twisted.web.resource import Resource
 from server.alerts.rules import RuleError, check_rule, keep_secrets, shown
 from server.alerts.rulesfile import with_email_defaults
 from server.core.query import QueryError, parse_time
+from server.web.errors import answer_errors_as_json
 from server.web.auth import refusal
 
 PREFIX = b"/api/alerts"
@@ -321,3 +322,5 @@ class AlertsAPI:
         if not self.engine.delete_silence(silence_id):
             raise AlertsError(404, "no silence %r" % (silence_id,), "id")
         return self._journaled(request, {"deleted": silence_id})
+
+    answer_errors_as_json(app)
