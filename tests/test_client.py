@@ -101,9 +101,13 @@ def test_partials_read_back_as_the_raw_values(server):
         row = ours[bucket]
         assert (row["count"], row["sum"], row["min"], row["max"], row["last"]) == (
             len(vals), sum(vals), min(vals), max(vals), vals[-1])
+        # statsd's median and upper_90, upper_99 (nearest rank Math.round(q * n)).
         ordered = sorted(vals)
-        for field, q in (("median", 0.5), ("p90", 0.9), ("p99", 0.99)):
-            exact = ordered[int(math.floor(q * (len(vals) - 1)))]
+        n = len(vals)
+        median = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+        assert abs(row["median"] - median) <= 0.01 * median, (row["median"], median)
+        for field, q in (("p90", 0.9), ("p99", 0.99)):
+            exact = ordered[int(math.floor(q * n + 0.5)) - 1]
             assert abs(row[field] - exact) <= 0.01 * exact, (field, row[field], exact)
 
 

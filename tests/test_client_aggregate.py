@@ -33,9 +33,9 @@ class FakeClock:
 
 
 def exact_quantile(values, q):
-    """The value of rank q * (n - 1), as DDSketch ranks."""
+    """The value at position Math.round(q * n) of the sorted values, as statsd's upper_N."""
     ordered = sorted(values)
-    return ordered[int(math.floor(q * (len(ordered) - 1)))]
+    return ordered[max(int(math.floor(q * len(ordered) + 0.5)), 1) - 1]
 
 
 def encode_batch(items):
@@ -253,8 +253,17 @@ def test_client_sketch_reads_as_server_sketch():
         mine.add(v)
         server.add(v)
     theirs = Sketch.from_json(mine.to_json())
-    for q in (0.0, 0.1, 0.5, 0.9, 0.99, 1.0):
+    for q in (0.0, 0.1, 0.5, 0.9, 0.95, 0.99, 1.0):
         assert theirs.quantile(q) == server.quantile(q) == mine.quantile(q)
+    # Small sets, where the rank rule shows: 1..5's 0.9 is the 5th value.
+    for values in ([5.0, 1.0, 3.0, 2.0, 4.0], [153.0, 47.0], [-3.0, 0.0, 7.0]):
+        mine, server = ClientSketch(0.01), Sketch(0.01)
+        for v in values:
+            mine.add(v)
+            server.add(v)
+        for q in (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0):
+            assert mine.quantile(q) == server.quantile(q), (values, q)
+            assert abs(mine.quantile(q) - exact_quantile(values, q)) <= 0.01 * abs(exact_quantile(values, q))
 
 
 def test_failed_send_keeps_a_bounded_buffer():

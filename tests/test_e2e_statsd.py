@@ -188,3 +188,35 @@ def test_telegraf_style_tags_are_tags(server):
     eventually(arrived)
     status, _, _ = server.http("GET", "/api/series", {"name": "e2e.tg.reqhostaenvci"})
     assert status == 404
+
+
+def test_timer_percentiles_are_statsds(server):
+    """A bucket of 1..5 ms has p90 = p95 = p99 = 5 (statsd's upper_N) in /api/series and /render; 47, 153 has median 100; 10, 20, 30 has p99 30."""
+    start_of_a_fresh_bucket()
+    server.send_udp(b"".join(b"e2e.five.t:%d|ms\n" % v for v in (1, 2, 3, 4, 5)))
+    server.send_udp(b"e2e.two.t:153|ms\ne2e.two.t:47|ms\n")
+    server.send_udp(b"e2e.three.t:10|ms\ne2e.three.t:20|ms\ne2e.three.t:30|ms\n")
+    fields = ["count", "median", "p90", "p95", "p99", "max"]
+
+    def arrived():
+        five, _ = series(server, "e2e.five.t", fields)
+        assert five["count"] == [5], five
+        assert (five["p90"], five["p95"], five["p99"], five["max"]) == ([5.0], [5.0], [5.0], [5.0])
+        assert abs(five["median"][0] - 3.0) <= 0.03, five
+        two, _ = series(server, "e2e.two.t", fields)
+        assert two["count"] == [2], two
+        assert (two["median"], two["p90"], two["p99"]) == ([100.0], [153.0], [153.0])
+        three, _ = series(server, "e2e.three.t", fields)
+        assert three["count"] == [3], three
+        assert (three["p90"], three["p99"]) == ([30.0], [30.0])
+        assert abs(three["median"][0] - 20.0) <= 0.2, three
+
+    eventually(arrived)
+    targets = ["stats.timers.e2e.five.t.upper_99", "stats.timers.e2e.five.t.upper_90",
+               "stats.timers.e2e.two.t.median"]
+    status, _, body = server.http("GET", "/render", [("target", t) for t in targets] + [
+        ("from", "-5min"), ("format", "json")])
+    assert status == 200, body
+    got = {s["target"]: [v for v, _ in s["datapoints"] if v is not None] for s in json.loads(body)}
+    assert got == {"stats.timers.e2e.five.t.upper_99": [5.0], "stats.timers.e2e.five.t.upper_90": [5.0],
+                   "stats.timers.e2e.two.t.median": [100.0]}, got

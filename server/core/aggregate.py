@@ -26,10 +26,12 @@ from server.core.cardinality import EXACT_LIMIT, add_all, merged, sketch_of
 from server.core.cardinality import decode as decode_hll
 from server.core.cardinality import encode as encode_hll
 from server.core.model import COUNTER, DISTRIBUTION_TYPES, GAUGE, SET
-from server.core.sketch import Sketch, add_count
+from server.core.sketch import MEDIAN, Sketch, add_count
 
 NAN = math.nan
-QUANTILES = (0.5, 0.9, 0.95, 0.99)
+# What the stored p50, p90, p95 and p99 are, by statsd's rules: its median,
+# upper_90, upper_95 and upper_99 (L{Sketch.quantiles}).
+QUANTILES = (MEDIAN, 0.9, 0.95, 0.99)
 # left_sum(values, start): ((start + a) + b) + ..., one IEEE addition at a
 # time, whatever way the values are cut into runs.  CPython's sum() does
 # exactly that for floats before 3.12 (a C loop, three times faster than
@@ -337,12 +339,16 @@ class DistAgg:
         elif given is not None and not self.sketch.count:
             quantiles = given[1:]
         else:
-            # The sketch's answer is within its relative error of a value
-            # seen; never outside what was seen.
+            # The sketch's answer is within its relative error of the value
+            # of its rank, never outside what was seen.  Where the sketch
+            # holds every value of the bucket, min and max are its least and
+            # greatest: the answer, exactly, at the first and the last rank.
             lo, hi = self.min, self.max
-            quantiles = [lo if q < lo else hi if q > hi else q
-                         for q in self.sketch.quantiles(QUANTILES)]
-            if given is not None:
+            if given is None:
+                quantiles = self.sketch.quantiles(QUANTILES, lo, hi)
+            else:
+                quantiles = [lo if q < lo else hi if q > hi else q
+                             for q in self.sketch.quantiles(QUANTILES)]
                 quantiles = _weigh_quantiles(given, [self.sketch.count] + quantiles)[1:]
         return DistRow(self.count, self.sum, self.sumsq, self.min, self.max, self.last,
                        *quantiles)

@@ -3,7 +3,9 @@ A mergeable quantile sketch with a relative-error guarantee (DDSketch).
 
 Values are counted in logarithmic bins computed by C{ddsketch}'s
 L{LogarithmicMapping}: every quantile read back is within C{relative_accuracy}
-(default 1 %) of the exact value of that rank.  Merging two sketches adds
+(default 1 %) of the exact value of its rank.  Ranks are statsd's (L{rank},
+L{Sketch.quantiles}): C{upper_99} of five values is the fifth, the median of
+an even count the mean of the two middle values.  Merging two sketches adds
 their bins, so the quantiles of a 1-minute bucket come from the merged 5 s
 sketches exactly as if every raw value had been added to one sketch.
 
@@ -12,7 +14,7 @@ bucket with a handful of values costs a handful of entries.
 """
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import _count_elements
 from functools import reduce
 from itertools import accumulate, repeat
@@ -43,6 +45,33 @@ def _mapping(accuracy):
             # makes no method calls: ceil(log2(value) * multiplier) + offset.
             _key_params[accuracy] = (mapping._multiplier, mapping._offset, mapping.min_possible)
     return mapping
+
+
+# Asked of L{Sketch.quantiles} for statsd's median.
+MEDIAN = "median"
+
+
+def js_round(x):
+    """
+    C{x} rounded as JavaScript's C{Math.round} rounds it: to the nearest
+    integer, halves up (C{-2.5} to C{-2.0}); Python's C{round} rounds halves
+    to even.
+    """
+    whole = math.floor(x)
+    # x - floor(x) is exact for every float.
+    return whole + 1.0 if x - whole >= 0.5 else float(whole)
+
+
+def rank(q, count):
+    """
+    The position (1 for the least value) of quantile C{q} among C{count}
+    sorted values as statsd's C{upper_N} takes it for C{q = N / 100}:
+    C{Math.round(q * count)}, at least 1 (statsd's answer for one value;
+    where it rounds to 0 statsd sends no C{upper_N}, we send the least
+    value).  Nearest rank: C{upper_99} of 5 values is the 5th, of 100 the
+    99th.
+    """
+    return max(js_round(q * count), 1.0)
 
 
 def add_count(total, n, weight):
@@ -170,76 +199,100 @@ class Sketch:
 
     def quantile(self, q):
         """
-        The value at quantile C{q} in [0, 1] (rank C{q * (count - 1)}, as
-        DDSketch defines it), or NaN for an empty sketch.
+        The value at quantile C{q} in [0, 1] by statsd's rule (L{rank}), or
+        NaN for an empty sketch.
         """
-        if self.count <= 0:
-            return math.nan
-        mapping = _mapping(self.accuracy)
-        rank = q * (self.count - 1)
-        seen = 0.0
-        # Negative values, most negative first: largest key first.
-        for key in sorted(self.neg, reverse=True):
-            seen += self.neg[key]
-            if seen > rank:
-                return -mapping.value(key)
-        seen += self.zero
-        if seen > rank:
-            return 0.0
-        for key in sorted(self.pos):
-            seen += self.pos[key]
-            if seen > rank:
-                return mapping.value(key)
-        # Floating point rounding of the weights: the largest value.
-        if self.pos:
-            return mapping.value(max(self.pos))
-        return 0.0 if self.zero else -mapping.value(min(self.neg))
+        return self.quantiles((q,))[0]
 
-    def quantiles(self, qs):
+    def quantiles(self, qs, lo=None, hi=None):
         """
-        Several quantiles in one pass over the sorted bins; a bin's value is
-        computed only where a quantile falls (a rollup tick asks four of
-        every distribution bucket).
+        Several quantiles in one pass over the sorted bins, by statsd's rules
+        (C{lib/process_metrics.js}): a number C{q} is the value at position
+        L{rank}C{(q, count)} of the sorted values (its C{upper_N} for C{q =
+        N / 100}), L{MEDIAN} the middle value, or the mean of the two middle
+        ones for an even count.  A value counted with weight C{w} takes C{w}
+        positions.  Each value is its bin's, within the relative accuracy of
+        the exact one (the exact one where every value has a bin of its own);
+        C{lo} and C{hi}, the exact least and greatest values when the caller
+        knows them, bound the answers and are the answer, exactly, at the
+        first and the last position.
+
+        A bin's value is computed only where a quantile falls (a rollup tick
+        asks four of every distribution bucket).
         """
         if self.count <= 0:
             return [math.nan] * len(qs)
+        if lo is not None and lo == hi:
+            # One value, or several equal ones: each quantile is that value.
+            return [lo] * len(qs)
         mapping = _mapping(self.accuracy)
         pos, neg, zero = self.pos, self.neg, self.zero
-        if not neg and not zero and len(pos) == 1:
-            # One bin (a bucket of one value, or of equal values).
-            for key in pos:
-                return [mapping.value(key)] * len(qs)
-        last = self.count - 1
         if not neg and not zero:
-            # The usual case, positive values only: cumulative weights by a
-            # C loop, each rank found by bisection (the first bin whose
-            # running total passes it), the same bins the loop below finds.
+            # The usual case, positive values only.
             keys = sorted(pos)
-            totals = list(accumulate(map(pos.__getitem__, keys)))
-            end = len(keys) - 1
-            value = mapping.value
-            return [value(keys[min(bisect_right(totals, q * last), end)]) for q in qs]
-        ranks = sorted((q * last, i) for i, q in enumerate(qs))
-        result = [None] * len(qs)
-        bins = [(-1.0, k, neg[k]) for k in sorted(neg, reverse=True)]
-        if zero:
-            bins.append((0.0, 0, zero))
-        bins.extend((1.0, k, pos[k]) for k in sorted(pos))
-        seen = 0.0
-        j = 0
-        for sign, key, weight in bins:
-            seen += weight
-            if seen > ranks[j][0]:
-                value = sign * mapping.value(key) if sign else 0.0
-                while j < len(ranks) and seen > ranks[j][0]:
-                    result[ranks[j][1]] = value
-                    j += 1
-                if j == len(ranks):
-                    return result
-        # Rounding of the weights: the rest at the largest value.
-        sign, key, _ = bins[-1]
-        value = sign * mapping.value(key) if sign else 0.0
-        return [value if r is None else r for r in result]
+            signs = None
+            weights = map(pos.__getitem__, keys)
+        else:
+            # Negative values, most negative first (largest key first), then
+            # zeros, then positive values.
+            keys = sorted(neg, reverse=True)
+            signs = [-1.0] * len(keys)
+            if zero:
+                keys.append(0)
+                signs.append(0.0)
+            positive = sorted(pos)
+            keys.extend(positive)
+            signs.extend(repeat(1.0, len(positive)))
+            weights = [neg[k] for k in keys[:len(neg)]]
+            if zero:
+                weights.append(zero)
+            weights.extend(map(pos.__getitem__, positive))
+        # Cumulative weights by a C loop; a position is found by bisection.
+        totals = list(accumulate(weights))
+        total = totals[-1]
+        # Bins of no weight hold no position: the first and last that do.
+        first = bisect_right(totals, 0.0)
+        end = bisect_left(totals, total)
+        value = mapping.value
+
+        def at(index, edge_low, edge_high):
+            if edge_low and index == first and lo is not None:
+                return lo
+            if edge_high and index == end and hi is not None:
+                return hi
+            if signs is None:
+                found = value(keys[index])
+            else:
+                sign = signs[index]
+                found = sign * value(keys[index]) if sign else 0.0
+            # A bin's value may lie a little beyond the values seen.
+            if lo is not None and found < lo:
+                return lo
+            if hi is not None and found > hi:
+                return hi
+            return found
+
+        result = []
+        for q in qs:
+            if q == MEDIAN:
+                # The value at the middle position and the one just after it
+                # (the same one for an odd count).
+                half = total / 2.0
+                low = min(bisect_left(totals, half), end)
+                high = min(bisect_right(totals, half), end)
+                a = at(low, half <= 1.0, half > total - 1.0)
+                b = at(high, half < 1.0, half >= total - 1.0)
+                if a == b:
+                    result.append(a)
+                else:
+                    # statsd's (a + b) / 2; halved first where the sum would
+                    # overflow.
+                    middle = (a + b) / 2.0
+                    result.append(middle if math.isfinite(middle) else a / 2.0 + b / 2.0)
+            else:
+                k = rank(q, total)
+                result.append(at(min(bisect_left(totals, k), end), k <= 1.0, k > total - 1.0))
+        return result
 
     def to_json(self):
         """

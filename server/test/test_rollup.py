@@ -11,11 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.core.aggregate import PUBLIC_FIELDS, QUANTILES, STORED_FIELDS, family
+from server.core.aggregate import (PUBLIC_FIELDS, QUANTILE_FIELDS, QUANTILES, STORED_FIELDS,
+                                   family)
 from server.core.model import (COUNTER, DISTRIBUTION, GAUGE, HISTOGRAM, SAMPLE, SET, TIMER,
                           Partial, Sample, series_key)
 from server.core.query import bucket_rows, series_points
-from server.core.sketch import Sketch
+from server.core.sketch import MEDIAN, Sketch
 from server.core.store import MOVING_AVERAGE_WINDOW
 from server.test.support import T0, make_core
 
@@ -202,21 +203,46 @@ def direct_rows(fam, raw, step):
     return {number: direct(fam, points) for number, points in buckets.items()}
 
 
-def quantile_candidates(weighted, q):
+def _holding(weighted, position, slack, closed=True):
     """
-    The values whose rank range meets C{q * (count - 1)}, with some slack for
-    the order in which float weights were summed.
+    The values whose positions (a value of weight w takes w of them) hold
+    C{position}: the one holding it (C{closed}) or the one just after it,
+    with some slack for the order in which float weights were summed; the
+    greatest value past the end.
     """
-    total = sum(w for _, w in weighted)
-    rank = q * (total - 1)
-    slack = 1e-9 * max(total, 1.0)
     seen = 0.0
     found = []
     for value, weight in weighted:
         before, seen = seen, seen + weight
-        if seen > rank - slack and before <= rank + slack:
+        if closed:
+            hit = seen >= position - slack and before < position + slack
+        else:
+            hit = seen > position - slack and before <= position + slack
+        if hit and weight > 0:
             found.append(value)
     return found or [weighted[-1][0]]
+
+
+def quantile_candidates(weighted, q):
+    """
+    The exact values statsd's rules may give (C{(value, scale)}, the
+    sketch's answer within C{ACCURACY * scale} of C{value}): for C{q} a
+    number the value at position C{Math.round(q * total)} (at least 1),
+    for L{MEDIAN} the mean of the values at the middle position and just
+    after it.
+    """
+    total = sum(w for _, w in weighted)
+    slack = 1e-9 * max(total, 1.0)
+    if q == MEDIAN:
+        half = total / 2
+        return [((a + b) / 2, (abs(a) + abs(b)) / 2)
+                for a in _holding(weighted, half, slack)
+                for b in _holding(weighted, half, slack, closed=False) if a <= b]
+    found = []
+    for t in (total - slack, total + slack):
+        position = max(math.floor(q * t + 0.5), 1)
+        found.extend((v, abs(v)) for v in _holding(weighted, position, slack))
+    return found
 
 
 class RollupTestCase(SynchronousTestCase):
@@ -253,12 +279,12 @@ class RollupTestCase(SynchronousTestCase):
         self.assertClose(fields["sumsq"], expected["sumsq"], expected["sumsq_scale"], what + " sumsq")
         if not exact:
             return
-        for q in QUANTILES:
-            estimate = fields["p%d" % round(q * 100)]
+        for name, q in zip(QUANTILE_FIELDS, QUANTILES):
+            estimate = fields[name]
             candidates = quantile_candidates(expected["weighted"], q)
             self.assertTrue(
-                any(abs(estimate - c) <= ACCURACY * abs(c) * (1 + 1e-9) for c in candidates),
-                "%s p%d = %r, exact %r" % (what, round(q * 100), estimate, candidates))
+                any(abs(estimate - c) <= ACCURACY * s * (1 + 1e-9) for c, s in candidates),
+                "%s %s = %r, exact %r" % (what, name, estimate, candidates))
 
     def assertTiers(self, feed, exact=True, first=None, last=None):
         """
@@ -332,8 +358,8 @@ class RollupTestCase(SynchronousTestCase):
                                     "%s std %r != %r" % (what, values["std"], std))
                     for name, q in zip(("median", "p90", "p95", "p99"), QUANTILES):
                         candidates = quantile_candidates(e["weighted"], q)
-                        self.assertTrue(any(abs(values[name] - c) <= ACCURACY * abs(c) * (1 + 1e-9)
-                                            for c in candidates),
+                        self.assertTrue(any(abs(values[name] - c) <= ACCURACY * s * (1 + 1e-9)
+                                            for c, s in candidates),
                                         "%s %s = %r, exact %r" % (what, name, values[name],
                                                                   candidates))
 

@@ -13,7 +13,7 @@ from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
 from server.web import transfer
-from server.core.aggregate import DistAgg
+from server.core.aggregate import QUANTILES, DistAgg
 from server.core.model import ParseError, Partial, Sample
 from server.receivers.parse_tuple import parse_line, parse_tuple
 from server.test.support import T0, make_core
@@ -294,7 +294,7 @@ class PercentileFieldTests(SynchronousTestCase):
                            "p50": 2.0, "p90": 3.0, "p95": 3.0, "p99": 3.0}, T0)
         self.assertEqual(list(agg.row()[6:]), [2.0, 3.0, 3.0, 3.0])
         agg.fold([3.0], 1.0, T0 + 1)
-        raw = agg.sketch.quantiles((0.5, 0.9, 0.95, 0.99))
+        raw = agg.sketch.quantiles(QUANTILES)
         self.assertEqual(list(agg.row()[6:]),
                          [(g * 3 + q) / 4 for g, q in zip([2.0, 3.0, 3.0, 3.0], raw)])
         self.assertLess(2.0, agg.row().p50)

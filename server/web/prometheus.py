@@ -13,7 +13,8 @@ By type:
   - a set is a gauge: its unique members in the last closed bucket of the
     finest tier;
   - a timer, histogram, distribution and a plain sample are a summary:
-    C{quantile} 0.5, 0.9 and 0.99 over the last closed bucket of the
+    C{quantile} 0.5, 0.9 and 0.99 (the stored median, statsd's, and p90,
+    p99, statsd's upper_90 and upper_99) over the last closed bucket of the
     I{quantile tier} (the finest tier whose step is 60 s or more, the
     1-minute tier by default; the coarsest when none is that long), NaN when
     that bucket holds nothing; C{_sum} and C{_count} since the series was

@@ -13,6 +13,7 @@ default) the server adds the bins to its bucket's as they are: the merged
 percentiles are those of one sketch of every raw value.
 """
 
+import math
 from collections import _count_elements
 from itertools import repeat
 from math import ceil as _ceil
@@ -90,25 +91,33 @@ class Sketch:
 
     def quantile(self, q):
         """
-        The value at quantile C{q} (rank C{q * (count - 1)}), as the server
-        reads it; C{None} for an empty sketch.
+        The value at quantile C{q} as the server reads it, by statsd's rule
+        (C{upper_N} for C{q = N / 100}): the value at position
+        C{Math.round(q * count)} (halves up, at least 1) of the sorted values;
+        C{None} for an empty sketch.  (The server's median, its C{p50}, is
+        statsd's median instead: the mean of the two middle values for an
+        even count.)
         """
         if not self.count:
             return None
-        rank = q * (self.count - 1)
+        x = q * self.count
+        position = max(math.floor(x) + (1 if x - math.floor(x) >= 0.5 else 0), 1)
         seen = 0
         for key in sorted(self.neg, reverse=True):
             seen += self.neg[key]
-            if seen > rank:
+            if seen >= position:
                 return -self.mapping.value(key)
         seen += self.zero
-        if seen > rank:
+        if self.zero and seen >= position:
             return 0.0
         for key in sorted(self.pos):
             seen += self.pos[key]
-            if seen > rank:
+            if seen >= position:
                 return self.mapping.value(key)
-        return self.mapping.value(max(self.pos)) if self.pos else 0.0
+        # Not reached: the position is at most the count.
+        if self.pos:
+            return self.mapping.value(max(self.pos))
+        return 0.0 if self.zero else -self.mapping.value(min(self.neg))
 
     def to_json(self):
         """
