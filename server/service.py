@@ -40,11 +40,12 @@ from server.core.rollup import RollupTimer
 from server.durability.snapshot import Snapshotter
 from server.core.store import Store
 from server.web.tokenfile import TokenError, resolve_token
-from server.web.alerts import AlertsAPI, AlertsMount
+from server.web.alerts import AlertsAPI, is_alerts_path
 from server.web.api import WebAPI
-from server.web.ingest import HttpIngest, IngestRouter
+from server.web.ingest import HttpIngest, is_ingest_path
 from server.web.recovering import RecoveringGate
-from server.web.graphite.api import GraphiteAPI, Mount
+from server.web.graphite.api import GraphiteAPI, is_graphite_path
+from server.web.routing import Routes
 from server.web.site import LimitedSite, compressed
 
 log = Logger()
@@ -439,10 +440,11 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
                            email_defaults=file_rules.email if file_rules is not None else None)
     top.alerts_api = alerts_api
     site = LimitedSite(compressed(RecoveringGate(
-        IngestRouter(ingest.app.resource(), Mount(graphite.app.resource(), AlertsMount(
-            alerts_api.app.resource(), api.app.resource()))),
-        recovery)),
-                       settings, core, reactor)
+        Routes(api.app.resource(),
+               (is_ingest_path, ingest.app.resource()),
+               (is_graphite_path, graphite.app.resource()),
+               (is_alerts_path, alerts_api.app.resource())),
+        recovery)), settings, core, reactor)
     top.api = api
     top.graphite = graphite
     top.site = site

@@ -396,9 +396,10 @@ class ServingTests(GraphiteTestCase):
     def test_mounted_beside_the_json_api(self):
         """The site sends Graphite's paths to this API and every other path to the JSON API."""
         from server.web.api import WebAPI
-        from server.web.graphite.api import Mount
+        from server.web.graphite.api import is_graphite_path
+        from server.web.routing import Routes
         web = WebAPI(self.core, self.core.settings, self.clock)
-        self.stub = StubTreq(Mount(self.api.app.resource(), web.app.resource()))
+        self.stub = StubTreq(Routes(web.app.resource(), (is_graphite_path, self.api.app.resource())))
         response, body = self.request("GET", "/version")
         self.assertEqual(body, b"1.1.10")
         response, body = self.request("GET", "/api/health")

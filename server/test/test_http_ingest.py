@@ -15,7 +15,8 @@ from server.core.model import TIMER, Partial
 from server.receivers.parse_tuple import parse_line
 from server.test.support import T0, make_core, replayed
 from server.web.api import WebAPI
-from server.web.ingest import HttpIngest, IngestRouter
+from server.web.ingest import HttpIngest, is_ingest_path
+from server.web.routing import Routes
 from server.web.site import LimitedSite
 
 BASE = "http://127.0.0.1:8080"
@@ -41,7 +42,7 @@ class IngestCase(SynchronousTestCase):
         self.counters = self.core.counters
         self.ingest = HttpIngest(self.core, self.core.settings, self.clock, self.recovery)
         api = WebAPI(self.core, self.core.settings, self.clock)
-        self.root = IngestRouter(self.ingest.app.resource(), api.app.resource())
+        self.root = Routes(api.app.resource(), (is_ingest_path, self.ingest.app.resource()))
         self.stub = StubTreq(self.root)
 
     def request(self, method, path, body=None, headers=None):
@@ -339,7 +340,7 @@ class SiteTests(SynchronousTestCase):
         core = make_core(self, *argv)
         ingest = HttpIngest(core, core.settings, core.clock)
         api = WebAPI(core, core.settings, core.clock)
-        site = LimitedSite(IngestRouter(ingest.app.resource(), api.app.resource()), core.settings,
+        site = LimitedSite(Routes(api.app.resource(), (is_ingest_path, ingest.app.resource())), core.settings,
                            core, core.clock)
         return core, site
 

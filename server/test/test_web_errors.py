@@ -14,8 +14,9 @@ from server.core.graphite_names import Pattern
 from server.core.model import GAUGE, Sample
 from server.test.support import make_core
 from server.web.api import WebAPI
-from server.web.graphite.api import GraphiteAPI, Mount
-from server.web.ingest import HttpIngest, IngestRouter
+from server.web.graphite.api import GraphiteAPI, is_graphite_path
+from server.web.ingest import HttpIngest, is_ingest_path
+from server.web.routing import Routes
 
 BASE = "http://127.0.0.1:8080"
 
@@ -41,8 +42,8 @@ class ErrorsCase(SynchronousTestCase):
         self.api = WebAPI(self.core, settings, clock, self.snapshotter)
         ingest = HttpIngest(self.core, settings, clock)
         graphite = GraphiteAPI(self.core, settings, clock)
-        self.stub = StubTreq(IngestRouter(ingest.app.resource(),
-                                          Mount(graphite.app.resource(), self.api.app.resource())))
+        self.stub = StubTreq(Routes(self.api.app.resource(), (is_ingest_path, ingest.app.resource()),
+                                    (is_graphite_path, graphite.app.resource())))
 
     def error(self, method, path, status):
         d = self.stub.request(method, BASE + path)

@@ -22,7 +22,6 @@ import os
 import orjson
 from klein import Klein
 from twisted.logger import Logger
-from twisted.web.resource import Resource
 
 from server.alerts.rules import RuleError, check_rule, keep_secrets, shown
 from server.alerts.rulesfile import with_email_defaults
@@ -35,31 +34,18 @@ MAX_BODY = 256 * 1024
 MAX_COMMENT = 1000
 
 
-class AlertsMount(Resource):
-    """
-    Paths under C{/api/alerts} to the alerts' resource, every other path to
-    the rest of the site (both Klein leaves).
-    """
-
-    isLeaf = True
-
-    def __init__(self, alerts, rest):
-        Resource.__init__(self)
-        self.alerts = alerts
-        self.rest = rest
-
-    def render(self, request):
-        path = request.path
-        if path == PREFIX or path.startswith(PREFIX + b"/"):
-            return self.alerts.render(request)
-        return self.rest.render(request)
-
-
 class AlertsError(Exception):
     def __init__(self, status, message, parameter=None):
         Exception.__init__(self, message)
         self.status = status
         self.parameter = parameter
+
+
+def is_alerts_path(path):
+    """
+    Whether C{path} (bytes, before C{?}) is under C{/api/alerts}.
+    """
+    return path == PREFIX or path.startswith(PREFIX + b"/")
 
 
 class AlertsAPI:

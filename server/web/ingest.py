@@ -28,7 +28,6 @@ import json
 
 from klein import Klein
 from twisted.logger import Logger
-from twisted.web.resource import Resource
 
 from server.core.logutil import BoundedLog
 from server.core.model import ParseError
@@ -237,23 +236,11 @@ class HttpIngest:
     answer_errors_as_json(app)
 
 
-class IngestRouter(Resource):
+def is_ingest_path(path):
     """
-    The site's root: the ingest paths go to L{HttpIngest}, everything else
-    to the API (both Klein resources, leaves).
+    Whether C{path} (bytes, before C{?}) is one of L{HttpIngest}'s.
     """
-
-    isLeaf = True
-
-    def __init__(self, ingest, api):
-        Resource.__init__(self)
-        self.ingest = ingest
-        self.api = api
-
-    def render(self, request):
-        if request.path in INGEST_PATHS:
-            return self.ingest.render(request)
-        return self.api.render(request)
+    return path in INGEST_PATHS
 
 
 def _peer(request):

@@ -19,7 +19,6 @@ import orjson
 from klein import Klein
 from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
-from twisted.web.resource import Resource
 
 from server.core.filters import SLICE_SECONDS, run_in_slices
 from server.web.auth import refusal
@@ -55,25 +54,6 @@ def is_graphite_path(path):
                                                                           b"/functions"):
             return True
     return False
-
-
-class Mount(Resource):
-    """
-    The Graphite API's paths to its resource, every other path to the rest
-    of the site (both are Klein leaves).
-    """
-
-    isLeaf = True
-
-    def __init__(self, graphite, rest):
-        Resource.__init__(self)
-        self.graphite = graphite
-        self.rest = rest
-
-    def render(self, request):
-        if is_graphite_path(request.path):
-            return self.graphite.render(request)
-        return self.rest.render(request)
 
 
 class GraphiteAPI:
