@@ -108,11 +108,127 @@ def _weighted(vals, weight):
     return vals if weight == 1.0 else list(map(mul, vals, repeat(weight)))
 
 
+# Float addition is not associative: the same 5-second buckets merged into a
+# minute in another order (a read merges the open ones in the order they
+# opened, the tick in time order; an import brings the minute as one partial)
+# can give another last bit.  So an aggregate folds its own points into its
+# running fields (the hot path, a left fold as above) and keeps what is
+# merged into it -- other aggregates, client partials -- as the exact sum of
+# those parts: per summed field, a list of non-overlapping floats whose exact
+# sum is theirs (Shewchuk's expansion, what math.fsum keeps inside).  Its row
+# is the correctly rounded sum of the two, the same bits in any order and
+# grouping of the merges.
+
+
+def grow(parts, x):
+    """
+    Add C{x} to the expansion C{parts} (smallest first), exactly, in place.
+    An infinity or a NaN (a sum of squares past the float range) cannot be
+    kept exactly: from then on C{parts} is that one value, added to plainly.
+    """
+    if not x:
+        return
+    if parts and parts[-1] - parts[-1] != 0.0:
+        parts[-1] += x
+        return
+    if x - x != 0.0:
+        parts[:] = [x]
+        return
+    i = 0
+    for y in parts:
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        if hi - hi != 0.0:
+            # Past the float range: no exact sum either.
+            parts[:] = [hi]
+            return
+        lo = y - (hi - x)
+        if lo:
+            parts[i] = lo
+            i += 1
+        x = hi
+    parts[i:] = [x]
+
+
+def exact_total(parts, running):
+    """
+    The correctly rounded sum of the expansion C{parts} and C{running}.
+    """
+    if not parts:
+        return running
+    top = parts[-1]
+    if top - top != 0.0:
+        return top + running
+    try:
+        return math.fsum(parts + [running])
+    except (OverflowError, ValueError):
+        # The exact sum is past the float range (or running is an infinity
+        # of the other sign than an overflow): as plain addition gives it.
+        return sum(parts, running)
+
+
+def _merge_parts(parts, values, other_parts):
+    """
+    C{parts} (one expansion per summed field, or L{None} for none yet) with
+    C{values} (one float per field) and the expansions C{other_parts} (or
+    L{None}) added exactly; returns it.
+    """
+    if parts is None:
+        parts = [[] for _ in values]
+    for expansion, x in zip(parts, values):
+        grow(expansion, x)
+    if other_parts is not None:
+        for expansion, theirs in zip(parts, other_parts):
+            for x in theirs:
+                grow(expansion, x)
+    return parts
+
+
+def _totals(parts, running):
+    """
+    The summed fields' values: C{running} (a tuple of the running fields)
+    with C{parts} added exactly.
+    """
+    if parts is None:
+        return running
+    return tuple(map(exact_total, parts, running))
+
+
+def exact_form(agg):
+    """
+    What L{restore_exact} needs besides C{agg.to_json()}: L{None} when
+    nothing was merged into C{agg} (its form says it all), else its running
+    fields and the expansions, as JSON.
+    """
+    parts = getattr(agg, "parts", None)
+    if parts is None:
+        return None
+    return [list(agg.running()), [list(p) for p in parts]]
+
+
+def restore_exact(agg, form):
+    """
+    Put back what L{exact_form} gave, on an aggregate read back from its
+    C{to_json} form (which holds the rounded totals).
+    """
+    running, parts = form
+    names = agg.SUMMED
+    if len(running) != len(names) or len(parts) != len(names):
+        raise ValueError("exact sums of %d fields, expected %d" % (len(running), len(names)))
+    for name, value in zip(names, running):
+        setattr(agg, name, float(value))
+    agg.parts = [[float(x) for x in p] for p in parts]
+
+
 class CounterAgg:
-    __slots__ = ("count",)
+    __slots__ = ("count", "parts")
+    # The summed fields, whose merges are kept exact (see grow).
+    SUMMED = ("count",)
 
     def __init__(self):
         self.count = 0.0
+        self.parts = None
 
     def fold(self, values, rate, ts):
         """
@@ -125,16 +241,20 @@ class CounterAgg:
         return vals
 
     def merge_partial(self, fields, ts):
-        self.count += fields["count"]
+        self.parts = _merge_parts(self.parts, (fields["count"],), None)
 
     def merge(self, other):
-        self.count += other.count
+        self.parts = _merge_parts(self.parts, (other.count,), other.parts)
+
+    def running(self):
+        return (self.count,)
 
     def row(self):
-        return CounterRow(self.count)
+        return CounterRow(*_totals(self.parts, (self.count,)))
 
     def to_json(self):
-        return [self.count]
+        # The total; the exact state goes beside it (exact_form).
+        return list(self.row())
 
     @classmethod
     def from_json(cls, data, accuracy):
@@ -153,11 +273,13 @@ class GaugeAgg:
     it) lives on the series; this records what the bucket saw.
     """
 
-    __slots__ = ("updates", "sum", "min", "max", "last", "last_ts")
+    __slots__ = ("updates", "sum", "min", "max", "last", "last_ts", "parts")
+    SUMMED = ("updates", "sum")
 
     def __init__(self):
         self.updates = 0.0
         self.sum = 0.0
+        self.parts = None
         self.min = math.inf
         self.max = -math.inf
         self.last = NAN
@@ -186,8 +308,7 @@ class GaugeAgg:
     def merge_partial(self, fields, ts):
         last = fields["last"]
         updates = fields.get("count", 1.0)
-        self.updates += updates
-        self.sum += fields.get("sum", last * updates)
+        self.parts = _merge_parts(self.parts, (updates, fields.get("sum", last * updates)), None)
         self.min = min(self.min, fields.get("min", last))
         self.max = max(self.max, fields.get("max", last))
         if ts >= self.last_ts:
@@ -195,19 +316,23 @@ class GaugeAgg:
             self.last_ts = ts
 
     def merge(self, other):
-        self.updates += other.updates
-        self.sum += other.sum
+        self.parts = _merge_parts(self.parts, (other.updates, other.sum), other.parts)
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
         if other.last_ts >= self.last_ts:
             self.last = other.last
             self.last_ts = other.last_ts
 
+    def running(self):
+        return (self.updates, self.sum)
+
     def row(self):
-        return GaugeRow(self.updates, self.sum, self.min, self.max, self.last)
+        updates, total = _totals(self.parts, (self.updates, self.sum))
+        return GaugeRow(updates, total, self.min, self.max, self.last)
 
     def to_json(self):
-        return [self.updates, self.sum, self.min, self.max, self.last, self.last_ts]
+        updates, total = _totals(self.parts, (self.updates, self.sum))
+        return [updates, total, self.min, self.max, self.last, self.last_ts]
 
     @classmethod
     def from_json(cls, data, accuracy):
@@ -247,7 +372,8 @@ class DistAgg:
     """
 
     __slots__ = ("count", "sum", "sumsq", "min", "max", "last", "last_ts", "sketch",
-                 "unsketched", "given", "pinned")
+                 "unsketched", "given", "pinned", "parts")
+    SUMMED = ("count", "sum", "sumsq")
 
     def __init__(self, accuracy):
         self.count = 0.0
@@ -261,6 +387,11 @@ class DistAgg:
         self.unsketched = 0.0
         self.given = None
         self.pinned = None
+        self.parts = None
+
+    def _empty(self):
+        # Nothing folded nor merged in (a merged count is never 0).
+        return not self.count and (self.parts is None or not self.parts[0])
 
     def fold(self, values, rate, ts):
         """
@@ -282,13 +413,12 @@ class DistAgg:
         total = fields["sum"]
         lo = fields["min"]
         hi = fields["max"]
-        empty = not self.count
+        empty = self._empty()
         self.pinned = None
-        self.count += count
-        self.sum += total
         # Without a sum of squares, take every value at the mean: the
         # standard deviation of such a bucket is a lower bound.
-        self.sumsq += fields.get("sumsq", total * total / count)
+        self.parts = _merge_parts(
+            self.parts, (count, total, fields.get("sumsq", total * total / count)), None)
         self.min = min(self.min, lo)
         self.max = max(self.max, hi)
         if ts >= self.last_ts:
@@ -314,10 +444,8 @@ class DistAgg:
             self.unsketched += count
 
     def merge(self, other):
-        self.pinned = other.pinned if not self.count else None
-        self.count += other.count
-        self.sum += other.sum
-        self.sumsq += other.sumsq
+        self.pinned = other.pinned if self._empty() else None
+        self.parts = _merge_parts(self.parts, (other.count, other.sum, other.sumsq), other.parts)
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
         if other.last_ts >= self.last_ts:
@@ -344,12 +472,22 @@ class DistAgg:
                          for q in self.sketch.quantiles(QUANTILES)]
             if given is not None:
                 quantiles = _weigh_quantiles(given, [self.sketch.count] + quantiles)[1:]
-        return DistRow(self.count, self.sum, self.sumsq, self.min, self.max, self.last,
-                       *quantiles)
+        return DistRow(*self.totals(), self.min, self.max, self.last, *quantiles)
+
+    def running(self):
+        return (self.count, self.sum, self.sumsq)
+
+    def totals(self):
+        """
+        C{(count, sum, sumsq)}: what was folded and merged in, each
+        correctly rounded.
+        """
+        return _totals(self.parts, (self.count, self.sum, self.sumsq))
 
     def to_json(self):
-        data = [self.count, self.sum, self.sumsq, self.min, self.max, self.last,
-                self.last_ts, self.sketch.to_json()]
+        # The totals; the exact state goes beside them (exact_form).
+        data = [*self.totals(), self.min, self.max, self.last, self.last_ts,
+                self.sketch.to_json()]
         given, pinned = self.given, self.pinned
         if self.unsketched or given is not None or pinned is not None:
             data.append(self.unsketched)
