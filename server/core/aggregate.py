@@ -113,11 +113,12 @@ def _weighted(vals, weight):
 # opened, the tick in time order; an import brings the minute as one partial)
 # can give another last bit.  So an aggregate folds its own points into its
 # running fields (the hot path, a left fold as above) and keeps what is
-# merged into it -- other aggregates, client partials -- as the exact sum of
-# those parts: per summed field, a list of non-overlapping floats whose exact
-# sum is theirs (Shewchuk's expansion, what math.fsum keeps inside).  Its row
-# is the correctly rounded sum of the two, the same bits in any order and
-# grouping of the merges.
+# merged into it -- other aggregates, client partials -- apart, as the exact
+# sum of those parts: per summed field a cell, L{None} (nothing merged), one
+# float (the exact sum so far) or, once that is not a float, a list of
+# non-overlapping floats whose exact sum it is (Shewchuk's expansion, what
+# math.fsum keeps inside).  Its row is the correctly rounded sum of the two,
+# the same bits in any order and grouping of the merges.
 
 
 def grow(parts, x):
@@ -151,60 +152,74 @@ def grow(parts, x):
     parts[i:] = [x]
 
 
-def exact_total(parts, running):
+def add_exact(cell, x):
     """
-    The correctly rounded sum of the expansion C{parts} and C{running}.
+    The cell (see above) of C{cell} plus the number C{x}, exactly.
     """
-    if not parts:
+    if not x:
+        # Nothing to add (a NaN is true).
+        return cell
+    if cell is None:
+        return float(x)
+    if cell.__class__ is float:
+        hi = cell + x
+        if hi - hi != 0.0:
+            # An infinity or NaN: plain addition from here on.
+            return hi
+        # Knuth's two-sum: what the addition rounded off, exactly.
+        b = hi - cell
+        lo = (cell - (hi - b)) + (x - b)
+        return [lo, hi] if lo else hi
+    grow(cell, x)
+    return cell
+
+
+def add_cell(cell, other):
+    """
+    The cell of C{cell} plus the cell C{other} (left as it is), exactly.
+    """
+    if other is None:
+        return cell
+    if other.__class__ is float:
+        return add_exact(cell, other)
+    for x in other:
+        cell = add_exact(cell, x)
+    return cell
+
+
+def exact_total(cell, running):
+    """
+    The correctly rounded sum of C{cell} and the float C{running}.
+    """
+    if cell is None:
         return running
-    top = parts[-1]
+    if cell.__class__ is float:
+        return cell + running
+    if not cell:
+        return running
+    top = cell[-1]
     if top - top != 0.0:
         return top + running
     try:
-        return math.fsum(parts + [running])
+        return math.fsum(cell + [running])
     except (OverflowError, ValueError):
         # The exact sum is past the float range (or running is an infinity
         # of the other sign than an overflow): as plain addition gives it.
-        return sum(parts, running)
-
-
-def _merge_parts(parts, values, other_parts):
-    """
-    C{parts} (one expansion per summed field, or L{None} for none yet) with
-    C{values} (one float per field) and the expansions C{other_parts} (or
-    L{None}) added exactly; returns it.
-    """
-    if parts is None:
-        parts = [[] for _ in values]
-    for expansion, x in zip(parts, values):
-        grow(expansion, x)
-    if other_parts is not None:
-        for expansion, theirs in zip(parts, other_parts):
-            for x in theirs:
-                grow(expansion, x)
-    return parts
-
-
-def _totals(parts, running):
-    """
-    The summed fields' values: C{running} (a tuple of the running fields)
-    with C{parts} added exactly.
-    """
-    if parts is None:
-        return running
-    return tuple(map(exact_total, parts, running))
+        return sum(cell, running)
 
 
 def exact_form(agg):
     """
     What L{restore_exact} needs besides C{agg.to_json()}: L{None} when
     nothing was merged into C{agg} (its form says it all), else its running
-    fields and the expansions, as JSON.
+    fields and its cells (each as a list of floats), as JSON.
     """
-    parts = getattr(agg, "parts", None)
-    if parts is None:
+    names = getattr(agg, "SUMMED", ())
+    cells = [getattr(agg, "x" + name) for name in names]
+    if all(cell is None for cell in cells):
         return None
-    return [list(agg.running()), [list(p) for p in parts]]
+    return [[getattr(agg, name) for name in names],
+            [[] if c is None else [c] if c.__class__ is float else list(c) for c in cells]]
 
 
 def restore_exact(agg, form):
@@ -212,23 +227,25 @@ def restore_exact(agg, form):
     Put back what L{exact_form} gave, on an aggregate read back from its
     C{to_json} form (which holds the rounded totals).
     """
-    running, parts = form
+    running, cells = form
     names = agg.SUMMED
-    if len(running) != len(names) or len(parts) != len(names):
+    if len(running) != len(names) or len(cells) != len(names):
         raise ValueError("exact sums of %d fields, expected %d" % (len(running), len(names)))
-    for name, value in zip(names, running):
+    for name, value, cell in zip(names, running, cells):
         setattr(agg, name, float(value))
-    agg.parts = [[float(x) for x in p] for p in parts]
+        cell = [float(x) for x in cell]
+        setattr(agg, "x" + name, None if not cell else cell[0] if len(cell) == 1 else cell)
 
 
 class CounterAgg:
-    __slots__ = ("count", "parts")
-    # The summed fields, whose merges are kept exact (see grow).
+    # xcount: what was merged in, exactly (see add_exact).
+    __slots__ = ("count", "xcount")
+    # The summed fields, whose merges are kept exact.
     SUMMED = ("count",)
 
     def __init__(self):
         self.count = 0.0
-        self.parts = None
+        self.xcount = None
 
     def fold(self, values, rate, ts):
         """
@@ -241,16 +258,13 @@ class CounterAgg:
         return vals
 
     def merge_partial(self, fields, ts):
-        self.parts = _merge_parts(self.parts, (fields["count"],), None)
+        self.xcount = add_exact(self.xcount, fields["count"])
 
     def merge(self, other):
-        self.parts = _merge_parts(self.parts, (other.count,), other.parts)
-
-    def running(self):
-        return (self.count,)
+        self.xcount = add_cell(add_exact(self.xcount, other.count), other.xcount)
 
     def row(self):
-        return CounterRow(*_totals(self.parts, (self.count,)))
+        return CounterRow(exact_total(self.xcount, self.count))
 
     def to_json(self):
         # The total; the exact state goes beside it (exact_form).
@@ -273,13 +287,13 @@ class GaugeAgg:
     it) lives on the series; this records what the bucket saw.
     """
 
-    __slots__ = ("updates", "sum", "min", "max", "last", "last_ts", "parts")
+    __slots__ = ("updates", "sum", "min", "max", "last", "last_ts", "xupdates", "xsum")
     SUMMED = ("updates", "sum")
 
     def __init__(self):
         self.updates = 0.0
         self.sum = 0.0
-        self.parts = None
+        self.xupdates = self.xsum = None
         self.min = math.inf
         self.max = -math.inf
         self.last = NAN
@@ -308,7 +322,8 @@ class GaugeAgg:
     def merge_partial(self, fields, ts):
         last = fields["last"]
         updates = fields.get("count", 1.0)
-        self.parts = _merge_parts(self.parts, (updates, fields.get("sum", last * updates)), None)
+        self.xupdates = add_exact(self.xupdates, updates)
+        self.xsum = add_exact(self.xsum, fields.get("sum", last * updates))
         self.min = min(self.min, fields.get("min", last))
         self.max = max(self.max, fields.get("max", last))
         if ts >= self.last_ts:
@@ -316,23 +331,21 @@ class GaugeAgg:
             self.last_ts = ts
 
     def merge(self, other):
-        self.parts = _merge_parts(self.parts, (other.updates, other.sum), other.parts)
+        self.xupdates = add_cell(add_exact(self.xupdates, other.updates), other.xupdates)
+        self.xsum = add_cell(add_exact(self.xsum, other.sum), other.xsum)
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
         if other.last_ts >= self.last_ts:
             self.last = other.last
             self.last_ts = other.last_ts
 
-    def running(self):
-        return (self.updates, self.sum)
-
     def row(self):
-        updates, total = _totals(self.parts, (self.updates, self.sum))
-        return GaugeRow(updates, total, self.min, self.max, self.last)
+        return GaugeRow(exact_total(self.xupdates, self.updates), exact_total(self.xsum, self.sum),
+                        self.min, self.max, self.last)
 
     def to_json(self):
-        updates, total = _totals(self.parts, (self.updates, self.sum))
-        return [updates, total, self.min, self.max, self.last, self.last_ts]
+        # The totals; the exact state goes beside them (exact_form).
+        return [*self.row(), self.last_ts]
 
     @classmethod
     def from_json(cls, data, accuracy):
@@ -372,7 +385,7 @@ class DistAgg:
     """
 
     __slots__ = ("count", "sum", "sumsq", "min", "max", "last", "last_ts", "sketch",
-                 "unsketched", "given", "pinned", "parts")
+                 "unsketched", "given", "pinned", "xcount", "xsum", "xsumsq")
     SUMMED = ("count", "sum", "sumsq")
 
     def __init__(self, accuracy):
@@ -387,11 +400,11 @@ class DistAgg:
         self.unsketched = 0.0
         self.given = None
         self.pinned = None
-        self.parts = None
+        self.xcount = self.xsum = self.xsumsq = None
 
     def _empty(self):
-        # Nothing folded nor merged in (a merged count is never 0).
-        return not self.count and (self.parts is None or not self.parts[0])
+        # Nothing folded nor merged in.
+        return not self.count and self.xcount is None
 
     def fold(self, values, rate, ts):
         """
@@ -417,8 +430,9 @@ class DistAgg:
         self.pinned = None
         # Without a sum of squares, take every value at the mean: the
         # standard deviation of such a bucket is a lower bound.
-        self.parts = _merge_parts(
-            self.parts, (count, total, fields.get("sumsq", total * total / count)), None)
+        self.xcount = add_exact(self.xcount, count)
+        self.xsum = add_exact(self.xsum, total)
+        self.xsumsq = add_exact(self.xsumsq, fields.get("sumsq", total * total / count))
         self.min = min(self.min, lo)
         self.max = max(self.max, hi)
         if ts >= self.last_ts:
@@ -445,7 +459,9 @@ class DistAgg:
 
     def merge(self, other):
         self.pinned = other.pinned if self._empty() else None
-        self.parts = _merge_parts(self.parts, (other.count, other.sum, other.sumsq), other.parts)
+        self.xcount = add_cell(add_exact(self.xcount, other.count), other.xcount)
+        self.xsum = add_cell(add_exact(self.xsum, other.sum), other.xsum)
+        self.xsumsq = add_cell(add_exact(self.xsumsq, other.sumsq), other.xsumsq)
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
         if other.last_ts >= self.last_ts:
@@ -474,15 +490,13 @@ class DistAgg:
                 quantiles = _weigh_quantiles(given, [self.sketch.count] + quantiles)[1:]
         return DistRow(*self.totals(), self.min, self.max, self.last, *quantiles)
 
-    def running(self):
-        return (self.count, self.sum, self.sumsq)
-
     def totals(self):
         """
         C{(count, sum, sumsq)}: what was folded and merged in, each
         correctly rounded.
         """
-        return _totals(self.parts, (self.count, self.sum, self.sumsq))
+        return (exact_total(self.xcount, self.count), exact_total(self.xsum, self.sum),
+                exact_total(self.xsumsq, self.sumsq))
 
     def to_json(self):
         # The totals; the exact state goes beside them (exact_form).
