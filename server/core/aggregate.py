@@ -152,38 +152,31 @@ def grow(parts, x):
     parts[i:] = [x]
 
 
-def add_exact(cell, x):
+def add_exact(cell, x, other=None):
     """
-    The cell (see above) of C{cell} plus the number C{x}, exactly.
+    The cell (see above) of C{cell} plus the number C{x} plus the cell
+    C{other} (left as it is, L{None} for none), exactly.
     """
-    if not x:
-        # Nothing to add (a NaN is true).
-        return cell
-    if cell is None:
-        return float(x)
-    if cell.__class__ is float:
-        hi = cell + x
-        if hi - hi != 0.0:
-            # An infinity or NaN: plain addition from here on.
-            return hi
-        # Knuth's two-sum: what the addition rounded off, exactly.
-        b = hi - cell
-        lo = (cell - (hi - b)) + (x - b)
-        return [lo, hi] if lo else hi
-    grow(cell, x)
-    return cell
-
-
-def add_cell(cell, other):
-    """
-    The cell of C{cell} plus the cell C{other} (left as it is), exactly.
-    """
-    if other is None:
-        return cell
-    if other.__class__ is float:
-        return add_exact(cell, other)
-    for x in other:
-        cell = add_exact(cell, x)
+    if x:
+        if cell is None:
+            cell = float(x)
+        elif cell.__class__ is float:
+            hi = cell + x
+            if hi - hi != 0.0:
+                # An infinity or NaN: plain addition from here on.
+                cell = hi
+            else:
+                # Knuth's two-sum: what the addition rounded off, exactly.
+                b = hi - cell
+                lo = (cell - (hi - b)) + (x - b)
+                cell = [lo, hi] if lo else hi
+        else:
+            grow(cell, x)
+    if other is not None:
+        if other.__class__ is float:
+            return add_exact(cell, other)
+        for y in other:
+            cell = add_exact(cell, y)
     return cell
 
 
@@ -261,7 +254,7 @@ class CounterAgg:
         self.xcount = add_exact(self.xcount, fields["count"])
 
     def merge(self, other):
-        self.xcount = add_cell(add_exact(self.xcount, other.count), other.xcount)
+        self.xcount = add_exact(self.xcount, other.count, other.xcount)
 
     def row(self):
         return CounterRow(exact_total(self.xcount, self.count))
@@ -331,8 +324,8 @@ class GaugeAgg:
             self.last_ts = ts
 
     def merge(self, other):
-        self.xupdates = add_cell(add_exact(self.xupdates, other.updates), other.xupdates)
-        self.xsum = add_cell(add_exact(self.xsum, other.sum), other.xsum)
+        self.xupdates = add_exact(self.xupdates, other.updates, other.xupdates)
+        self.xsum = add_exact(self.xsum, other.sum, other.xsum)
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
         if other.last_ts >= self.last_ts:
@@ -459,9 +452,9 @@ class DistAgg:
 
     def merge(self, other):
         self.pinned = other.pinned if self._empty() else None
-        self.xcount = add_cell(add_exact(self.xcount, other.count), other.xcount)
-        self.xsum = add_cell(add_exact(self.xsum, other.sum), other.xsum)
-        self.xsumsq = add_cell(add_exact(self.xsumsq, other.sumsq), other.xsumsq)
+        self.xcount = add_exact(self.xcount, other.count, other.xcount)
+        self.xsum = add_exact(self.xsum, other.sum, other.xsum)
+        self.xsumsq = add_exact(self.xsumsq, other.sumsq, other.xsumsq)
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
         if other.last_ts >= self.last_ts:
