@@ -13,8 +13,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from server.core.aggregate import (CounterAgg, DistAgg, GaugeAgg, exact_form, exact_total,
-                                   grow, restore_exact)
+from server.core.aggregate import (CounterAgg, DistAgg, GaugeAgg, add_exact, exact_form,
+                                   exact_total, grow, restore_exact)
 from server.core.store import Series
 from server.durability.snapshot import decode_series, encode_series
 
@@ -50,6 +50,19 @@ class GrowTests(SynchronousTestCase):
         for x in shuffled:
             grow(parts, x)
         self.assertEqual(repr(exact_total(parts, 0.0)), repr(math.fsum(values + [0.0])))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(finite, max_size=30), st.integers(0, 30), st.randoms(use_true_random=False))
+    def test_cells_exact_in_any_grouping(self, values, cut, rnd):
+        """Cells (None, a float, a list) added in two groups, then one into the other: math.fsum of all."""
+        rnd.shuffle(values)
+        one = two = None
+        for x in values[:cut]:
+            one = add_exact(one, x)
+        for x in values[cut:]:
+            two = add_exact(two, x)
+        self.assertEqual(repr(exact_total(add_exact(one, 0.0, two), 0.0)),
+                         repr(math.fsum(values + [0.0])))
 
     def test_infinities_and_nan_add_plainly(self):
         """An infinity, a NaN or an overflow is kept as one value, added to as IEEE addition does."""
