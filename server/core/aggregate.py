@@ -110,11 +110,137 @@ def _weighted(vals, weight):
     return vals if weight == 1.0 else list(map(mul, vals, repeat(weight)))
 
 
+# Float addition is not associative: the same 5-second buckets merged into a
+# minute in another order (a read merges the open ones in the order they
+# opened, the tick in time order; an import brings the minute as one partial)
+# can give another last bit.  So an aggregate folds its own points into its
+# running fields (the hot path, a left fold as above) and keeps what is
+# merged into it -- other aggregates, client partials -- apart, as the exact
+# sum of those parts: per summed field a cell, L{None} (nothing merged), one
+# float (the exact sum so far) or, once that is not a float, a list of
+# non-overlapping floats whose exact sum it is (Shewchuk's expansion, what
+# math.fsum keeps inside).  Its row is the correctly rounded sum of the two,
+# the same bits in any order and grouping of the merges.
+
+
+def grow(parts, x):
+    """
+    Add C{x} to the expansion C{parts} (smallest first), exactly, in place.
+    An infinity or a NaN (a sum of squares past the float range) cannot be
+    kept exactly: from then on C{parts} is that one value, added to plainly.
+    """
+    if not x:
+        return
+    if parts and parts[-1] - parts[-1] != 0.0:
+        parts[-1] += x
+        return
+    if x - x != 0.0:
+        parts[:] = [x]
+        return
+    i = 0
+    for y in parts:
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        if hi - hi != 0.0:
+            # Past the float range: no exact sum either.
+            parts[:] = [hi]
+            return
+        lo = y - (hi - x)
+        if lo:
+            parts[i] = lo
+            i += 1
+        x = hi
+    parts[i:] = [x]
+
+
+def add_exact(cell, x, other=None):
+    """
+    The cell (see above) of C{cell} plus the number C{x} plus the cell
+    C{other} (left as it is, L{None} for none), exactly.
+    """
+    if x:
+        if cell is None:
+            cell = float(x)
+        elif cell.__class__ is float:
+            hi = cell + x
+            if hi - hi != 0.0:
+                # An infinity or NaN: plain addition from here on.
+                cell = hi
+            else:
+                # Knuth's two-sum: what the addition rounded off, exactly.
+                b = hi - cell
+                lo = (cell - (hi - b)) + (x - b)
+                cell = [lo, hi] if lo else hi
+        else:
+            grow(cell, x)
+    if other is not None:
+        if other.__class__ is float:
+            return add_exact(cell, other)
+        for y in other:
+            cell = add_exact(cell, y)
+    return cell
+
+
+def exact_total(cell, running):
+    """
+    The correctly rounded sum of C{cell} and the float C{running}.
+    """
+    if cell is None:
+        return running
+    if cell.__class__ is float:
+        return cell + running
+    if not cell:
+        return running
+    top = cell[-1]
+    if top - top != 0.0:
+        return top + running
+    try:
+        return math.fsum(cell + [running])
+    except (OverflowError, ValueError):
+        # The exact sum is past the float range (or running is an infinity
+        # of the other sign than an overflow): as plain addition gives it.
+        return sum(cell, running)
+
+
+def exact_form(agg):
+    """
+    What L{restore_exact} needs besides C{agg.to_json()}: L{None} when
+    nothing was merged into C{agg} (its form says it all), else its running
+    fields and its cells (each as a list of floats), as JSON.
+    """
+    names = getattr(agg, "SUMMED", ())
+    cells = [getattr(agg, "x" + name) for name in names]
+    if all(cell is None for cell in cells):
+        return None
+    return [[getattr(agg, name) for name in names],
+            [[] if c is None else [c] if c.__class__ is float else list(c) for c in cells]]
+
+
+def restore_exact(agg, form):
+    """
+    Put back what L{exact_form} gave, on an aggregate read back from its
+    C{to_json} form (which holds the rounded totals).
+    """
+    running, cells = form
+    names = agg.SUMMED
+    if len(running) != len(names) or len(cells) != len(names):
+        raise ValueError("exact sums of %d fields, expected %d" % (len(running), len(names)))
+    for name, value, cell in zip(names, running, cells):
+        setattr(agg, name, float(value))
+        cell = [float(x) for x in cell]
+        setattr(agg, "x" + name, None if not cell else cell[0] if len(cell) == 1 else cell)
+
+
 class CounterAgg:
-    __slots__ = ("count",)
+    # xcount: what was merged in, exactly (see add_exact).
+    __slots__ = ("count", "xcount")
+    # The summed fields, whose merges are kept exact.
+    SUMMED = ("count",)
 
     def __init__(self):
         self.count = 0.0
+        self.xcount = None
 
     def fold(self, values, rate, ts):
         """
@@ -127,16 +253,17 @@ class CounterAgg:
         return vals
 
     def merge_partial(self, fields, ts):
-        self.count += fields["count"]
+        self.xcount = add_exact(self.xcount, fields["count"])
 
     def merge(self, other):
-        self.count += other.count
+        self.xcount = add_exact(self.xcount, other.count, other.xcount)
 
     def row(self):
-        return CounterRow(self.count)
+        return CounterRow(exact_total(self.xcount, self.count))
 
     def to_json(self):
-        return [self.count]
+        # The total; the exact state goes beside it (exact_form).
+        return list(self.row())
 
     @classmethod
     def from_json(cls, data, accuracy):
@@ -155,11 +282,13 @@ class GaugeAgg:
     it) lives on the series; this records what the bucket saw.
     """
 
-    __slots__ = ("updates", "sum", "min", "max", "last", "last_ts")
+    __slots__ = ("updates", "sum", "min", "max", "last", "last_ts", "xupdates", "xsum")
+    SUMMED = ("updates", "sum")
 
     def __init__(self):
         self.updates = 0.0
         self.sum = 0.0
+        self.xupdates = self.xsum = None
         self.min = math.inf
         self.max = -math.inf
         self.last = NAN
@@ -188,8 +317,8 @@ class GaugeAgg:
     def merge_partial(self, fields, ts):
         last = fields["last"]
         updates = fields.get("count", 1.0)
-        self.updates += updates
-        self.sum += fields.get("sum", last * updates)
+        self.xupdates = add_exact(self.xupdates, updates)
+        self.xsum = add_exact(self.xsum, fields.get("sum", last * updates))
         self.min = min(self.min, fields.get("min", last))
         self.max = max(self.max, fields.get("max", last))
         if ts >= self.last_ts:
@@ -197,8 +326,8 @@ class GaugeAgg:
             self.last_ts = ts
 
     def merge(self, other):
-        self.updates += other.updates
-        self.sum += other.sum
+        self.xupdates = add_exact(self.xupdates, other.updates, other.xupdates)
+        self.xsum = add_exact(self.xsum, other.sum, other.xsum)
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
         if other.last_ts >= self.last_ts:
@@ -206,10 +335,12 @@ class GaugeAgg:
             self.last_ts = other.last_ts
 
     def row(self):
-        return GaugeRow(self.updates, self.sum, self.min, self.max, self.last)
+        return GaugeRow(exact_total(self.xupdates, self.updates), exact_total(self.xsum, self.sum),
+                        self.min, self.max, self.last)
 
     def to_json(self):
-        return [self.updates, self.sum, self.min, self.max, self.last, self.last_ts]
+        # The totals; the exact state goes beside them (exact_form).
+        return [*self.row(), self.last_ts]
 
     @classmethod
     def from_json(cls, data, accuracy):
@@ -249,7 +380,8 @@ class DistAgg:
     """
 
     __slots__ = ("count", "sum", "sumsq", "min", "max", "last", "last_ts", "sketch",
-                 "unsketched", "given", "pinned")
+                 "unsketched", "given", "pinned", "xcount", "xsum", "xsumsq")
+    SUMMED = ("count", "sum", "sumsq")
 
     def __init__(self, accuracy):
         self.count = 0.0
@@ -263,6 +395,11 @@ class DistAgg:
         self.unsketched = 0.0
         self.given = None
         self.pinned = None
+        self.xcount = self.xsum = self.xsumsq = None
+
+    def _empty(self):
+        # Nothing folded nor merged in.
+        return not self.count and self.xcount is None
 
     def fold(self, values, rate, ts):
         """
@@ -284,13 +421,13 @@ class DistAgg:
         total = fields["sum"]
         lo = fields["min"]
         hi = fields["max"]
-        empty = not self.count
+        empty = self._empty()
         self.pinned = None
-        self.count += count
-        self.sum += total
         # Without a sum of squares, take every value at the mean: the
         # standard deviation of such a bucket is a lower bound.
-        self.sumsq += fields.get("sumsq", total * total / count)
+        self.xcount = add_exact(self.xcount, count)
+        self.xsum = add_exact(self.xsum, total)
+        self.xsumsq = add_exact(self.xsumsq, fields.get("sumsq", total * total / count))
         self.min = min(self.min, lo)
         self.max = max(self.max, hi)
         if ts >= self.last_ts:
@@ -316,10 +453,10 @@ class DistAgg:
             self.unsketched += count
 
     def merge(self, other):
-        self.pinned = other.pinned if not self.count else None
-        self.count += other.count
-        self.sum += other.sum
-        self.sumsq += other.sumsq
+        self.pinned = other.pinned if self._empty() else None
+        self.xcount = add_exact(self.xcount, other.count, other.xcount)
+        self.xsum = add_exact(self.xsum, other.sum, other.xsum)
+        self.xsumsq = add_exact(self.xsumsq, other.sumsq, other.xsumsq)
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
         if other.last_ts >= self.last_ts:
@@ -350,12 +487,20 @@ class DistAgg:
                 quantiles = [lo if q < lo else hi if q > hi else q
                              for q in self.sketch.quantiles(QUANTILES)]
                 quantiles = _weigh_quantiles(given, [self.sketch.count] + quantiles)[1:]
-        return DistRow(self.count, self.sum, self.sumsq, self.min, self.max, self.last,
-                       *quantiles)
+        return DistRow(*self.totals(), self.min, self.max, self.last, *quantiles)
+
+    def totals(self):
+        """
+        C{(count, sum, sumsq)}: what was folded and merged in, each
+        correctly rounded.
+        """
+        return (exact_total(self.xcount, self.count), exact_total(self.xsum, self.sum),
+                exact_total(self.xsumsq, self.sumsq))
 
     def to_json(self):
-        data = [self.count, self.sum, self.sumsq, self.min, self.max, self.last,
-                self.last_ts, self.sketch.to_json()]
+        # The totals; the exact state goes beside them (exact_form).
+        data = [*self.totals(), self.min, self.max, self.last, self.last_ts,
+                self.sketch.to_json()]
         given, pinned = self.given, self.pinned
         if self.unsketched or given is not None or pinned is not None:
             data.append(self.unsketched)

@@ -54,13 +54,16 @@ def _weight_total(fam, row):
 
 
 def _open_weight_total(fam, agg):
+    # Through row() or totals(): what was merged in counts too.
     if fam == COUNTER:
-        return 0.0, agg.count
+        return 0.0, agg.row().count
     if fam == GAUGE:
-        return agg.updates, agg.sum
+        row = agg.row()
+        return row.updates, row.sum
     if fam == SET:
         return 1.0, agg.row().count
-    return agg.count, agg.sum
+    count, total, _ = agg.totals()
+    return count, total
 
 
 class StoredTier:

@@ -31,7 +31,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from server.core.aggregate import STORED_FIELDS, aggregate_from_json
+from server.core.aggregate import STORED_FIELDS, aggregate_from_json, exact_form, restore_exact
 from server.core.cardinality import EXACT_LIMIT
 from server.core.model import GAUGE, SET
 from server.durability.datadir import fsync_directory, new_private_file
@@ -94,6 +94,13 @@ def _column(typecode, text):
 # total_sum], counters and distributions only); a snapshot written before
 # they existed has none, and its series start counting from 0.
 TOTALS_VERSION = 1
+# The exact state of open buckets that something was merged into ("x":
+# [EXACT_VERSION, [[tier, bucket, form], ...]], form as
+# server.core.aggregate.exact_form gives it).  Their forms in "o" hold the
+# rounded totals, so a snapshot written before there was an "x" (or read by
+# a server that knows none) gives the same rows, merged on without the
+# exact sums.
+EXACT_VERSION = 1
 
 
 def encode_series(series):
@@ -118,6 +125,10 @@ def encode_series(series):
     }
     if series.family not in (GAUGE, SET):
         obj["c"] = [TOTALS_VERSION, series.total, series.total_sum]
+    exact = [[i, b, form] for i, tier in enumerate(series.open) for b, agg in sorted(tier.items())
+             for form in (exact_form(agg),) if form is not None]
+    if exact:
+        obj["x"] = [EXACT_VERSION, exact]
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
@@ -152,6 +163,17 @@ def decode_series(obj, ntiers, accuracy, set_limit=EXACT_LIMIT):
     for i, buckets in enumerate(obj["o"]):
         for bucket, data in buckets:
             series.open[i][bucket] = aggregate_from_json(fam, data, accuracy, set_limit)
+    exact = obj.get("x")
+    if exact is not None:
+        if exact[0] != EXACT_VERSION:
+            raise ValueError("series %r has exact sums of version %r, this server reads %d"
+                             % (series.key, exact[0], EXACT_VERSION))
+        for i, bucket, form in exact[1]:
+            agg = series.open[i].get(bucket)
+            if agg is None:
+                raise ValueError("series %r has exact sums for tier %r bucket %r, which is not open"
+                                 % (series.key, i, bucket))
+            restore_exact(agg, form)
     return series
 
 

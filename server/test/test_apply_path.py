@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from server.core.aggregate import exact_form
 from server.core.model import COUNTER, GAUGE, TIMER, Sample
 from server.core.parse_statsd import parse_packet
 from server.receivers.statsd import StatsdProtocol
@@ -32,7 +33,8 @@ def state(core):
         s = store.series[key]
         stored = [None if t is None else (t.index.tolist(), [c.tolist() for c in t.columns])
                   for t in s.stored]
-        opened = [sorted((b, agg.to_json()) for b, agg in tier.items()) for tier in s.open]
+        opened = [sorted((b, agg.to_json(), exact_form(agg)) for b, agg in tier.items())
+                  for tier in s.open]
         out.append((key, s.type, s.gauge, s.value, s.value_bucket, s.first_seen, s.last_seen,
                     s.touched, list(s.ring), stored, opened))
     return repr(out)
