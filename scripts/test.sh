@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Install what is missing (Chromium and collectd too, for the dashboard and the
-# Graphite tests), then run the whole suite: the unit tests under trial, then
+# Install what is missing (Chromium, collectd and carbon-c-relay too, for the dashboard,
+# the Graphite and the forwarding tests), then run the whole suite: the unit tests under trial, then
 # everything under pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIMPLESTATS_WITH_BROWSER=1 SIMPLESTATS_WITH_COLLECTD=1 bash scripts/setup.sh
+SIMPLESTATS_WITH_BROWSER=1 SIMPLESTATS_WITH_COLLECTD=1 SIMPLESTATS_WITH_CARBON_RELAY=1 bash scripts/setup.sh
 .venv/bin/python -m twisted.trial --temp-directory=/tmp/simplestats-trial-$$ server
 rm -rf /tmp/simplestats-trial-$$
 exec .venv/bin/python -m pytest "$@"
