@@ -117,12 +117,15 @@ class Forwarder:
     def bucket_closed(self, tier, series, start, agg, row):
         if tier != self.tier:
             return
-        merged = self._stored_row(series, tier, start)
-        if merged is not None and not _same(merged, row):
-            reclosed = True
-            row = merged
-        else:
-            reclosed = False
+        reclosed = False
+        stored = series.stored[tier]
+        if stored is not None:
+            # What /render shows: a bucket closed again (a late point) is
+            # sent with its stored row, the merge of every close.
+            i = self._stored_index(stored, start // self.step)
+            if i is not None and not _same((stored.columns[0][i],), row[:1]):
+                reclosed = True
+                row = stored.row(i)
         if (not reclosed and self.recorded_done is not None
                 and start + self.step <= self.recorded_done and self.recovering()):
             # Queued before the restart (recovery closes it again).
@@ -155,22 +158,21 @@ class Forwarder:
             return the_plan, None
         by_node = self._by_node
         get_node = self.ring.get_node
-        targets = [by_node[get_node(path[:-1].decode("utf-8"))]
+        targets = [by_node[get_node(path[:-1])]
                    for path, _, _ in the_plan.entries]
         return the_plan, targets
 
-    def _stored_row(self, series, tier, start):
-        stored = series.stored[tier]
-        if stored is None or not stored.index:
-            return None
-        number = start // self.step
+    @staticmethod
+    def _stored_index(stored, number):
         index = stored.index
         i = len(index) - 1
+        if i < 0:
+            return None
         if index[i] != number:
             i = bisect_left(index, number)
             if i >= len(index) or index[i] != number:
                 return None
-        return stored.row(i)
+        return i
 
     # -- queueing -------------------------------------------------------------
 
@@ -185,7 +187,7 @@ class Forwarder:
             if not pending:
                 continue
             destination.pending = []
-            data = b"".join(pending)
+            data = "".join(pending).encode("utf-8")
             lines = len(pending)
             try:
                 queued = destination.spool.append(data, lines)

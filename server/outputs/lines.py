@@ -8,8 +8,6 @@ A series' paths and how each value is derived from a stored row are worked
 out once per series (L{Plan}) and reused at every bucket it closes.
 """
 
-import math
-
 from server.core.aggregate import PUBLIC_FIELDS, derive
 from server.core.graphite_names import DEFAULT_FIELD, Field, fields_of, templates
 
@@ -66,19 +64,19 @@ def plan(series, names, prefix=""):
     fam = series.family
     fields = PUBLIC_FIELDS[fam]
     lead = prefix + "." if prefix else ""
-    entries = [((lead + path).encode("utf-8") + b" ", fields.index(field.name), field.per_second)
+    entries = [(lead + path + " ", fields.index(field.name), field.per_second)
                for path, field in series_paths(series, names)]
     return Plan(fam, fields, entries)
 
 
 def bucket_lines(plan, row, start, step):
     """
-    The lines of one closed bucket: C{[(entry number, line bytes)]} (the
+    The lines of one closed bucket: C{[(entry number, line)]} (the
     entry of the plan each comes from), the fields without a value (a mean
     of nothing) left out.
     """
     values = derive(plan.family, plan.fields, [[v] for v in row], step)
-    stamp = b" %d\n" % (int(start),)
+    stamp = " %d\n" % (int(start),)
     out = []
     for number, (path, index, per_second) in enumerate(plan.entries):
         value = values[index][0]
@@ -86,13 +84,7 @@ def bucket_lines(plan, row, start, step):
             continue
         if per_second:
             value = value / step
-        out.append((number, path + _number(value) + stamp))
+        # repr: the shortest text that reads back to the same float.
+        out.append((number, path + repr(value) + stamp))
     return out
 
-
-def _number(value):
-    # Whole numbers without a fraction ("12", as statsd sends them), the
-    # rest in the shortest form that reads back to the same float.
-    if value == math.floor(value) and abs(value) < 1e15:
-        return b"%d" % (int(value),)
-    return repr(value).encode("ascii")

@@ -102,22 +102,23 @@ class LinesTests(SynchronousTestCase):
         plan = lines_module.plan(series, "paths")
         got = [line for _, line in lines_module.bucket_lines(plan, row, T0, 5)]
         self.assertEqual(sorted(got), sorted([
-            b"api.req 7 %d\n" % T0, b"api.req.count 7 %d\n" % T0,
-            b"api.req.rate 1.4 %d\n" % T0]))
+            "api.req 7.0 %d\n" % T0, "api.req.count 7.0 %d\n" % T0,
+            "api.req.rate 1.4 %d\n" % T0]))
 
     def test_statsd_names(self):
         """statsd names are those of graphite_names' schemes, nothing else."""
         series, row = self._series("api.req", COUNTER, [10.0])
         plan = lines_module.plan(series, "statsd")
-        paths = {line.split(b" ")[0] for _, line in lines_module.bucket_lines(plan, row, T0, 5)}
-        self.assertEqual(paths, {b"stats.counters.api.req.rate", b"stats.counters.api.req.count",
-                                 b"stats.api.req", b"stats_counts.api.req"})
+        paths = {line.split(" ")[0] for _, line in lines_module.bucket_lines(plan, row, T0, 5)}
+        self.assertEqual(paths, {"stats.counters.api.req.rate", "stats.counters.api.req.count",
+                                 "stats.api.req", "stats_counts.api.req"})
 
     def test_timer_both(self):
         """A timer under both: its native fields and stats.timers.* with upper_99 = p99."""
         series, row = self._series("db.q", TIMER, [10.0, 30.0])
         plan = lines_module.plan(series, "both")
-        got = _parse(b"".join(line for _, line in lines_module.bucket_lines(plan, row, T0, 5)))
+        got = _parse("".join(line for _, line in lines_module.bucket_lines(plan, row, T0, 5))
+                     .encode())
         self.assertEqual(got[("db.q", T0)], [20.0])
         self.assertEqual(got[("db.q.max", T0)], [30.0])
         self.assertEqual(got[("stats.timers.db.q.upper", T0)], [30.0])
@@ -131,17 +132,18 @@ class LinesTests(SynchronousTestCase):
         series, row = self._series("cpu;host=a", GAUGE, [5.0])
         for names in ("paths", "statsd", "both"):
             plan = lines_module.plan(series, names)
-            paths = {line.split(b" ")[0]
+            paths = {line.split(" ")[0]
                      for _, line in lines_module.bucket_lines(plan, row, T0, 5)}
-            self.assertIn(b"cpu;host=a", paths)
-            self.assertIn(b"cpu.last;host=a", paths)
-            self.assertNotIn(b"stats.gauges.cpu", paths)
+            self.assertIn("cpu;host=a", paths)
+            self.assertIn("cpu.last;host=a", paths)
+            self.assertNotIn("stats.gauges.cpu", paths)
 
     def test_prefix(self):
         """The prefix goes before every path, tagged ones included."""
         series, row = self._series("s1", SET, ["a", "b", "a"])
         plan = lines_module.plan(series, "both", "dc1.agg")
-        got = _parse(b"".join(line for _, line in lines_module.bucket_lines(plan, row, T0, 5)))
+        got = _parse("".join(line for _, line in lines_module.bucket_lines(plan, row, T0, 5))
+                     .encode())
         self.assertEqual(got, {("dc1.agg.s1", T0): [2.0], ("dc1.agg.s1.count", T0): [2.0],
                                ("dc1.agg.stats.sets.s1.count", T0): [2.0]})
 
@@ -151,14 +153,17 @@ class LinesTests(SynchronousTestCase):
         plan = lines_module.plan(series, "paths")
         empty = (0.0, 0.0, float("nan"), float("nan"), float("nan"))
         self.assertEqual(lines_module.bucket_lines(plan, empty, T0, 5),
-                         [(plan.entries.index(e), b"g.updates 0 %d\n" % T0)
-                          for e in plan.entries if e[0] == b"g.updates "])
+                         [(plan.entries.index(e), "g.updates 0.0 %d\n" % T0)
+                          for e in plan.entries if e[0] == "g.updates "])
 
     def test_numbers(self):
-        """Whole numbers go without a fraction, others in their shortest exact form."""
-        self.assertEqual(lines_module._number(3.0), b"3")
-        self.assertEqual(lines_module._number(-0.1), b"-0.1")
-        self.assertEqual(lines_module._number(1e300), b"1e+300")
+        """Values go in the shortest text that reads back to the same float."""
+        series, row = self._series("g", GAUGE, [0.1 + 0.2])
+        plan = lines_module.plan(series, "paths")
+        (line,) = [line for _, line in lines_module.bucket_lines(plan, row, T0, 5)
+                   if line.startswith("g.last ")]
+        self.assertEqual(float(line.split(" ")[1]), 0.1 + 0.2)
+        self.assertEqual(line, "g.last 0.30000000000000004 %d\n" % T0)
 
 
 class RingTests(SynchronousTestCase):
@@ -570,7 +575,7 @@ class ForwarderTests(SynchronousTestCase):
         self.clock.advance(0)
         a, b = [d.link.drain() for d in forwarder.destinations]
         self.assertEqual(a, b)
-        self.assertIn(b"g.last 4 ", a)
+        self.assertIn(b"g.last 4.0 ", a)
 
     def test_hash_mode(self):
         """In hash mode each path goes to the one destination carbon's ring names."""
