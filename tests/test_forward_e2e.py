@@ -351,6 +351,66 @@ def test_placement_equals_carbon_for_10k_paths(cluster):
     assert set(ours.values()) == {"a", "b"}
 
 
+def test_hash_mode_in_front_of_caches(cluster, tmp_path):
+    """In hash mode SimpleStats places each path in the cache carbon's own relay would."""
+    args = []
+    for host, port, instance in cluster.nodes():
+        args += ["--forward", "carbon://%s:%d?instance=%s" % (host, port, instance)]
+    server = ServerProcess(tmp_path / "data", tmp_path / "server.log", args + [
+        "--forward-mode", "hash", "--forward-names", "both", "--late-grace", "1",
+        "--rollup-interval", "0.5"])
+    try:
+        server.start()
+        start = int(time.time())
+        rounds = 0
+        while time.time() < start + 2 * STEP:
+            send_traffic(server, b"e2e.hash", rounds)
+            rounds += 1
+            time.sleep(0.25)
+        end = int(time.time())
+        time.sleep(STEP - end % STEP + 2)
+
+        def all_drained():
+            destinations = server.get_json("/api/health")["forward"]["destinations"]
+            return all(d["connected"] and d["queued_lines"] == 0 for d in destinations)
+        wait_for(all_drained, 20, "the queues to drain")
+        listing = server.get_json("/metrics/find", {"query": "e2e.hash.*"})
+        assert listing
+        # What /render has for the e2e.hash series, by every path they go under.
+        names = ["e2e.hash.req", "e2e.hash.lat", "e2e.hash.temp", "e2e.hash.users",
+                 "e2e.hash.tcp"]
+        paths = set()
+        for name in names:
+            for found in server.get_json("/metrics/find", {"query": name + ".*"}):
+                paths.add(found["id"])
+            paths.add(name)
+        paths |= {"stats.counters.e2e.hash.req.count", "stats.timers.e2e.hash.lat.upper_99",
+                  "stats.gauges.e2e.hash.temp", "e2e.hash.hits.count;host=web0",
+                  "e2e.hash.hits;host=web1"}
+        now = int(time.time())
+        expected = {k: v for k, v in render(server, paths, start, now).items()
+                    if k[1] + STEP + 1 <= end}
+        assert {p for p, _ in expected} == paths
+        placement = cluster.carbon_placement(paths, "carbon")
+        assert {instance for instance, _ in placement.values()} == {"a", "b"}
+
+        def stored():
+            for (path, ts), value in expected.items():
+                instance, relative = placement[path]
+                for other in cluster.caches:
+                    got = cluster.read(other, relative, start, now)
+                    if other == instance and (got or {}).get(ts) != value:
+                        return False
+                    if other != instance and got:
+                        raise AssertionError("%s is in cache %s, carbon places it in %s"
+                                             % (path, other, instance))
+            return True
+        wait_for(stored, 30, "every bucket in the cache carbon places it in")
+        server.stop()
+    finally:
+        server.close()
+
+
 def test_outage_and_kill(cluster, tmp_path):
     """The relay stopped 30 s mid-stream, SimpleStats killed -9 meanwhile: every bucket arrives, once."""
     relay_port = free_port()
