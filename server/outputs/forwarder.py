@@ -26,7 +26,7 @@ from bisect import bisect_left
 
 from twisted.logger import Logger
 
-from server.outputs.lines import bucket_lines, plan
+from server.outputs.lines import bucket_lines, kind, plan
 from server.outputs.ring import ConsistentHashRing
 from server.outputs.spool import Spool
 
@@ -106,7 +106,10 @@ class Forwarder:
             nodes = [(d.spec.host, d.spec.instance) for d in self.destinations]
             self.ring = ConsistentHashRing(nodes, settings.forward_replicas)
             self._by_node = {node: i for i, node in enumerate(nodes)}
+        # Plans by kind of series (a few); in hash mode, the destination of
+        # each line of each series (its paths' places on the ring).
         self.plans = {}
+        self.targets = {}
         self._flush_call = None
         self.recorded_done = self._read_closed()
         self.done = self.recorded_done
@@ -131,20 +134,18 @@ class Forwarder:
             # Queued before the restart (recovery closes it again).
             self.counters["simplestats.forward.replayed_buckets_skipped"] += 1
             return
-        entry = self.plans.get(series.key)
-        if entry is None or entry[0] != series.type:
-            if len(self.plans) > 2 * len(self.store.series) + 1000:
-                self.plans.clear()
-            entry = self.plans[series.key] = (series.type, *self._plan(series))
-        _, the_plan, targets = entry
-        lines = bucket_lines(the_plan, row, start, self.step)
+        the_plan = self.plans.get(kind(series))
+        if the_plan is None:
+            the_plan = self.plans[kind(series)] = plan(series, self.names, self.prefix)
+        lines = bucket_lines(the_plan, series, row, start, self.step)
         if not lines:
             return
-        if targets is None:
+        if self.ring is None:
             out = [line for _, line in lines]
             for destination in self.destinations:
                 destination.pending.extend(out)
         else:
+            targets = self._targets(series, the_plan)
             destinations = self.destinations
             for number, line in lines:
                 destinations[targets[number]].pending.append(line)
@@ -152,15 +153,16 @@ class Forwarder:
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self.flush)
 
-    def _plan(self, series):
-        the_plan = plan(series, self.names, self.prefix)
-        if self.ring is None:
-            return the_plan, None
-        by_node = self._by_node
-        get_node = self.ring.get_node
-        targets = [by_node[get_node(path[:-1])]
-                   for path, _, _ in the_plan.entries]
-        return the_plan, targets
+    def _targets(self, series, the_plan):
+        entry = self.targets.get(series.key)
+        if entry is None or entry[0] is not the_plan:
+            if len(self.targets) > 2 * len(self.store.series) + 1000:
+                self.targets.clear()  # series deleted meanwhile
+            by_node = self._by_node
+            get_node = self.ring.get_node
+            entry = self.targets[series.key] = (the_plan, tuple(
+                by_node[get_node(path)] for path in the_plan.paths(series)))
+        return entry[1]
 
     @staticmethod
     def _stored_index(stored, number):

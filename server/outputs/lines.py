@@ -4,8 +4,10 @@ C{path value timestamp\\n}, with the paths SimpleStats' own C{/render}
 answers to (L{server.core.graphite_names}), so that what Grafana reads from
 the cluster is what it reads from SimpleStats.  Pure: no store, no clock.
 
-A series' paths and how each value is derived from a stored row are worked
-out once per series (L{Plan}) and reused at every bucket it closes.
+The shape of the lines (which paths, which field each reads) depends only on
+a series' type and whether it is tagged: it is worked out once per kind
+(L{plan}) and filled in with each series' name at every bucket it closes,
+so that nothing is kept per series.
 """
 
 from server.core.aggregate import PUBLIC_FIELDS, derive
@@ -16,21 +18,38 @@ NAMES = ("paths", "statsd", "both")
 
 class Plan:
     """
-    The lines of one series: C{entries} is a list of C{(path bytes, index of
-    the public field, per second)}; C{fields} the public fields to derive.
+    The lines of one kind of series: C{entries} is a list of C{(head,
+    tail, index of the public field, per second)}, the path being C{head +
+    name + tail} (then the tags, for a tagged series); C{fields} the public
+    fields to derive.
     """
 
-    __slots__ = ("family", "fields", "entries")
+    __slots__ = ("family", "fields", "entries", "tagged")
 
-    def __init__(self, family, fields, entries):
+    def __init__(self, family, fields, entries, tagged):
         self.family = family
         self.fields = fields
         self.entries = entries
+        self.tagged = tagged
+
+    def paths(self, series):
+        """
+        The path of each entry, for C{series} (of this plan's kind).
+        """
+        tags = _tag_suffix(series)
+        return [head + series.name + tail + tags for head, tail, _, _ in self.entries]
 
 
-def series_paths(series, names):
+def _tag_suffix(series):
+    # A series' key is its name then its tags as Graphite 1.1 writes them
+    # (server.core.model.series_key).
+    return series.key[len(series.name):]
+
+
+def shapes(series, names):
     """
-    C{[(path, Field)]}: every Graphite path C{series} is forwarded under.
+    C{[(head, tail, Field)]}: the Graphite paths C{series} is forwarded
+    under, each C{head + name + tail} (then the tags, for a tagged series).
 
     @param names: C{"paths"} (C{name.field} and the bare C{name}, the
         type's default field), C{"statsd"} (statsd's C{stats.*} names) or
@@ -38,53 +57,71 @@ def series_paths(series, names):
         (C{name.field;k=v} and C{name;k=v}), as C{seriesByTag} finds it.
     """
     if series.tags:
-        suffix = "".join(";%s=%s" % kv for kv in series.tags)
-        out = [(series.name + suffix, Field(DEFAULT_FIELD[series.family]))]
-        out += [(series.name + "." + node + suffix, field)
-                for node, field in fields_of(series).items()]
+        out = [("", "", Field(DEFAULT_FIELD[series.family]))]
+        out += [("", "." + node, field) for node, field in fields_of(series).items()]
         return out
-    shapes = templates(series)
+    found = templates(series)
     if names == "paths":
-        shapes = shapes[:1]
+        found = found[:1]
     elif names == "statsd":
-        shapes = shapes[1:]
+        found = found[1:]
+    depth = series.name.count(".") + 1
     out = []
-    for nodes, bare, suffixes in shapes:
-        name = ".".join(nodes)
+    for nodes, bare, suffixes in found:
+        prefix = nodes[:len(nodes) - depth]
+        head = ".".join(prefix) + "." if prefix else ""
         if bare is not None:
-            out.append((name, bare))
-        out.extend((name + "." + node, field) for node, field in suffixes.items())
+            out.append((head, "", bare))
+        out.extend((head, "." + node, field) for node, field in suffixes.items())
     return out
+
+
+def series_paths(series, names):
+    """
+    C{[(path, Field)]}: every Graphite path C{series} is forwarded under.
+    """
+    tags = _tag_suffix(series)
+    return [(head + series.name + tail + tags, field)
+            for head, tail, field in shapes(series, names)]
 
 
 def plan(series, names, prefix=""):
     """
-    The L{Plan} of C{series}' lines, every path behind C{prefix} (if any).
+    The L{Plan} of the lines of series of C{series}' kind (its type, tagged
+    or not), every path behind C{prefix} (if any).
     """
     fam = series.family
     fields = PUBLIC_FIELDS[fam]
     lead = prefix + "." if prefix else ""
-    entries = [(lead + path + " ", fields.index(field.name), field.per_second)
-               for path, field in series_paths(series, names)]
-    return Plan(fam, fields, entries)
+    entries = [(lead + head, tail, fields.index(field.name), field.per_second)
+               for head, tail, field in shapes(series, names)]
+    return Plan(fam, fields, entries, bool(series.tags))
 
 
-def bucket_lines(plan, row, start, step):
+def kind(series):
     """
-    The lines of one closed bucket: C{[(entry number, line)]} (the
-    entry of the plan each comes from), the fields without a value (a mean
-    of nothing) left out.
+    What a L{Plan} depends on: the series' type, and whether it is tagged.
+    """
+    return series.type, bool(series.tags)
+
+
+def bucket_lines(plan, series, row, start, step):
+    """
+    The lines of one closed bucket of C{series}: C{[(entry number, line)]}
+    (the entry of the plan each comes from), the fields without a value (a
+    mean of nothing) left out.
     """
     values = derive(plan.family, plan.fields, [[v] for v in row], step)
-    stamp = " %d\n" % (int(start),)
+    name = series.name
+    stamp = "%s %%s %d\n" % (_tag_suffix(series), int(start))
     out = []
-    for number, (path, index, per_second) in enumerate(plan.entries):
+    for number, (head, tail, index, per_second) in enumerate(plan.entries):
         value = values[index][0]
         if value is None:
             continue
         if per_second:
             value = value / step
         # repr: the shortest text that reads back to the same float.
-        out.append((number, path + repr(value) + stamp))
+        out.append((number, head + name + tail + stamp % (repr(value),)))
     return out
 

@@ -186,6 +186,12 @@ class TcpLink:
         if self._attempt is not None:
             self._attempt.cancel()
         if self.proto is not None:
+            if self.idle:
+                # A clean stop: everything written is in the kernel, which
+                # sends it before the close; not sent again at the next start.
+                self.spool.confirm(self.spool.sent)
+            self.spool.rewind()
+            self.landed.clear()
             proto, self.proto = self.proto, None
             proto.transport.unregisterProducer()
             proto.transport.loseConnection()

@@ -100,7 +100,7 @@ class LinesTests(SynchronousTestCase):
         """A counter gives its bare name (count), name.count and name.rate (per second)."""
         series, row = self._series("api.req", COUNTER, [3.0, 4.0])
         plan = lines_module.plan(series, "paths")
-        got = [line for _, line in lines_module.bucket_lines(plan, row, T0, 5)]
+        got = [line for _, line in lines_module.bucket_lines(plan, series, row, T0, 5)]
         self.assertEqual(sorted(got), sorted([
             "api.req 7.0 %d\n" % T0, "api.req.count 7.0 %d\n" % T0,
             "api.req.rate 1.4 %d\n" % T0]))
@@ -109,7 +109,7 @@ class LinesTests(SynchronousTestCase):
         """statsd names are those of graphite_names' schemes, nothing else."""
         series, row = self._series("api.req", COUNTER, [10.0])
         plan = lines_module.plan(series, "statsd")
-        paths = {line.split(" ")[0] for _, line in lines_module.bucket_lines(plan, row, T0, 5)}
+        paths = {line.split(" ")[0] for _, line in lines_module.bucket_lines(plan, series, row, T0, 5)}
         self.assertEqual(paths, {"stats.counters.api.req.rate", "stats.counters.api.req.count",
                                  "stats.api.req", "stats_counts.api.req"})
 
@@ -117,7 +117,7 @@ class LinesTests(SynchronousTestCase):
         """A timer under both: its native fields and stats.timers.* with upper_99 = p99."""
         series, row = self._series("db.q", TIMER, [10.0, 30.0])
         plan = lines_module.plan(series, "both")
-        got = _parse("".join(line for _, line in lines_module.bucket_lines(plan, row, T0, 5))
+        got = _parse("".join(line for _, line in lines_module.bucket_lines(plan, series, row, T0, 5))
                      .encode())
         self.assertEqual(got[("db.q", T0)], [20.0])
         self.assertEqual(got[("db.q.max", T0)], [30.0])
@@ -133,16 +133,31 @@ class LinesTests(SynchronousTestCase):
         for names in ("paths", "statsd", "both"):
             plan = lines_module.plan(series, names)
             paths = {line.split(" ")[0]
-                     for _, line in lines_module.bucket_lines(plan, row, T0, 5)}
+                     for _, line in lines_module.bucket_lines(plan, series, row, T0, 5)}
             self.assertIn("cpu;host=a", paths)
             self.assertIn("cpu.last;host=a", paths)
             self.assertNotIn("stats.gauges.cpu", paths)
+
+    def test_plan_shared_by_kind(self):
+        """One plan serves every series of a kind, each with its own name, statsd's included."""
+        settings = _settings(self)
+        store = _store(settings)
+        one = store.get_or_create("stats", COUNTER)
+        other = store.get_or_create("web.hits", COUNTER)
+        plan = lines_module.plan(one, "both", "dc")
+        self.assertEqual(sorted(plan.paths(other)), sorted(
+            "dc." + p for p, _ in lines_module.series_paths(other, "both")))
+        self.assertIn("dc.stats.counters.stats.rate", plan.paths(one))
+        self.assertIn("dc.stats.counters.web.hits.rate", plan.paths(other))
+        tagged = store.get_or_create("cpu;dc=eu;host=a", GAUGE)
+        self.assertEqual(lines_module.plan(tagged, "paths").paths(tagged)[:2],
+                         ["cpu;dc=eu;host=a", "cpu.last;dc=eu;host=a"])
 
     def test_prefix(self):
         """The prefix goes before every path, tagged ones included."""
         series, row = self._series("s1", SET, ["a", "b", "a"])
         plan = lines_module.plan(series, "both", "dc1.agg")
-        got = _parse("".join(line for _, line in lines_module.bucket_lines(plan, row, T0, 5))
+        got = _parse("".join(line for _, line in lines_module.bucket_lines(plan, series, row, T0, 5))
                      .encode())
         self.assertEqual(got, {("dc1.agg.s1", T0): [2.0], ("dc1.agg.s1.count", T0): [2.0],
                                ("dc1.agg.stats.sets.s1.count", T0): [2.0]})
@@ -152,15 +167,15 @@ class LinesTests(SynchronousTestCase):
         series, row = self._series("g", GAUGE, [1.0])
         plan = lines_module.plan(series, "paths")
         empty = (0.0, 0.0, float("nan"), float("nan"), float("nan"))
-        self.assertEqual(lines_module.bucket_lines(plan, empty, T0, 5),
+        self.assertEqual(lines_module.bucket_lines(plan, series, empty, T0, 5),
                          [(plan.entries.index(e), "g.updates 0.0 %d\n" % T0)
-                          for e in plan.entries if e[0] == "g.updates "])
+                          for e in plan.entries if e[1] == ".updates"])
 
     def test_numbers(self):
         """Values go in the shortest text that reads back to the same float."""
         series, row = self._series("g", GAUGE, [0.1 + 0.2])
         plan = lines_module.plan(series, "paths")
-        (line,) = [line for _, line in lines_module.bucket_lines(plan, row, T0, 5)
+        (line,) = [line for _, line in lines_module.bucket_lines(plan, series, row, T0, 5)
                    if line.startswith("g.last ")]
         self.assertEqual(float(line.split(" ")[1]), 0.1 + 0.2)
         self.assertEqual(line, "g.last 0.30000000000000004 %d\n" % T0)
@@ -446,6 +461,25 @@ class TcpLinkTests(SynchronousTestCase):
         self.link.kick()
         self.assertEqual(transport2.value(), b"b 2 1\n")
         self.assertEqual(self.counters["simplestats.forward.disconnects"], 1)
+
+    def test_clean_stop_confirms_what_the_kernel_has(self):
+        """A stop once everything written has drained counts it as delivered."""
+        self.link.start()
+        proto, transport = self.connector.succeed()
+        self.spool.append(b"a 1 1\n", 1)
+        self.link.kick()
+        self.spool.append(b"b 2 1\n", 1)
+        self.link.kick()
+        self.link.stop()  # b is not written yet
+        self.assertEqual(self.spool.delivered, 0)
+        self.link.start()
+        proto, transport = self.connector.succeed()
+        self.link.kick()
+        proto.resumeProducing()  # a drained, b written
+        self.assertEqual(transport.value(), b"a 1 1\nb 2 1\n")
+        proto.resumeProducing()  # b drained; nothing more
+        self.link.stop()
+        self.assertEqual(self.spool.delivered, 12)
 
     def test_stop(self):
         """Stopping closes the connection and cancels a pending reconnection."""
