@@ -25,8 +25,8 @@ forwarder and the relay, not the disks of carbon-caches.
      RSS), scaled to a 10-minute outage (the growth per 5 s bucket is what
      each bucket adds: a 10-minute outage holds 120 of them);
   4. replay: the relay started again: how fast the queue drains (the lines
-     per second the forwarder sustains into carbon-c-relay), with the tick
-     and the longest stall meanwhile.
+     per second the forwarder sustains into carbon-c-relay), with the
+     longest stall of each second meanwhile.
 
     python bench/forward_bench.py                    # N = 100k, 60 s outage
     python bench/forward_bench.py --series 20000 --outage 30 --names both
@@ -81,15 +81,6 @@ def get(port, path, **params):
         url += "?" + urllib.parse.urlencode(params, doseq=True)
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.load(response)
-
-
-def ticks(server, since, until):
-    """
-    The rollup tick times (ms) the server reported between C{since} and C{until}.
-    """
-    answer = get(server.http_port, "/render", target="simplestats.rollup.tick_ms.max",
-                 format="json", **{"from": str(int(since)), "until": str(int(until))})
-    return [v for series in answer for v, _ in series["datapoints"] if v is not None]
 
 
 def stalls(server, since, until):
@@ -157,16 +148,8 @@ def window(server, seconds):
     began = time.time()
     time.sleep(seconds)
     ended = time.time()
-    time.sleep(STEP + 2)  # the last tick's gauge is emitted with the next bucket
-    return {"ticks_ms": ticks(server, began, ended),
-            "max_stall_ms": stalls(server, began, ended)}
-
-
-def summary(values):
-    if not values:
-        return "n/a"
-    values = sorted(values)
-    return "median %.0f ms, max %.0f ms" % (values[len(values) // 2], values[-1])
+    time.sleep(STEP + 2)  # the lag monitor's last seconds are read after they end
+    return {"max_stall_ms": stalls(server, began, ended)}
 
 
 class NullLink:
@@ -303,8 +286,8 @@ def main(argv=None):
                 stop.set()
                 loader.join()
                 server.stop()
-            print("baseline (no forwarding): tick %s; longest stall %.0f ms"
-                  % (summary(out["baseline"]["ticks_ms"]), out["baseline"]["max_stall_ms"]))
+            print("baseline (no forwarding): longest stall %.0f ms"
+                  % (out["baseline"]["max_stall_ms"],))
 
         relay = Relay(workdir, systems.free_port())
         relay.start()
@@ -326,9 +309,9 @@ def main(argv=None):
                 (t1 - t0) / STEP)
             steady["rss"] = procstat.memory(pid)["rss"]
             out["forwarding"] = steady
-            print("forwarding on: tick %s; longest stall %.0f ms; %.0f lines/s delivered"
+            print("forwarding on: longest stall %.0f ms; %.0f lines/s delivered"
                   " (%.0f lines per 5 s bucket); RSS %.0f MB"
-                  % (summary(steady["ticks_ms"]), steady["max_stall_ms"],
+                  % (steady["max_stall_ms"],
                      steady["lines_per_second"], steady["lines_per_bucket"],
                      steady["rss"] / 1e6))
 
@@ -339,7 +322,6 @@ def main(argv=None):
             time.sleep(args.outage)
             during = destination(server)
             rss_during = procstat.memory(pid)["rss"]
-            outage_ticks = ticks(server, began, time.time() - STEP)
             buckets = args.outage / STEP
             grown_lines = during["queued_lines"] - start_state["queued_lines"]
             out["outage"] = {
@@ -347,16 +329,16 @@ def main(argv=None):
                 "queued_bytes": during["queued_bytes"], "disk_bytes": during["disk_bytes"],
                 "memory_bytes": during["memory_bytes"], "rss_growth": rss_during - rss_before,
                 "bytes_per_line": during["queued_bytes"] / max(1, during["queued_lines"]),
-                "lines_per_bucket": grown_lines / buckets, "ticks_ms": outage_ticks,
+                "lines_per_bucket": grown_lines / buckets,
                 "oldest_queued_seconds": during["oldest_queued_seconds"],
             }
             per_bucket_bytes = out["outage"]["lines_per_bucket"] * out["outage"]["bytes_per_line"]
             out["outage"]["ten_minutes_disk_bytes"] = per_bucket_bytes * 120
             print("outage of %.0f s: %d lines queued, %.1f MB queued (%.1f MB of files), %.1f MB"
-                  " held in memory, RSS +%.1f MB; tick %s; a 10-minute outage: %.0f MB on disk"
+                  " held in memory, RSS +%.1f MB; a 10-minute outage: %.0f MB on disk"
                   % (args.outage, during["queued_lines"], during["queued_bytes"] / 1e6,
                      during["disk_bytes"] / 1e6, during["memory_bytes"] / 1e6,
-                     (rss_during - rss_before) / 1e6, summary(outage_ticks),
+                     (rss_during - rss_before) / 1e6,
                      out["outage"]["ten_minutes_disk_bytes"] / 1e6))
 
             relay.start()
@@ -374,7 +356,6 @@ def main(argv=None):
             ended = time.time()
             time.sleep(STEP + 2)
             replay = {"seconds": (drained_at or ended) - began, "drained": drained_at is not None,
-                      "ticks_ms": ticks(server, began, ended),
                       "max_stall_ms": stalls(server, began, ended),
                       "stall_seconds": stall_seconds(server, began, ended)}
             # What was queued plus what closed meanwhile, over the time it took.
@@ -382,10 +363,11 @@ def main(argv=None):
                                           * out["forwarding"]["lines_per_bucket"]) / max(
                                               replay["seconds"], 1e-3)
             out["replay"] = replay
-            print("replay: %s in %.1f s, %.0f lines/s into carbon-c-relay; tick %s; longest"
-                  " stall %.0f ms" % ("drained" if drained_at else "NOT drained",
-                                      replay["seconds"], replay["lines_per_second"],
-                                      summary(replay["ticks_ms"]), replay["max_stall_ms"]))
+            print("replay: %s in %.1f s, %.0f lines/s into carbon-c-relay; longest stall %.0f ms"
+                  " (per second: %s)" % ("drained" if drained_at else "NOT drained",
+                                         replay["seconds"], replay["lines_per_second"],
+                                         replay["max_stall_ms"], ", ".join(
+                                             "%.0f" % ms for _, ms in replay["stall_seconds"])))
         finally:
             stop.set()
             loader.join()

@@ -9,9 +9,9 @@ each destination's queue file (L{server.outputs.spool}) in one write; the
 links (L{server.outputs.links}) send the queues.
 
 What a restart must not send twice: the closes that recovery makes again.
-With every write the forwarder records, per destination directory's
-parent, the bucket end C{done} below which every bucket of the tier had
-closed and been queued (C{closed.json}).  While recovering, a bucket ending
+With every write to the queues the forwarder records (in
+C{DATA_DIR/forward/closed.json}) the bucket end C{done} at or before which
+every bucket of the tier had closed and been queued.  While recovering, a bucket ending
 at or before the recorded C{done} is not queued again -- unless it is a
 bucket the snapshot had closed already, reopened by a replayed late point
 (its stored row is then more than what just closed), which is queued again

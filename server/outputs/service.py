@@ -8,7 +8,7 @@ positions written.
 import os
 
 from twisted.application.service import Service
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from server.outputs.forwarder import Forwarder
@@ -33,7 +33,7 @@ class ForwardService(Service):
         self.run_in_thread = run_in_thread
         self.commit_every = commit_every
         self.loop = None
-        self.committing = False
+        self.committing = None
         self.last_commit = clock.seconds()
 
     def startService(self):
@@ -58,29 +58,33 @@ class ForwardService(Service):
         jobs = self.forwarder.commit_jobs()
         if not jobs:
             return
-        self.committing = True
 
         def run():
             return [(spool, job()) for spool, job in jobs]
 
         def done(results):
-            self.committing = False
+            self.committing = None
             for spool, delivered in results:
                 spool.committed_to(delivered)
 
         def failed(failure):
-            self.committing = False
+            self.committing = None
             self.forwarder.counters["simplestats.forward.errors.disk"] += 1
             self.log.error("cannot record the forward queues' positions: {error}",
                            error=failure.getErrorMessage())
 
-        self.run_in_thread(run).addCallbacks(done, failed)
+        d = self.committing = defer.Deferred()
+        self.run_in_thread(run).addCallbacks(done, failed).addBoth(d.callback)
 
     def stopService(self):
         Service.stopService(self)
         if self.loop is not None and self.loop.running:
             self.loop.stop()
-        self.forwarder.stop()
+        if self.committing is None:
+            self.forwarder.stop()
+            return None
+        # The last position is written after the one under way.
+        return self.committing.addBoth(lambda _: self.forwarder.stop())
 
 
 def make_forwarder(settings, store, core, reactor, directory, recovery=None):

@@ -24,6 +24,7 @@ dropped whole, and counted by the caller.
 import json
 import os
 import re
+import tempfile
 from collections import deque
 
 from twisted.logger import Logger
@@ -360,8 +361,9 @@ class Spool:
 
 def write_position(directory, delivered):
     path = os.path.join(directory, POSITION)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    # A name of its own: the shut-down's commit may meet one in a thread.
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=POSITION + ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
         json.dump({"format": FORMAT, "version": VERSION, "delivered": delivered}, f)
         f.flush()
         os.fsync(f.fileno())

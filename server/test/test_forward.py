@@ -735,6 +735,38 @@ class ServiceTests(SynchronousTestCase):
         service.stopService()
         self.assertTrue(forwarder.destinations[0].link.stopped)
 
+    def test_stop_waits_for_a_commit_under_way(self):
+        """A stop during a position write in a thread writes the last one after it."""
+        settings = _settings(self, "--forward", "carbon://127.0.0.1:2003")
+        clock = Clock()
+        clock.advance(T0)
+        store = _store(settings)
+        from collections import Counter
+        forwarder = Forwarder(settings, store, Counter(), {}, clock,
+                              os.path.join(settings.data_dir, "forward"), FakeLink)
+        store.observe(forwarder)
+        pending = []
+
+        def later(f, *args):
+            d = defer.Deferred()
+            pending.append((d, f))
+            return d
+        service = ForwardService(forwarder, clock, later)
+        service.startService()
+        store.add(store.get_or_create("c", COUNTER), 1.0, 1.0, T0, T0)
+        store.tick(T0 + 30)
+        clock.advance(0)
+        link = forwarder.destinations[0].link
+        link.drain()
+        clock.advance(1.0)
+        self.assertEqual(len(pending), 1)
+        stopped = service.stopService()
+        self.assertFalse(link.stopped)
+        d, f = pending.pop()
+        d.callback(f())
+        self.successResultOf(stopped)
+        self.assertTrue(link.stopped)
+
     def test_check_failure_goes_on(self):
         """A failing check is counted and the timer runs again."""
         settings = _settings(self, "--forward", "carbon://127.0.0.1:2003")
