@@ -236,14 +236,24 @@ class Spool:
             return b""
         if self.sent >= self.held_end:
             self._refill()
+        # Successive chunks (one per queue write) make one write, up to size.
+        parts = []
+        position = self.sent
+        need = size
         for offset, data in self.chunks:
-            if offset <= self.sent < offset + len(data):
-                part = data[self.sent - offset:self.sent - offset + size]
-                if whole_lines and not part.endswith(b"\n"):
-                    cut = part.rfind(b"\n")
-                    part = part[:cut + 1] if cut >= 0 else b""
-                return part
-        return b""
+            if offset + len(data) <= position:
+                continue
+            part = data[position - offset:position - offset + need]
+            parts.append(part)
+            position += len(part)
+            need -= len(part)
+            if need <= 0:
+                break
+        out = parts[0] if len(parts) == 1 else b"".join(parts)
+        if whole_lines and out and not out.endswith(b"\n"):
+            cut = out.rfind(b"\n")
+            out = out[:cut + 1] if cut >= 0 else b""
+        return out
 
     def _refill(self):
         room = max(self.memory_limit - self.held, 0)

@@ -251,6 +251,15 @@ class SpoolTests(SynchronousTestCase):
         self.assertEqual(spool.queued_lines, 0)
         self.assertEqual(spool.held, 0)
 
+    def test_peek_joins_writes(self):
+        """One peek takes successive queue writes together, up to its size."""
+        spool = self._spool()
+        for i in range(3):
+            spool.append(b"m%d 1 1\n" % i, 1)
+        self.assertEqual(spool.peek(1000), b"m0 1 1\nm1 1 1\nm2 1 1\n")
+        self.assertEqual(spool.peek(10), b"m0 1 1\nm1 ")
+        self.assertEqual(spool.peek(10, whole_lines=True), b"m0 1 1\n")
+
     def test_rewind(self):
         """After a rewind what was sent but not confirmed comes again."""
         spool = self._spool()
