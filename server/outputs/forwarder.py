@@ -94,7 +94,7 @@ class Forwarder:
         steps = [tier.step for tier in store.tiers]
         self.tier = steps.index(settings.forward_tier)
         self.step = settings.forward_tier
-        os.makedirs(directory, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         self.destinations = []
         for spec in settings.forward:
             slug = destination_slug(spec)
@@ -231,7 +231,7 @@ class Forwarder:
         path = os.path.join(self.directory, CLOSED)
         tmp = path + ".tmp"
         try:
-            with open(tmp, "w") as f:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
                 json.dump({"format": CLOSED_FORMAT, "version": 1, "step": self.step,
                            "done": done}, f)
             os.replace(tmp, path)

@@ -54,7 +54,7 @@ class Spool:
         self.disk_limit = disk_bytes
         self.clock = clock
         self.segment_bytes = segment_bytes or min(16 << 20, max(64 << 10, disk_bytes // 8))
-        os.makedirs(directory, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         # [start offset, size] of each segment file, oldest first.
         self.segments = []
         # Held in memory: [offset, bytes] chunks covering [delivered, held_end).

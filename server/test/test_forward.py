@@ -825,3 +825,49 @@ class SettingsTests(SynchronousTestCase):
         ):
             e = self.assertRaises(SettingsError, load, argv)
             self.assertIn(words, str(e))
+
+
+class WiringTests(SynchronousTestCase):
+
+    def test_make_service_forwards_and_reports(self):
+        """makeService wires a forwarder on the store, a service, and /api/health's forward key."""
+        from treq.testing import StubTreq
+        from twisted.internet.testing import MemoryReactorClock
+
+        from server.service import makeService
+        from server.test.support import synchronous as in_thread
+
+        settings = _settings(self, "--forward", "carbon://127.0.0.1:2003",
+                             "--forward-names", "statsd")
+        top = makeService(settings, MemoryReactorClock(), run_in_thread=in_thread)
+        self.addCleanup(top.core.journal.close)
+        self.addCleanup(top.getServiceNamed("persistence").lock.release)
+        self.addCleanup(lambda: [d.spool.close() for d in top.forwarder.destinations])
+        self.assertIn(top.forwarder, top.store.observers)
+        self.assertIs(top.getServiceNamed("forward").forwarder, top.forwarder)
+        stub = StubTreq(top.site.resource)
+        response = self.successResultOf(stub.get("http://127.0.0.1/api/health"))
+        body = json.loads(self.successResultOf(stub.content(response)))
+        self.assertEqual(body["forward"]["names"], "statsd")
+        (one,) = body["forward"]["destinations"]
+        self.assertEqual(one["destination"], "carbon://127.0.0.1:2003")
+        for name in os.listdir(os.path.join(settings.data_dir, "forward")):
+            path = os.path.join(settings.data_dir, "forward", name)
+            self.assertEqual(os.stat(path).st_mode & 0o777, 0o700)
+
+    def test_no_forward_key_without_forwarding(self):
+        """Without --forward there is no forwarder and health says forward: null."""
+        from treq.testing import StubTreq
+        from twisted.internet.testing import MemoryReactorClock
+
+        from server.service import makeService
+        from server.test.support import synchronous as in_thread
+
+        settings = _settings(self)
+        top = makeService(settings, MemoryReactorClock(), run_in_thread=in_thread)
+        self.addCleanup(top.core.journal.close)
+        self.addCleanup(top.getServiceNamed("persistence").lock.release)
+        self.assertIsNone(top.forwarder)
+        stub = StubTreq(top.site.resource)
+        response = self.successResultOf(stub.get("http://127.0.0.1/api/health"))
+        self.assertIsNone(json.loads(self.successResultOf(stub.content(response)))["forward"])
