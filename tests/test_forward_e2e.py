@@ -10,7 +10,9 @@ its 5 s buckets to the relay, under both naming schemes.
   path, and in the cache carbon's ConsistentHashingRouter picks (carbon's own
   code, run in the carbon virtualenv); the same placement for 10k paths;
 - the relay stopped for 30 s mid-stream, and SimpleStats killed with -9
-  while its queue holds lines: every bucket closed meanwhile arrives once.
+  while its queue holds lines: every bucket closed meanwhile arrives once;
+- hash mode straight to the two caches: each path in the cache carbon's own
+  relay would pick; carbon+udp:// into the relay's UDP listener.
 
 carbon-c-relay is installed with apt-get when missing (as root); carbon in a
 virtualenv under bench/.cache (L{bench.references.ensure_carbon}).  Under
@@ -140,11 +142,11 @@ class Cluster:
         conf = str(self.work / ("relay-%d.conf" % self.relays))
         members = "\n".join("        127.0.0.1:%d=%s" % (p, i) for _, p, i in self.nodes())
         with open(conf, "w") as f:
-            f.write("listen type linemode 127.0.0.1:%d proto tcp ;\n"
+            f.write("listen type linemode 127.0.0.1:%d proto tcp 127.0.0.1:%d proto udp ;\n"
                     "cluster caches carbon_ch\n%s\n    ;\n"
                     "cluster dump file %s ;\n"
                     "statistics submit every 60 seconds send to dump ;\n"
-                    "match * send to caches dump stop ;\n" % (port, members, dump))
+                    "match * send to caches dump stop ;\n" % (port, port, members, dump))
         process = Process([self.relay_binary, "-f", conf, "-w", "2"],
                           str(self.work / ("relay-%d.log" % self.relays)))
         process.start()
@@ -349,6 +351,46 @@ def test_placement_equals_carbon_for_10k_paths(cluster):
     assert len(theirs) == len(set(paths))
     assert ours == theirs
     assert set(ours.values()) == {"a", "b"}
+
+
+def test_udp_destination(cluster, tmp_path):
+    """carbon+udp:// sends every closed bucket as datagrams of whole lines."""
+    relay_port = free_port()
+    relay = cluster.start_relay(relay_port)
+    server = ServerProcess(tmp_path / "data", tmp_path / "server.log", [
+        "--forward", "carbon+udp://127.0.0.1:%d" % relay_port, "--late-grace", "1",
+        "--rollup-interval", "0.5"])
+    try:
+        server.start()
+        start = int(time.time())
+        rounds = 0
+        while time.time() < start + 2 * STEP:
+            send_traffic(server, b"e2e.udp", rounds)
+            rounds += 1
+            time.sleep(0.25)
+        end = int(time.time())
+        time.sleep(STEP - end % STEP + 2)
+        (destination,) = server.get_json("/api/health")["forward"]["destinations"]
+        assert destination["state"] == "sending" and destination["queued_lines"] == 0
+        expected = {}
+
+        def arrived():
+            counts, values = read_dump(relay.dump)
+            paths = {p for p, _ in counts}
+            expected.update({k: v for k, v in render(server, paths, start, int(time.time()))
+                             .items() if k[1] + STEP + 1 <= end})
+            return counts and set(expected) <= set(counts) and all(
+                values[k] == v for k, v in expected.items())
+        wait_for(arrived, 10, "the datagrams in the relay's dump")
+        counts, _ = read_dump(relay.dump)
+        assert sum(v for (p, _), v in read_dump(relay.dump)[1].items()
+                   if p == "e2e.udp.req.count") == rounds
+        assert {p for p, _ in counts} >= {"e2e.udp.req.count", "e2e.udp.lat.p99",
+                                           "e2e.udp.hits.count;host=web1"}
+        server.stop()
+    finally:
+        server.close()
+        relay.stop()
 
 
 def test_hash_mode_in_front_of_caches(cluster, tmp_path):
