@@ -260,8 +260,11 @@ class Forwarder:
 
     def check(self):
         """
-        The forwarder's timer: confirm delivered lines, update the gauges.
+        The forwarder's timer: confirm delivered lines, update the gauges,
+        and record how far the tier has closed again (a late point reopens a
+        closed bucket: from now on a restart sends it again).
         """
+        self._record_done()
         now = self.clock.seconds()
         gauges = self.gauges
         for destination in self.destinations:

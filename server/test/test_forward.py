@@ -698,6 +698,22 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(_parse(forwarder2.destinations[0].link.drain())[("c", int(T0))],
                          [3.0])
 
+    def test_late_point_lowers_the_record(self):
+        """A late point reopening a closed bucket lowers closed.json at the next check."""
+        settings, store, forwarder = self._forwarder("--forward", "carbon://127.0.0.1:2003",
+                                                     "--late-grace", "0")
+        self._add(store, "c", COUNTER, 1.0, T0 + 1)
+        self._add(store, "c", COUNTER, 1.0, T0 + 6)
+        store.tick(T0 + 20)
+        self.clock.advance(0)
+        path = os.path.join(settings.data_dir, "forward", CLOSED)
+        with open(path) as f:
+            self.assertEqual(json.load(f)["done"], T0 + 20)
+        self._add(store, "c", COUNTER, 1.0, T0 + 2)  # late: reopens T0
+        forwarder.check()
+        with open(path) as f:
+            self.assertEqual(json.load(f)["done"], T0)
+
     def test_status(self):
         """The status names each destination with its queue and state."""
         settings, store, forwarder = self._forwarder("--forward", "carbon://127.0.0.1:2003")
