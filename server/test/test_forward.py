@@ -819,6 +819,18 @@ class ServiceTests(SynchronousTestCase):
 
 class SettingsTests(SynchronousTestCase):
 
+    def test_twist_repeats_forward(self):
+        """Under twist --forward repeats too, and a bad one is a usage error."""
+        from twisted.plugins.simplestats_plugin import Options
+        from twisted.python.usage import UsageError
+
+        options = Options()
+        options.parseOptions(["--forward", "carbon://a:1", "--forward", "carbon://b:2",
+                              "--data-dir", self.mktemp()])
+        self.assertEqual([str(d) for d in options.settings.forward],
+                         ["carbon://a:1", "carbon://b:2"])
+        self.assertRaises(UsageError, Options().parseOptions, ["--forward", "x"])
+
     def test_forward_flags(self):
         """--forward repeats; each value and its companions are checked."""
         settings = load(["--forward", "carbon://a:2003", "--forward",
