@@ -17,6 +17,10 @@ fi
 if [ "${SIMPLESTATS_WITH_COLLECTD:-0}" = 1 ] && [ ! -x /usr/sbin/collectd ]; then
   need_apt+=(collectd-core)
 fi
+# The forwarding end-to-end tests (tests/test_forward_e2e.py) run a real relay.
+if [ "${SIMPLESTATS_WITH_CARBON_RELAY:-0}" = 1 ] && ! command -v carbon-c-relay >/dev/null 2>&1; then
+  need_apt+=(carbon-c-relay)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get"

@@ -32,6 +32,7 @@ from server.receivers.fdlimit import fit_connection_caps, raise_soft_limit
 from server.core.ingest import IngestCore
 from server.durability.journal import Journal
 from server.lag import LagMonitor
+from server.outputs.service import ForwardService, make_forwarder
 from server.receivers.carbon import CarbonDatagramProtocol, CarbonFactory
 from server.receivers.statsd import StatsdProtocol
 from server.receivers.tcp import TupleFactory
@@ -384,6 +385,12 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
     lag = LagMonitor(reactor, timer, core.gauges)
     top.lag = lag
     LagService(lag).setServiceParent(top)
+    top.forwarder = None
+    if settings.forward:
+        # Observes the store before recovery closes anything; stopped after
+        # the rollup timers (it queues what they closed last).
+        top.forwarder = make_forwarder(settings, store, core, reactor, directory, recovery)
+        ForwardService(top.forwarder, reactor, run_in_thread).setServiceParent(top)
 
     tick = RollupTimer(store, core, snapshotter, reactor, timer,
                        emit_every=store.tiers[0].step)
@@ -449,6 +456,8 @@ def makeService(settings, reactor, timer=time.perf_counter, run_in_thread=None,
     top.graphite = graphite
     top.site = site
     api.ports = lambda: listening_ports(top)
+    if top.forwarder is not None:
+        api.forward = top.forwarder.status
     for name, listen in (
         ("tcp", lambda: reactor.listenTCP(settings.tcp_port, factory, interface=settings.bind)),
         ("udp", lambda: reactor.listenUDP(settings.udp_port, statsd, interface=settings.bind,

@@ -197,6 +197,96 @@ def _carbon_values(text):
     return kind
 
 
+
+class Destination(NamedTuple):
+    """
+    One C{--forward} destination: C{carbon://HOST:PORT} (TCP) or
+    C{carbon+udp://HOST:PORT}, with carbon's instance name for the
+    consistent-hash ring (C{?instance=a}; L{None} as in carbon's
+    C{DESTINATIONS} without one).
+    """
+
+    scheme: str
+    host: str
+    port: int
+    instance: Optional[str]
+
+    @property
+    def udp(self):
+        return self.scheme == "carbon+udp"
+
+    def __str__(self):
+        text = "%s://%s:%d" % (self.scheme, _bracketed(self.host), self.port)
+        return text if self.instance is None else text + "?instance=" + self.instance
+
+
+def _bracketed(host):
+    return "[%s]" % host if ":" in host else host
+
+
+_DESTINATION = re.compile(r"^(carbon|carbon\+udp)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d+)"
+                          r"(?:\?instance=([A-Za-z0-9_.-]+))?$")
+
+
+def parse_destinations(text):
+    """
+    C{--forward} values, comma-separated: C{carbon://HOST:PORT},
+    C{carbon+udp://HOST:PORT}, each optionally C{?instance=NAME}.
+    """
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        match = _DESTINATION.match(part)
+        if not match:
+            raise ValueError("%r is not carbon://HOST:PORT or carbon+udp://HOST:PORT (optionally"
+                             " followed by ?instance=NAME)" % (part,))
+        scheme, host, port, instance = match.groups()
+        port = int(port)
+        if not 1 <= port <= 65535:
+            raise ValueError("port of %r must be from 1 to 65535" % (part,))
+        destination = Destination(scheme, host.strip("[]"), port, instance)
+        if any((d.host, d.port, d.udp) == (destination.host, destination.port, destination.udp)
+               for d in out):
+            raise ValueError("%s is given twice" % (destination,))
+        out.append(destination)
+    return tuple(out)
+
+
+_PREFIX = re.compile(r"^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$")
+
+
+def _forward_prefix(text):
+    text = text.strip()
+    if text and not _PREFIX.match(text):
+        raise ValueError("must be dot-separated Graphite nodes of letters, digits, _ - and :"
+                         " (e.g. dc1.simplestats), without a leading or trailing dot")
+    return text
+
+
+def _forward_tier(text):
+    step = parse_duration(text)
+    if step <= 0:
+        raise ValueError("must be the step of one of --retentions' tiers, e.g. 5s or 1m")
+    return step
+
+
+def _choice(*choices):
+    def parse(text):
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError("must be one of %s" % (", ".join(choices),))
+        return value
+    return parse
+
+
+def _replicas(text):
+    value = int(text)
+    if not 1 <= value <= 10000:
+        raise ValueError("must be a whole number from 1 to 10000 (carbon's default: 100)")
+    return value
+
 def _setting(default, parse, help):
     return dataclasses.field(default=default, metadata={"parse": parse, "help": help})
 
@@ -391,6 +481,57 @@ class Settings:
     alerts_check_interval: float = _setting(
         1.0, _positive_float, "seconds between checks of stopped rules and probe schedules"
     )
+    forward: Tuple[Destination, ...] = _setting(
+        (), parse_destinations,
+        "forward each closed bucket to a Graphite cluster (carbon-c-relay, carbon-relay or"
+        " carbon-cache) as plaintext lines: carbon://HOST:PORT (TCP, queued on disk while it"
+        " is down) or carbon+udp://HOST:PORT, optionally ?instance=NAME (carbon's instance, for"
+        " --forward-mode hash); repeat the flag or separate with commas"
+    )
+    forward_prefix: str = _setting(
+        "", _forward_prefix, "Graphite nodes put before every forwarded path (e.g. dc1.agg1)"
+    )
+    forward_tier: int = _setting(
+        5, _forward_tier, "which tier's closed buckets are forwarded, by its step (5s or 1m: one"
+        " of --retentions' steps)"
+    )
+    forward_names: str = _setting(
+        "paths", _choice("paths", "statsd", "both"),
+        "names forwarded: paths (name.field and the bare name, as /render reads them), statsd"
+        " (stats.counters.NAME.rate, stats.timers.NAME.upper_99, ...) or both; tagged series"
+        " go as Graphite 1.1 tagged paths (name.field;k=v) in every case"
+    )
+    forward_mode: str = _setting(
+        "all", _choice("all", "hash"),
+        "with several --forward destinations: all (each gets every line) or hash (each path goes"
+        " to one, placed by carbon's consistent-hashing ring, as carbon-relay places it)"
+    )
+    forward_replicas: int = _setting(
+        100, _replicas, "replicas of each destination on the consistent-hashing ring (carbon: 100)"
+    )
+    forward_memory_bytes: int = _setting(
+        64 * 1024 * 1024, _positive_int,
+        "bytes of queued lines held in memory per destination; past it they are read back from"
+        " the queue file in the data directory"
+    )
+    forward_disk_bytes: int = _setting(
+        1024 * 1024 * 1024, _positive_int,
+        "bytes of queue file per destination; past it new lines are dropped and counted in"
+        " simplestats.forward.dropped_lines"
+    )
+    forward_reconnect_min: float = _setting(
+        0.5, _positive_float, "seconds before the first reconnection to a forward destination;"
+        " doubled after each failure"
+    )
+    forward_reconnect_max: float = _setting(
+        30.0, _positive_float, "longest wait between reconnections to a forward destination"
+    )
+    forward_confirm_seconds: float = _setting(
+        2.0, _non_negative_float,
+        "seconds lines must have been in the kernel with the connection still up before they"
+        " count as delivered; after a connection loss the lines of this window are sent again"
+        " (Graphite keeps the last value of a timestamp, so a repeat changes nothing)"
+    )
     web_root: str = _setting(
         "", str, "directory of the dashboard's static files (default: the ones installed with"
         " the server)"
@@ -442,6 +583,8 @@ def build_parser():
         # A true/false flag alone means true: "--move-corrupt-aside", as the
         # start-up errors tell people to run it.
         switch = {"nargs": "?", "const": "true"} if field.metadata["parse"] is _bool else {}
+        if field.metadata["parse"] is parse_destinations:
+            switch = {"action": "append"}  # --forward A --forward B
         parser.add_argument(
             _flag(field.name),
             dest=field.name,
@@ -472,6 +615,8 @@ def load(argv=(), environ=None):
                             (_flag(field.name), getattr(args, field.name))):
             if raw is None:
                 continue
+            if isinstance(raw, list):
+                raw = ",".join(raw)
             try:
                 values[field.name] = parse(raw)
             except ValueError as e:
@@ -479,4 +624,23 @@ def load(argv=(), environ=None):
                 raise SettingsError("%s: %s, got %s" % (source, e, shown))
     if values.get("api_token") and values.get("api_token_file"):
         raise SettingsError("both an API token and --api-token-file are given; choose one")
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_forward(settings)
+    return settings
+
+
+def _check_forward(settings):
+    """
+    The forwarding settings that depend on others.
+    """
+    steps = [tier.step for tier in settings.retentions]
+    if settings.forward and settings.forward_tier not in steps:
+        raise SettingsError("--forward-tier: %ds is not the step of a tier of --retentions (%s)"
+                            % (settings.forward_tier, ", ".join("%ds" % s for s in steps)))
+    if settings.forward_reconnect_max < settings.forward_reconnect_min:
+        raise SettingsError("--forward-reconnect-max (%g) is shorter than --forward-reconnect-min"
+                            " (%g)" % (settings.forward_reconnect_max,
+                                       settings.forward_reconnect_min))
+    if settings.forward_disk_bytes < 1024 * 1024:
+        raise SettingsError("--forward-disk-bytes: at least 1048576 (1 MiB), got %d"
+                            % (settings.forward_disk_bytes,))

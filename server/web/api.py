@@ -67,6 +67,8 @@ class WebAPI:
         # C{{"tcp", "udp", "http"}}: the ports listened on (makeService sets
         # it; the settings' ports until then).
         self.ports = None
+        # Each forward destination's state (set by makeService when forwarding).
+        self.forward = None
         self.web_root = find_web_root(settings.web_root)
         if self.web_root is None:
             self.log.warn("the dashboard's files are in none of {places}: / answers 404;"
@@ -311,6 +313,8 @@ class WebAPI:
             "imports": self.imports.status(),
             # What the dashboard's empty state tells a user to send to.
             "ports": self._ports(),
+            # Each forward destination's state (server.outputs), or None.
+            "forward": self.forward() if self.forward is not None else None,
         })
 
     def _ports(self):

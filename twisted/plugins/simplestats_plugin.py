@@ -37,7 +37,12 @@ def _name(field):
 class Options(usage.Options):
     optFlags = [[_name(f), None, f.metadata["help"]] for f in _fields() if _switch(f)]
     optParameters = [[_name(f), None, None, f.metadata["help"]]
-                     for f in _fields() if not _switch(f)]
+                     for f in _fields() if not _switch(f) and f.name != "forward"]
+
+    def opt_forward(self, value):
+        # Repeatable, as for python -m server.main: --forward A --forward B.
+        self.setdefault("forward", []).append(value)
+    opt_forward.__doc__ = next(f.metadata["help"] for f in _fields() if f.name == "forward")
 
     def postOptions(self):
         """
@@ -50,7 +55,9 @@ class Options(usage.Options):
 
         argv = []
         for field in _fields():
-            value = self[_name(field)]
+            value = self.get(_name(field))
+            if field.name == "forward" and value is not None:
+                value = ",".join(value)
             if _switch(field):
                 if value:
                     argv.append("--" + _name(field))
