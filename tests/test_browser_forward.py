@@ -115,6 +115,8 @@ def test_forward_destination_down_then_up(make_server, context, artifacts):
     assert page.is_visible("#forward-panel")
     [row] = row_state(page)
     assert row["cells"][0] == address
+    # The server's own series stay in their own table, next to the forwarding rows (its gauges among them).
+    page.wait_for_selector("#server-metrics .server-series tr[data-key^='simplestats.forward.']", timeout=WAIT_MS)
     assert row["connected"] == "false" and row["state"] == "wait", row
     # The state in words (not the colour alone), the failure as the tooltip.
     assert row["cells"][1].startswith(("not connected", "connecting")), row

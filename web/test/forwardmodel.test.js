@@ -43,6 +43,8 @@ test("a waiting destination is amber and says when it tries again and why it fai
     assert.equal(row.dot, "wait");
     assert.equal(row.connected, false);
     assert.equal(row.stateText, "not connected, retry in 3.2 s");
+    assert.equal(row.label, "not connected");
+    assert.equal(row.retry, "retry in 3.2 s");
     assert.equal(row.title, "not connected; next try in 3.2 s; 4 failures; "
         + "last error: Connection was refused by other side: 111: Connection refused.");
     assert.equal(row.queued, "12,345");

@@ -29,8 +29,15 @@ export function renderForward(section, forward) {
         const dot = document.createElement("span");
         dot.className = "forward-dot forward-dot-" + row.dot;
         dot.setAttribute("aria-hidden", "true");
-        state.appendChild(dot);
-        state.appendChild(document.createTextNode(row.stateText));
+        // The dot stays with its word when the cell wraps; the next try may go to the next line.
+        const label = document.createElement("span");
+        label.className = "text-nowrap";
+        label.appendChild(dot);
+        label.appendChild(document.createTextNode(row.label));
+        state.appendChild(label);
+        if (row.retry) {
+            state.appendChild(document.createTextNode(", " + row.retry));
+        }
         cell(tr, row.queued, "forward-queued text-end num");
         cell(tr, row.age, "forward-age text-end num" + (row.late ? " text-danger fw-semibold" : ""));
         cell(tr, row.dropped, "forward-dropped text-end num" + (row.droppedAny ? " text-danger fw-semibold" : ""));

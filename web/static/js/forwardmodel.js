@@ -61,16 +61,16 @@ export function forwardRows(forward) {
         const queued = Number(destination.queued_lines) || 0;
         const age = typeof destination.oldest_queued_seconds === "number" ? destination.oldest_queued_seconds : null;
         const dropped = Number(destination.dropped_lines) || 0;
-        let stateText = state.label;
-        if (state.dot === "wait" && typeof destination.reconnect_in === "number") {
-            stateText += ", retry in " + formatAge(destination.reconnect_in);
-        }
+        const retry = state.dot === "wait" && typeof destination.reconnect_in === "number"
+            ? "retry in " + formatAge(destination.reconnect_in) : "";
         return {
             key: String(destination.name || destination.destination),
             address: String(destination.destination || destination.name || "?"),
             dot: state.dot,
             connected: state.dot === "ok",
-            stateText,
+            label: state.label,
+            retry,
+            stateText: state.label + (retry ? ", " + retry : ""),
             title: titleOf(destination, state),
             queued: formatCount(queued),
             queuedLines: queued,

@@ -309,7 +309,7 @@ function start() {
             const metrics = (body.metrics || []).filter((m) => isServerKey(m.key));
             serverCount = metrics.length;
             metrics.forEach(remember);
-            const tbody = document.querySelector("#server-metrics tbody");
+            const tbody = document.querySelector("#server-metrics .server-series tbody");
             const rows = new Map(Array.from(tbody.children).map((tr) => [tr.getAttribute("data-key"), tr]));
             const keep = new Set();
             let cursor = tbody.firstChild;
