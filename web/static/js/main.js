@@ -21,6 +21,7 @@ import { createDashboards } from "./dashboards.js";
 import { pollSeconds } from "./dashmodel.js";
 import { createAlerts } from "./alerts.js";
 import { applyTheme, bindThemeSwitch, storedTheme } from "./theme.js";
+import { renderForward } from "./forward.js";
 
 const LIST_LIMIT = 20000;
 const FILTER_DEBOUNCE_MS = 150;
@@ -266,6 +267,7 @@ function start() {
                 renderResolutionOptions(null);
             }
             renderPorts(health.ports || health.listen || null);
+            renderForward(byId("forward-panel"), health.forward || null);
             const own = Math.min(serverCount, health.series);
             const parts = ["up " + formatDuration(health.uptime || 0),
                 formatCount(health.series - own) + " series" + (own ? " + " + formatCount(own) + " of its own" : "")];
@@ -307,7 +309,7 @@ function start() {
             const metrics = (body.metrics || []).filter((m) => isServerKey(m.key));
             serverCount = metrics.length;
             metrics.forEach(remember);
-            const tbody = document.querySelector("#server-metrics tbody");
+            const tbody = document.querySelector("#server-metrics .server-series tbody");
             const rows = new Map(Array.from(tbody.children).map((tr) => [tr.getAttribute("data-key"), tr]));
             const keep = new Set();
             let cursor = tbody.firstChild;
