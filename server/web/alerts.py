@@ -26,19 +26,12 @@ from twisted.logger import Logger
 from server.alerts.rules import RuleError, check_rule, keep_secrets, shown
 from server.alerts.rulesfile import with_email_defaults
 from server.core.query import QueryError, parse_time
-from server.web.errors import answer_errors_as_json
+from server.web.errors import ApiError, answer_api_errors, answer_errors_as_json
 from server.web.auth import refusal
 
 PREFIX = b"/api/alerts"
 MAX_BODY = 256 * 1024
 MAX_COMMENT = 1000
-
-
-class AlertsError(Exception):
-    def __init__(self, status, message, parameter=None):
-        Exception.__init__(self, message)
-        self.status = status
-        self.parameter = parameter
 
 
 def is_alerts_path(path):
@@ -91,20 +84,20 @@ class AlertsAPI:
         host = getattr(request.getClientAddress(), "host", "")
         refused = refusal(self.settings, request.method, request.path, request.getHeader, host)
         if refused is not None:
-            raise AlertsError(*refused)
+            raise ApiError(*refused)
 
     def _body(self, request):
         content = request.content
         content.seek(0, os.SEEK_END)
         size = content.tell()
         if size > MAX_BODY:
-            raise AlertsError(413, "the body has %d bytes, more than the limit of %d"
+            raise ApiError(413, "the body has %d bytes, more than the limit of %d"
                               % (size, MAX_BODY))
         content.seek(0)
         try:
             return orjson.loads(content.read())
         except orjson.JSONDecodeError as e:
-            raise AlertsError(400, "the body is not JSON: %s" % (e,), "body")
+            raise ApiError(400, "the body is not JSON: %s" % (e,), "body")
 
     def _arg(self, request, name, default=None):
         values = request.args.get(name.encode())
@@ -113,12 +106,12 @@ class AlertsAPI:
         try:
             return values[0].decode("utf-8")
         except UnicodeDecodeError:
-            raise AlertsError(400, "parameter %s is not UTF-8" % (name,), name)
+            raise ApiError(400, "parameter %s is not UTF-8" % (name,), name)
 
     def _rule(self, rule_id):
         rule = self.engine.rules.get(rule_id)
         if rule is None:
-            raise AlertsError(404, "no alert rule %r" % (rule_id,), "id")
+            raise ApiError(404, "no alert rule %r" % (rule_id,), "id")
         return rule
 
     def _checked(self, request):
@@ -128,7 +121,7 @@ class AlertsAPI:
                               self.settings.max_filter_length)
         except RuleError as e:
             self.core.counters["simplestats.alerts.bad_rules"] += 1
-            raise AlertsError(400, str(e), e.parameter)
+            raise ApiError(400, str(e), e.parameter)
 
     def _shown(self, rule, status=None):
         out = shown(rule.spec)
@@ -137,23 +130,10 @@ class AlertsAPI:
 
     def _not_from_file(self, rule):
         if rule.spec.get("source") == "file":
-            raise AlertsError(409, "rule %r comes from the alerts file (%s): change it there"
+            raise ApiError(409, "rule %r comes from the alerts file (%s): change it there"
                               % (rule.name, self.settings.alerts_file), "id")
 
-    @app.handle_errors(AlertsError)
-    def _error(self, request, failure):
-        e = failure.value
-        body = {"error": str(e)}
-        if e.parameter:
-            body["parameter"] = e.parameter
-        self.core.counters["simplestats.http.errors"] += 1
-        return self._json(request, body, e.status)
-
-    @app.handle_errors(QueryError)
-    def _query_error(self, request, failure):
-        e = failure.value
-        self.core.counters["simplestats.http.errors"] += 1
-        return self._json(request, {"error": str(e), "parameter": e.parameter}, 400)
+    answer_api_errors(app)
 
     # -- rules ---------------------------------------------------------------
 
@@ -162,7 +142,7 @@ class AlertsAPI:
         self._check_token(request)
         spec = self._checked(request)
         if len(self.engine.rules) >= self.settings.alerts_max_rules:
-            raise AlertsError(409, "%d alert rules are saved, the limit (--alerts-max-rules):"
+            raise ApiError(409, "%d alert rules are saved, the limit (--alerts-max-rules):"
                               " delete one first" % (len(self.engine.rules),))
         now = self.clock.seconds()
         spec.update(id=self.engine.fresh_id(self.engine.rules), created=now, updated=now,
@@ -211,7 +191,7 @@ class AlertsAPI:
         states = set(states.replace(",", " ").split()) if states else None
         limit = self._arg(request, "limit", "10000")
         if not limit.isdigit() or int(limit) < 1:
-            raise AlertsError(400, "limit must be a whole number >= 1, got %r" % (limit,),
+            raise ApiError(400, "limit must be a whole number >= 1, got %r" % (limit,),
                               "limit")
         rows, counts = self.engine.alerts(states, int(limit), self._arg(request, "rule"))
         return self._json(request, {"alerts": rows, "count": sum(counts.values()),
@@ -225,7 +205,7 @@ class AlertsAPI:
         start = parse_time("from", self._arg(request, "from", "-24h"), now)
         until = parse_time("until", self._arg(request, "until", "now"), now)
         if until < start:
-            raise AlertsError(400, "until is before from", "until")
+            raise ApiError(400, "until is before from", "until")
         rows = self.engine.between(start, until)
         return self._json(request, {"history": rows, "count": len(rows), "from": start,
                                     "until": until})
@@ -237,7 +217,7 @@ class AlertsAPI:
         self._check_token(request)
         body = self._body(request)
         if not isinstance(body, dict):
-            raise AlertsError(400, "a silence is a JSON object with rule_id, until or for,"
+            raise ApiError(400, "a silence is a JSON object with rule_id, until or for,"
                               " and optionally series and comment", "body")
         now = self.clock.seconds()
         rule_id = body.get("rule_id")
@@ -246,16 +226,16 @@ class AlertsAPI:
             if len(named) == 1:
                 rule_id = named[0]
         if not isinstance(rule_id, str) or rule_id not in self.engine.rules:
-            raise AlertsError(400, "rule_id must name an alert rule, got %r" % (rule_id,),
+            raise ApiError(400, "rule_id must name an alert rule, got %r" % (rule_id,),
                               "rule_id")
         series = body.get("series")
         if series is not None and (not isinstance(series, str) or not series):
-            raise AlertsError(400, "series must be a series key (or absent: the whole rule)",
+            raise ApiError(400, "series must be a series key (or absent: the whole rule)",
                               "series")
         until = self._until(body, now)
         comment = body.get("comment", "")
         if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
-            raise AlertsError(400, "comment must be a string of at most %d characters"
+            raise ApiError(400, "comment must be a string of at most %d characters"
                               % (MAX_COMMENT,), "comment")
         silence = {"id": self.engine.fresh_id(self.engine.silences), "rule_id": rule_id,
                    "rule": self.engine.rules[rule_id].name, "series": series, "until": until,
@@ -275,7 +255,7 @@ class AlertsAPI:
                 else:
                     value = parse_time("until", text, now)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-                raise AlertsError(400, "until must be seconds since the epoch or like +2h",
+                raise ApiError(400, "until must be seconds since the epoch or like +2h",
                                   "until")
         elif body.get("for") is not None:
             duration = body["for"]
@@ -285,13 +265,13 @@ class AlertsAPI:
             except (QueryError, TypeError, ValueError):
                 seconds = float("nan")
             if isinstance(duration, bool) or not seconds > 0:
-                raise AlertsError(400, "for must be a duration such as 3600 or 2h, got %r"
+                raise ApiError(400, "for must be a duration such as 3600 or 2h, got %r"
                                   % (duration,), "for")
             value = now + seconds
         else:
-            raise AlertsError(400, "a silence needs until (a time) or for (a duration)", "until")
+            raise ApiError(400, "a silence needs until (a time) or for (a duration)", "until")
         if value <= now:
-            raise AlertsError(400, "until is in the past", "until")
+            raise ApiError(400, "until is in the past", "until")
         return float(value)
 
     @app.route("/api/alerts/silences", methods=["GET"])
@@ -306,7 +286,7 @@ class AlertsAPI:
     def delete_silence(self, request, silence_id):
         self._check_token(request)
         if not self.engine.delete_silence(silence_id):
-            raise AlertsError(404, "no silence %r" % (silence_id,), "id")
+            raise ApiError(404, "no silence %r" % (silence_id,), "id")
         return self._journaled(request, {"deleted": silence_id})
 
     answer_errors_as_json(app)

@@ -27,19 +27,12 @@ from server.core.query import (QueryError, choose_tier, day_week, fields_for, pa
 from server.core.boards import BoardError, check_board
 from server.core.events import EventError, check_event
 from server.web.auth import refusal
-from server.web.errors import JsonErrorPage, answer_errors_as_json
+from server.web.errors import ApiError, JsonErrorPage, answer_api_errors, answer_errors_as_json
 from server.web.imports import ImportBusy, Importer
 from server.web.webroot import CANDIDATES, StaticFiles, find_web_root
 from server.web.prometheus import Exposition
 
 _KEY = attrgetter("key")
-
-
-class ApiError(Exception):
-    def __init__(self, status, message, parameter=None):
-        Exception.__init__(self, message)
-        self.status = status
-        self.parameter = parameter
 
 
 class WebAPI:
@@ -254,23 +247,7 @@ class WebAPI:
         if refused is not None:
             raise ApiError(*refused)
 
-    @app.handle_errors(ApiError)
-    def _api_error(self, request, failure):
-        e = failure.value
-        body = {"error": str(e)}
-        if e.parameter:
-            body["parameter"] = e.parameter
-        self.core.counters["simplestats.http.errors"] += 1
-        return self._json(request, body, e.status)
-
-    @app.handle_errors(QueryError)
-    def _query_error(self, request, failure):
-        e = failure.value
-        self.core.counters["simplestats.http.errors"] += 1
-        body = {"error": str(e), "parameter": e.parameter}
-        if getattr(e, "usable", None) is not None:
-            body["usable"] = e.usable
-        return self._json(request, body, 400)
+    answer_api_errors(app)
 
     # -- routes ----------------------------------------------------------------
 

@@ -12,17 +12,35 @@ import orjson
 from twisted.web.resource import Resource
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from server.core.query import QueryError
+
 JSON = b"application/json; charset=utf-8"
+
+
+class ApiError(Exception):
+    """
+    A request refused by a handler: its C{status}, what was wrong and, when
+    one parameter is at fault, its name.
+    """
+
+    def __init__(self, status, message, parameter=None):
+        Exception.__init__(self, message)
+        self.status = status
+        self.parameter = parameter
 
 
 def json_error(request, status, message):
     """
     Set C{status} and the headers of a JSON error on C{request}; its body.
     """
+    return _json_answer(request, status, {"error": message})
+
+
+def _json_answer(request, status, body):
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", JSON)
     request.setHeader(b"Cache-Control", b"no-store")
-    return orjson.dumps({"error": message})
+    return orjson.dumps(body)
 
 
 def _path(request):
@@ -74,6 +92,41 @@ def _internal_error(owner, request, failure):
     return json_error(request, 500, "internal error answering %s %s: %s: %s"
                       % (method, _path(request), failure.type.__name__,
                          failure.getErrorMessage()))
+
+
+def _api_error(owner, request, failure):
+    """
+    An L{ApiError} a handler raised: its status, C{{"error", "parameter"}}.
+    """
+    e = failure.value
+    body = {"error": str(e)}
+    if e.parameter:
+        body["parameter"] = e.parameter
+    owner.core.counters["simplestats.http.errors"] += 1
+    return _json_answer(request, e.status, body)
+
+
+def _query_error(owner, request, failure):
+    """
+    A L{QueryError} of the query layer: a 400 naming the parameter (and the
+    resolutions that can answer, when it was the resolution).
+    """
+    e = failure.value
+    owner.core.counters["simplestats.http.errors"] += 1
+    body = {"error": str(e), "parameter": e.parameter}
+    if getattr(e, "usable", None) is not None:
+        body["usable"] = e.usable
+    return _json_answer(request, 400, body)
+
+
+def answer_api_errors(app):
+    """
+    Register on the Klein C{app} (of a class whose instances have C{core})
+    the JSON answers of L{ApiError} and L{QueryError}, before
+    L{answer_errors_as_json}'s.
+    """
+    app.handle_errors(ApiError)(_api_error)
+    app.handle_errors(QueryError)(_query_error)
 
 
 def answer_errors_as_json(app):
