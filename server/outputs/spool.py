@@ -29,6 +29,8 @@ from collections import deque
 
 from twisted.logger import Logger
 
+from server.durability.datadir import fsync_directory
+
 FORMAT = "simplestats-forward-queue"
 VERSION = 1
 POSITION = "position"
@@ -378,8 +380,4 @@ def write_position(directory, delivered):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_directory(directory)
